@@ -1,0 +1,307 @@
+"""Cell: the thespian actor that hosts one incarnation of an ``Actor`` behaviour.
+
+Thespian retries a message whose handler raised (re-running its side effects) and then
+bounces a ``PoisonMessage`` to the sender while the actor lives on. The cell therefore
+catches everything itself and turns it into a failure report to the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from thespian.actors import Actor as ThespianActor
+from thespian.actors import ActorExitRequest
+
+from actors.errors import ActorStopped, InjectedCrash
+from actors.messages import (
+    SYSTEM_TYPES,
+    ChildExited,
+    ChildFailed,
+    CrashRequest,
+    EffectDone,
+    Envelope,
+    Init,
+    Kill,
+    StopRequest,
+    TimerFired,
+)
+from actors.registry import ActorRecord, Failure
+
+if TYPE_CHECKING:
+    from actors.actor import Actor, ErrorCallback, ResultCallback
+    from actors.loop import Runtime
+
+log = logging.getLogger("actors")
+
+
+class Cell(ThespianActor):
+    """One actor incarnation. Created by the runtime or a supervisor, then sent ``Init``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runtime: Runtime
+        self.actor_id = ""
+        self.behavior: Actor | None = None
+        self.record: ActorRecord | None = None
+        self.parent_id: str | None = None
+        self.incarnation = 0
+        self.alive = False
+        self._reply: asyncio.Future[Any] | None = None
+        self._effects: dict[int, tuple[asyncio.Task[Any], Any, Any]] = {}
+        self._timers: dict[int, tuple[Any, Any, float, bool]] = {}
+        self._next_id = 0
+
+    # -- dispatch -------------------------------------------------------------------------
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # thespian calls this name
+        cls = message.__class__
+        if cls in SYSTEM_TYPES:
+            self._system(message)
+        elif not self.alive:
+            if isinstance(message, ActorExitRequest):
+                return
+            if self.record is not None or self.behavior is not None:
+                self.runtime.dead_letters += 1
+        elif isinstance(message, ActorExitRequest):
+            self._cleanup()  # thespian removes the actor after this returns
+            self._exit(False, "exit requested")
+        elif cls.__module__ == "thespian.actors":
+            return  # ChildActorExited and friends: supervisors track children themselves
+        else:
+            record = self.record
+            assert record is not None and self.behavior is not None
+            record.messages += 1
+            try:
+                self.behavior.receive(message)
+            except Exception as error:
+                self._fail(error)
+
+    def _system(self, message: Any) -> None:
+        cls = message.__class__
+        if cls is Init:
+            self._init(message)
+        elif cls is Kill:
+            self._cleanup()
+            self._exit(False, message.reason)
+        elif not self.alive:
+            if cls is Envelope and not message.future.done():
+                message.future.set_exception(ActorStopped(self.actor_id))
+            else:
+                self.runtime.dead_letters += 1
+        elif cls is Envelope:
+            self._ask(message)
+        elif cls is EffectDone:
+            self._effect_done(message)
+        elif cls is TimerFired:
+            self._timer_fired(message)
+        elif cls is StopRequest:
+            self._stop_requested(message.reason)
+        elif cls is CrashRequest:
+            self._fail(InjectedCrash(message.reason))
+
+    def _init(self, init: Init) -> None:
+        self.runtime = init.runtime
+        self.actor_id = init.actor_id
+        self.parent_id = init.parent_id
+        self.incarnation = init.incarnation
+        record = ActorRecord(init.actor_id, init.kind, init.parent_id, cell=self)
+        record.address = self.myAddress
+        self.record = record
+        self.runtime.registry.add(record)
+        self.alive = True
+        try:
+            behavior = init.factory()
+            behavior._cell = self
+            self.behavior = behavior
+            if not init.kind:
+                record.kind = behavior.kind or type(behavior).__name__
+            behavior.on_start()
+        except Exception as error:
+            self._fail(error)
+            return
+        if self.alive and record.state == "starting":
+            record.state = "running"
+
+    def _ask(self, envelope: Envelope) -> None:
+        assert self.record is not None and self.behavior is not None
+        self.record.messages += 1
+        self._reply = future = envelope.future
+        try:
+            result = self.behavior.receive(envelope.message)
+        except Exception as error:
+            if not future.done():
+                future.set_exception(error)
+            self._fail(error)
+        else:
+            if self._reply is not None and not future.done():
+                future.set_result(result)
+        finally:
+            self._reply = None
+
+    # -- replies -----------------------------------------------------------------------
+    def reply_now(self, value: Any) -> None:
+        future, self._reply = self._reply, None
+        if future is not None and not future.done():
+            future.set_result(value)
+
+    def defer_reply(self) -> Any:
+        from actors.actor import Reply
+
+        future, self._reply = self._reply, None
+        return None if future is None else Reply(future)
+
+    # -- sending -----------------------------------------------------------------------
+    def send_to(self, actor_id: str, message: Any) -> None:
+        record = self.runtime.registry.get(actor_id)
+        if record is None:
+            self.runtime.dead_letters += 1
+            return
+        self.send(record.address, message)
+
+    # -- effects ---------------------------------------------------------------------------
+    def start_effect(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        on_result: ResultCallback | None,
+        on_error: ErrorCallback | None,
+    ) -> asyncio.Task[Any]:
+        self._next_id += 1
+        effect_id = self._next_id
+        task = self.runtime.loop.create_task(coro)
+        self._effects[effect_id] = (task, on_result, on_error)
+        task.add_done_callback(lambda t: self._effect_finished(effect_id, t))
+        return task
+
+    def _effect_finished(self, effect_id: int, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or not self.alive or effect_id not in self._effects:
+            return
+        error = task.exception()
+        result = None if error is not None else task.result()
+        self.runtime.post(self, EffectDone(effect_id, result, error))
+
+    def _effect_done(self, done: EffectDone) -> None:
+        entry = self._effects.pop(done.effect_id, None)
+        if entry is None:
+            return
+        _, on_result, on_error = entry
+        assert self.record is not None
+        self.record.messages += 1
+        try:
+            if done.error is not None:
+                if on_error is None:
+                    raise done.error
+                on_error(done.error)
+            elif on_result is not None:
+                on_result(done.result)
+        except Exception as error:
+            self._fail(error)
+
+    # -- timers ------------------------------------------------------------------------------
+    def start_timer(self, delay: float, message: Any, repeat: bool) -> int:
+        self._next_id += 1
+        timer_id = self._next_id
+        handle = self.runtime.clock.call_later(delay, self._timer_due, timer_id)
+        self._timers[timer_id] = (handle, message, delay, repeat)
+        return timer_id
+
+    def _timer_due(self, timer_id: int) -> None:
+        entry = self._timers.get(timer_id)
+        if entry is not None and self.alive:
+            self.runtime.post(self, TimerFired(timer_id, entry[1]))
+
+    def _timer_fired(self, fired: TimerFired) -> None:
+        entry = self._timers.get(fired.timer_id)
+        if entry is None:
+            return
+        _, message, delay, repeat = entry
+        if repeat:
+            handle = self.runtime.clock.call_later(delay, self._timer_due, fired.timer_id)
+            self._timers[fired.timer_id] = (handle, message, delay, repeat)
+        else:
+            del self._timers[fired.timer_id]
+        assert self.record is not None and self.behavior is not None
+        self.record.messages += 1
+        try:
+            self.behavior.receive(message)
+        except Exception as error:
+            self._fail(error)
+
+    def cancel_timer(self, timer_id: int) -> None:
+        entry = self._timers.pop(timer_id, None)
+        if entry is not None:
+            entry[0].cancel()
+
+    def timer_active(self, timer_id: int) -> bool:
+        return timer_id in self._timers
+
+    # -- endings ------------------------------------------------------------------------------
+    def _stop_requested(self, reason: str) -> None:
+        assert self.record is not None and self.behavior is not None
+        self.record.state = "stopping"
+        try:
+            stop_now = self.behavior.on_stop_requested(reason)
+        except Exception as error:
+            self._fail(error)
+            return
+        if stop_now:
+            self.stop_normally(reason)
+
+    def stop_normally(self, reason: str) -> None:
+        """Run ``on_stop`` and exit; the supervisor learns of a normal exit."""
+        if not self.alive:
+            return
+        assert self.behavior is not None
+        self._cleanup()
+        try:
+            self.behavior.on_stop()
+        except Exception:
+            log.exception("actor %s: on_stop raised", self.actor_id)
+        self._exit(True, reason)
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.alive:
+            return
+        tb = "".join(traceback.format_exception(error))
+        assert self.record is not None and self.behavior is not None
+        self.record.state = "failed"
+        self.runtime.registry.note_failure(self.actor_id, Failure(time.time(), repr(error), tb))
+        self._cleanup()
+        try:
+            self.behavior.on_failure(error)
+        except Exception:
+            log.exception("actor %s: on_failure raised", self.actor_id)
+        self.alive = False  # drop everything until the supervisor kills this incarnation
+        log.warning("actor %s failed: %r", self.actor_id, error)
+        self._notify_parent(ChildFailed(self.actor_id, self.incarnation, error, tb))
+
+    def _cleanup(self) -> None:
+        if self.behavior is not None:
+            self.behavior._release()
+        for task, _, _ in self._effects.values():
+            task.cancel()
+        self._effects.clear()
+        for handle, *_ in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+    def _exit(self, normal: bool, reason: str) -> None:
+        record = self.record
+        was_alive = self.alive
+        self.alive = False
+        if record is not None:
+            if record.state != "failed":
+                record.state = "stopped"
+            self.runtime.registry.remove(self.actor_id, record)
+        if was_alive:  # a failed incarnation has already reported its failure
+            self._notify_parent(ChildExited(self.actor_id, self.incarnation, normal, reason))
+        self.send(self.myAddress, ActorExitRequest())
+
+    def _notify_parent(self, message: ChildFailed | ChildExited) -> None:
+        if self.parent_id is None:
+            self.runtime.root_event(message)
+        else:
+            self.send_to(self.parent_id, message)

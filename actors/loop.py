@@ -1,0 +1,236 @@
+"""Runtime: a thespian ``simpleSystemBase`` ActorSystem driven from the asyncio loop.
+
+``simpleSystemBase`` runs every actor synchronously in the calling thread: ``tell``
+returns once the message and everything it caused have been handled. So the runtime is
+used from the event-loop thread only, and nothing in it ever blocks: I/O runs as effects
+on the loop, time comes from the loop's timers, and ``ask`` resolves an asyncio future.
+
+Error handling:
+    A message sent from inside an actor's handler through ``Runtime.tell`` (rather than
+    ``Actor.tell``) is queued and delivered right after the current dispatch, because
+    re-entering thespian from a handler would reorder its queue. Messages to actors that
+    are gone are dropped and counted in ``dead_letters``. If the root supervisor gives up,
+    ``on_root_failure`` is called with the failure; the runtime keeps serving introspection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from thespian.actors import ActorSystem
+
+from actors.cell import Cell
+from actors.errors import (
+    ActorNotFound,
+    AskTimeout,
+    CrashNotAllowed,
+    RuntimeClosed,
+)
+from actors.messages import ChildExited, ChildFailed, CrashRequest, Envelope, Init, StopRequest
+from actors.ref import ActorRef
+from actors.registry import Registry
+from actors.supervisor import ChildSpec, RestartChild, StartChild, TerminateChild
+
+log = logging.getLogger("actors")
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Where the runtime gets time: the loop in production, ``ManualClock`` in tests."""
+
+    def now(self) -> float: ...
+
+    def call_later(
+        self, delay: float, callback: Callable[..., None], *args: Any
+    ) -> Cancellable: ...
+
+
+class LoopClock:
+    """The event loop's monotonic clock and timers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> Cancellable:
+        return self._loop.call_later(delay, callback, *args)
+
+
+class Runtime:
+    """Hosts one supervision tree. Create it inside a running loop, then ``start(spec)``."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        clock: Clock | None = None,
+        allow_crash: bool = False,
+        on_root_failure: Callable[[ChildFailed | ChildExited], None] | None = None,
+    ) -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self.clock: Clock = clock or LoopClock(self.loop)
+        self.allow_crash = allow_crash
+        self.on_root_failure = on_root_failure
+        self.registry = Registry()
+        self.dead_letters = 0
+        self.root: ActorRef | None = None
+        self.root_down: ChildFailed | ChildExited | None = None
+        self._system: Any = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
+        self._dispatching = False
+        self._backlog: deque[tuple[Any, Any]] = deque()
+        self._root_stopped = asyncio.Event()
+        self._closed = False
+
+    # -- the tree -----------------------------------------------------------------------------
+    def start(self, spec: ChildSpec) -> ActorRef:
+        """Start the root of the tree (usually ``supervisor(...)``); returns its ref."""
+        if self.root is not None:
+            raise RuntimeError("the runtime already has a root")
+        address = self._system.createActor(Cell)
+        self._deliver(address, Init(self, spec.id, spec.kind, None, spec.factory))
+        self.root = ActorRef(self, spec.id)
+        return self.root
+
+    def start_child(self, supervisor_ref: ActorRef | str, spec: ChildSpec) -> ActorRef:
+        """Start a dynamic child under a supervisor (synchronously, from loop code).
+
+        Raises ActorNotFound if the supervisor is gone.
+        """
+        sup_id = supervisor_ref.id if isinstance(supervisor_ref, ActorRef) else supervisor_ref
+        self.tell(sup_id, StartChild(spec))
+        return ActorRef(self, f"{sup_id}/{spec.id}")
+
+    def root_event(self, event: ChildFailed | ChildExited) -> None:
+        """Called by the root cell when it fails or exits."""
+        self.root_down = event
+        self._root_stopped.set()
+        if isinstance(event, ChildFailed):
+            log.error("root supervisor failed: %r", event.error)
+            if self.on_root_failure is not None:
+                self.on_root_failure(event)
+
+    async def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop the whole tree in reverse start order; True if it finished in time.
+
+        Resource handling: after ``timeout`` every remaining actor is killed at once
+        (effects cancelled, no ``on_stop``) and the thespian system is shut down.
+        """
+        if self._closed:
+            return True
+        graceful = True
+        if self.root is not None and self.root.id in self.registry:
+            self.tell(self.root, StopRequest("shutdown"))
+            try:
+                await asyncio.wait_for(self._root_stopped.wait(), timeout)
+            except TimeoutError:
+                graceful = False
+                log.warning("actor tree did not stop within %.1fs; killing the rest", timeout)
+        for actor_id in reversed(self.registry.ids()):
+            record = self.registry.get(actor_id)
+            if record is not None and record.cell is not None:
+                record.cell._cleanup()
+                record.cell.alive = False
+                self.registry.remove(actor_id, record)
+        self._closed = True
+        self._system.shutdown()
+        return graceful
+
+    # -- talking to actors --------------------------------------------------------------------
+    def tell(self, target: ActorRef | str, message: Any) -> None:
+        """Deliver ``message`` to the actor named by ``target``; dropped if it is gone."""
+        record = self.registry.get(target.id if isinstance(target, ActorRef) else target)
+        if record is None:
+            self.dead_letters += 1
+            return
+        self._deliver(record.address, message)
+
+    def post(self, cell: Cell, message: Any) -> None:
+        """Deliver to one specific incarnation (effects and timers use this)."""
+        if cell.alive:
+            self._deliver(cell.myAddress, message)
+
+    async def ask(self, target: ActorRef | str, message: Any, timeout: float = 5.0) -> Any:
+        """Send ``message`` and await the reply without blocking the loop.
+
+        The reply is ``receive``'s return value, or what the actor gives ``reply`` /
+        a deferred ``Reply`` later (for example after an effect completes).
+
+        Raises:
+            ActorNotFound: no live actor has that id.
+            AskTimeout: no reply within ``timeout`` seconds.
+            ActorStopped: the actor stopped before replying.
+            Exception: whatever the handler raised (the actor itself has failed too).
+        """
+        actor_id = target.id if isinstance(target, ActorRef) else target
+        record = self.registry.get(actor_id)
+        if record is None:
+            raise ActorNotFound(actor_id)
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self._deliver(record.address, Envelope(message, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise AskTimeout(f"{actor_id} did not reply within {timeout}s") from None
+
+    def _deliver(self, address: Any, message: Any) -> None:
+        if self._closed:
+            raise RuntimeClosed("the actor runtime is shut down")
+        if self._dispatching:
+            self._backlog.append((address, message))
+            return
+        self._dispatching = True
+        try:
+            self._system.tell(address, message)
+            backlog = self._backlog
+            while backlog:
+                self._system.tell(*backlog.popleft())
+        finally:
+            self._dispatching = False
+
+    # -- introspection and admin actions ------------------------------------------------
+    def tree(self) -> list[dict[str, Any]]:
+        """The live supervision tree as nested dicts (see ``ActorRecord.snapshot``)."""
+        return self.registry.tree()
+
+    def actor(self, actor_id: str) -> dict[str, Any]:
+        record = self.registry.get(actor_id)
+        if record is None:
+            raise ActorNotFound(actor_id)
+        return record.snapshot()
+
+    def stop_actor(self, actor_id: str) -> None:
+        """Stop an actor gracefully; its supervisor drops it instead of restarting it."""
+        record = self.registry.get(actor_id)
+        if record is None:
+            raise ActorNotFound(actor_id)
+        if record.parent is None:
+            self.tell(actor_id, StopRequest("stopped by admin"))
+        else:
+            self.tell(record.parent, TerminateChild(actor_id))
+
+    def restart_actor(self, actor_id: str) -> None:
+        """Stop an actor and start a fresh instance (does not count toward intensity)."""
+        record = self.registry.get(actor_id)
+        if record is None or record.parent is None:
+            raise ActorNotFound(actor_id)
+        self.tell(record.parent, RestartChild(actor_id))
+
+    def crash_actor(self, actor_id: str, reason: str = "crash injected") -> None:
+        """Make an actor fail as if its code raised. Tests and demonstrations only.
+
+        Raises CrashNotAllowed unless the runtime was built with ``allow_crash=True``.
+        """
+        if not self.allow_crash:
+            raise CrashNotAllowed("crash_actor needs Runtime(allow_crash=True)")
+        if actor_id not in self.registry:
+            raise ActorNotFound(actor_id)
+        self.tell(actor_id, CrashRequest(reason))
