@@ -37,6 +37,8 @@ from actors.supervisor import ChildSpec, RestartChild, StartChild, TerminateChil
 
 log = logging.getLogger("actors")
 
+_PRUNE_EVERY = 1024
+
 
 class Cancellable(Protocol):
     def cancel(self) -> None: ...
@@ -89,6 +91,12 @@ class Runtime:
         self._backlog: deque[tuple[Any, Any]] = deque()
         self._root_stopped = asyncio.Event()
         self._closed = False
+        self.exits = 0  # incarnations ended since thespian's registry was last pruned
+
+    @property
+    def closed(self) -> bool:
+        """True once ``shutdown`` has finished; nothing can be told any more."""
+        return self._closed
 
     # -- the tree -----------------------------------------------------------------------------
     def start(self, spec: ChildSpec) -> ActorRef:
@@ -103,11 +111,17 @@ class Runtime:
     def start_child(self, supervisor_ref: ActorRef | str, spec: ChildSpec) -> ActorRef:
         """Start a dynamic child under a supervisor (synchronously, from loop code).
 
-        Raises ActorNotFound if the supervisor is gone.
+        Raises ActorNotFound if the supervisor is gone, ValueError if a child with that id
+        is already running (checked here: raised inside the supervisor, it would fail it).
         """
         sup_id = supervisor_ref.id if isinstance(supervisor_ref, ActorRef) else supervisor_ref
+        child_id = f"{sup_id}/{spec.id}"
+        if sup_id not in self.registry:
+            raise ActorNotFound(sup_id)
+        if child_id in self.registry:
+            raise ValueError(f"child {child_id!r} is already running")
         self.tell(sup_id, StartChild(spec))
-        return ActorRef(self, f"{sup_id}/{spec.id}")
+        return ActorRef(self, child_id)
 
     def root_event(self, event: ChildFailed | ChildExited) -> None:
         """Called by the root cell when it fails or exits."""
@@ -193,8 +207,24 @@ class Runtime:
             backlog = self._backlog
             while backlog:
                 self._system.tell(*backlog.popleft())
+            if self.exits >= _PRUNE_EVERY:
+                self._prune_dead_addresses()
         finally:
             self._dispatching = False
+
+    def _prune_dead_addresses(self) -> None:
+        """Drop thespian's registry entries of dead actors.
+
+        simpleSystemBase never deletes an ended actor's entry; it sets it to None, so its
+        registry grows by one entry per actor ever created (every restart, every
+        connection). A missing entry and a None one mean the same to thespian (the message
+        is dropped), so deleting them is safe between dispatches. Amortised: one sweep per
+        ``_PRUNE_EVERY`` ended incarnations.
+        """
+        self.exits = 0
+        registry = self._system._systemBase.actorRegistry
+        for key in [key for key, ref in registry.items() if ref is None]:
+            del registry[key]
 
     # -- introspection and admin actions ------------------------------------------------
     def tree(self) -> list[dict[str, Any]]:

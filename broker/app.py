@@ -1,0 +1,181 @@
+"""The aiohttp application: standalone (``chorus serve``) or mounted in your own app.
+
+```python
+from aiohttp import web
+from broker import Chorus, load_config
+
+chorus = Chorus(load_config("chorus.yaml"))
+
+@chorus.rpc("echo")
+async def echo(ctx, data: bytes) -> bytes:
+    return data
+
+app = web.Application()
+app.add_subapp("/realtime", chorus.create_app())   # or web.run_app(chorus.create_app())
+```
+The node (actor tree, engine, shards) lives in the app's ``cleanup_ctx``: it starts with
+the app and, on shutdown, drains — clients are told to reconnect elsewhere (3001
+shutdown), outboxes flush, the tree stops in reverse order, then the engine closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from actors import Runtime
+from broker.config import Config, load_config
+from broker.connection.actor import Disconnect
+from broker.engine.base import Engine
+from broker.node import CONNECTIONS_ID, Node
+from broker.protocol import codes
+from broker.transport.http_api import api_handler
+from broker.transport.keys import NODE, ChorusState
+from broker.transport.ws import websocket_handler
+from broker.tree import node_tree
+
+log = logging.getLogger("chorus")
+
+RpcFunction = Callable[[dict[str, Any], bytes], Awaitable[Any]]
+
+
+def make_engine(config: Config) -> Engine:
+    if config.engine.type == "redis":
+        from broker.engine import redis as redis_engine  # type: ignore[attr-defined]
+
+        return redis_engine.RedisEngine.from_config(config)  # type: ignore[no-any-return]
+    from broker.engine.memory import MemoryEngine
+
+    return MemoryEngine(history_meta_ttl=config.channel.history_meta_ttl)
+
+
+class Chorus:
+    """A broker instance: register RPC and message handlers, then create its app."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.state = ChorusState(config if config is not None else load_config())
+
+    @property
+    def config(self) -> Config:
+        return self.state.config
+
+    @property
+    def node(self) -> Node:
+        """The running node (after the app started)."""
+        return self.state.node
+
+    def rpc(self, method: str) -> Callable[[RpcFunction], RpcFunction]:
+        """Register ``async def handler(ctx, data: bytes) -> bytes`` for client RPC ``method``.
+
+        ``ctx`` has the caller's ``user``, ``client`` and ``info``. The handler runs as an
+        effect of the connection actor; an exception answers the client with error 100.
+        """
+
+        def register(handler: RpcFunction) -> RpcFunction:
+            self.state.rpc_handlers[method] = handler
+            return handler
+
+        return register
+
+    def on_message(self, handler: Callable[[str, str, bytes], None]) -> None:
+        """Call ``handler(user, client, data)`` for every client ``send`` command."""
+        self.state.message_handlers.append(handler)
+
+    async def publish(self, channel: str, data: bytes) -> tuple[int, str]:
+        """Publish from Python; returns (offset, epoch) once the engine has it."""
+        _, position = await self.node.publish(channel, data)
+        return position.offset, position.epoch
+
+    def create_app(self) -> web.Application:
+        app = web.Application(client_max_size=max(1 << 20, self.config.websocket.message_size_limit))
+        app[NODE] = self.state
+        app.cleanup_ctx.append(_node_context)
+        app.router.add_get("/connection/websocket", websocket_handler)
+        app.router.add_post("/api/{method}", api_handler)
+        app.router.add_get("/health", _health)
+        app.router.add_get("/ready", _ready)
+        return app
+
+
+def create_app(config: Config | None = None) -> web.Application:
+    """An aiohttp application serving Chorus with ``config`` (default: from the env)."""
+    return Chorus(config).create_app()
+
+
+async def _node_context(app: web.Application) -> AsyncIterator[None]:
+    state = app[NODE]
+    config = state.config
+    engine = make_engine(config)
+    await engine.start()
+    runtime = Runtime(allow_crash=config.admin.allow_crash_actor,
+                      on_root_failure=lambda event: log.critical("actor tree failed: %r", event))
+    name = config.chorus.node_name or socket.gethostname()
+    node = Node(config, runtime, engine, name)
+    node.rpc_handlers.update(state.rpc_handlers)
+    node.message_handlers.extend(state.message_handlers)
+    runtime.start(node_tree(node))
+    state._node = node
+    log.info("chorus node %s up: engine=%s shards=%d", name, engine.name, node.shard_count)
+    try:
+        yield
+    finally:
+        await _drain(node, config.chorus.shutdown_timeout)
+        state._node = None
+        await engine.close()
+
+
+async def _drain(node: Node, timeout: float) -> None:
+    """Tell every client to reconnect elsewhere, let outboxes flush, stop the tree."""
+    node.draining = True
+    count = len(node.connections)
+    for client_id in list(node.connections):
+        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Disconnect(codes.DISCONNECT_SHUTDOWN))
+    await node.drain_tasks(timeout / 2)
+    graceful = await node.runtime.shutdown(timeout / 2)
+    log.info("chorus drained: %d connections told to reconnect; tree stopped %s", count,
+             "in order" if graceful else "by force after the deadline")
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    state = request.app[NODE]
+    node = state._node
+    ready = node is not None and not node.draining and node.runtime.root_down is None
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
+def run_server(config: Config) -> None:
+    """Serve Chorus on uvloop until SIGINT/SIGTERM, then drain gracefully."""
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without
+        log.warning("uvloop not available; using the default asyncio loop")
+    ssl_context = None
+    tls = config.http_server.tls
+    if tls.enabled:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(tls.cert_pem_file, tls.key_pem_file)
+    web.run_app(create_app(config), host=config.http_server.address or None,
+                port=config.http_server.port, ssl_context=ssl_context, access_log=None,
+                shutdown_timeout=config.chorus.shutdown_timeout, print=_announce(config))
+
+
+def _announce(config: Config) -> Callable[[str], None]:
+    def announce(message: str) -> None:
+        scheme = "https" if config.http_server.tls.enabled else "http"
+        host = config.http_server.address or "0.0.0.0"
+        log.info("serving on %s://%s:%d (WebSocket: /connection/websocket, API: /api/<method>)",
+                 scheme, host, config.http_server.port)
+
+    return announce

@@ -1,0 +1,284 @@
+"""Connection actor: one per WebSocket, the client's session on this node.
+
+The WebSocket reader (``broker.transport.ws``) turns each incoming message into a
+``Frame`` told to this actor; replies and pushes leave through the connection's
+``Outbox``. Commands that need I/O (history, presence, RPC, engine publishes) run as
+effects and answer when their result comes back.
+
+Failure policy: connection actors are *temporary* children of the connection
+supervisor — a crashed session is not rebuilt (the client reconnects, and recovers from
+its last offset). Whether it stops or fails, the actor unsubscribes from its shards, drops
+its presence and closes its socket (3004 "internal server error" after a failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from actors import Actor
+from broker.connection.commands import CommandHandlers
+from broker.connection.outbox import Outbox
+from broker.connection.state import Denied, Phase, Session, TokenBucket
+from broker.protocol import ProtocolError, codes
+from broker.shard.actor import Unsubscribe
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from broker.node import Node
+    from broker.protocol import Codec
+
+log = logging.getLogger("chorus.connection")
+
+STALE_CLOSE_DELAY = 10.0  # seconds a socket may stay open without a connect command
+
+
+@dataclass(slots=True)
+class Frame:
+    """One WebSocket message from the client."""
+
+    data: bytes
+
+
+@dataclass(slots=True)
+class SocketClosed:
+    """The client's side of the socket is gone."""
+
+    code: int | None = None
+
+
+@dataclass(slots=True)
+class Disconnect:
+    """Close this connection with a protocol disconnect code (admin, node, limits)."""
+
+    code: codes.DisconnectCode
+
+
+@dataclass(slots=True)
+class _Tick:
+    """Server ping time."""
+
+
+@dataclass(slots=True)
+class _PongDue:
+    pass
+
+
+@dataclass(slots=True)
+class _Expired:
+    pass
+
+
+class ConnectionActor(CommandHandlers, Actor):
+    kind = "connection"
+
+    def __init__(self, node: Node, ws: web.WebSocketResponse, transport: asyncio.BaseTransport,
+                 codec: Codec, remote: str, client_id: str) -> None:
+        self.node = node
+        self.config = node.config
+        self.ws = ws
+        self.codec = codec
+        self.remote = remote
+        self.session = Session(client_id)
+        self.connected_at = time.time()
+        self.outbox = Outbox(
+            transport,
+            node.scheduler,
+            binary=codec.binary,
+            join=codec.join,
+            max_bytes=self.config.client.queue_max_size,
+            on_overflow=self._slow,
+        )
+        limit = self.config.client.command_rate_limit
+        self.bucket = (TokenBucket(limit.rate_per_second, limit.burst, time.monotonic())
+                       if limit.enabled else None)
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.last_error = ""
+        self._pong_timer: Any = None
+        self._closing = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def on_start(self) -> None:
+        self.node.connection_opened(self)
+        self.start_timer(STALE_CLOSE_DELAY, _Expired())  # replaced once connected
+
+    def on_stop(self) -> None:
+        self._release_session()
+
+    def on_failure(self, error: BaseException) -> None:
+        self.last_error = repr(error)
+        self._close_socket(codes.DISCONNECT_SERVER_ERROR)
+        self._release_session()
+
+    def _release_session(self) -> None:
+        session = self.session
+        if session.phase is Phase.CLOSED:
+            return
+        was_connected = session.phase is Phase.CONNECTED
+        session.phase = Phase.CLOSED
+        self.outbox.close()
+        for channel in list(session.subs):
+            self._drop_subscription(channel, send_leave=was_connected)
+        self.node.connection_closed(self)
+        if not self._closing:
+            self._close_socket(None)
+
+    # -- messages -------------------------------------------------------------------------
+    def receive(self, message: Any) -> Any:
+        kind = type(message)
+        if kind is Frame:
+            self._on_frame(message.data)
+        elif kind is SocketClosed:
+            self.stop()
+        elif kind is Disconnect:
+            self.disconnect(message.code)
+        elif kind is _Tick:
+            self._send_ping()
+        elif kind is _PongDue:
+            self.disconnect(codes.DISCONNECT_NO_PONG)
+        elif kind is _Expired:
+            self._expired()
+        else:
+            return self.handle_internal(message)
+        return None
+
+    def _on_frame(self, data: bytes) -> None:
+        self.frames_in += 1
+        self.bytes_in += len(data)
+        try:
+            commands = self.codec.decode_commands(data)
+        except ProtocolError as error:
+            self.last_error = f"bad frame: {error}"
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        for command in commands:
+            if self.session.phase is Phase.CLOSED or self._closing:
+                return
+            if self.bucket is not None and not self.bucket.take(time.monotonic()):
+                self.disconnect(codes.DISCONNECT_TOO_MANY_REQUESTS)
+                return
+            self._dispatch(command)
+
+    def _dispatch(self, command: dict[str, Any]) -> None:
+        cmd_id = command.get("id", 0)
+        method = next((key for key in command if key != "id"), None)
+        if method is None:
+            self._pong()
+            return
+        if self.session.phase is not Phase.CONNECTED and method != "connect":
+            self.last_error = f"{method} before connect"
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        handler = self.HANDLERS.get(method)
+        if handler is None or (not cmd_id and method not in ("send",)):
+            if not cmd_id:
+                self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            else:
+                self.reply_error(cmd_id, codes.ERROR_METHOD_NOT_FOUND)
+            return
+        params = command[method]
+        try:
+            handler(self, cmd_id, params if isinstance(params, dict) else {})
+        except Denied as denied:
+            self.reply_error(cmd_id, denied.error)
+        self.node.count_command(method)
+
+    # -- writing ----------------------------------------------------------------------------
+    def write(self, reply: dict[str, Any]) -> None:
+        self.outbox.push(self.codec.encode_reply(reply))
+
+    def answer(self, cmd_id: int, method: str, result: dict[str, Any]) -> None:
+        self.outbox.push(self.codec.encode_reply({"id": cmd_id, method: result}))
+
+    def reply_error(self, cmd_id: int, error: codes.ErrorCode) -> None:
+        self.outbox.push(self.codec.encode_reply(error.to_reply(cmd_id)))
+
+    # -- pings and expiry ---------------------------------------------------------------------
+    def start_pinging(self) -> None:
+        interval = self.config.client.ping_interval
+        if interval > 0:
+            self.start_timer(interval, _Tick(), repeat=True)
+
+    def _send_ping(self) -> None:
+        self.outbox.push(self.codec.encode_reply({}))
+        timeout = self.config.client.pong_timeout
+        if timeout > 0 and self._pong_timer is None:
+            self._pong_timer = self.start_timer(timeout, _PongDue())
+
+    def _pong(self) -> None:
+        if self._pong_timer is not None:
+            self._pong_timer.cancel()
+            self._pong_timer = None
+
+    def schedule_expiry(self) -> None:
+        expire_at = self.session.expire_at
+        if expire_at:
+            delay = max(0.0, expire_at - time.time()) + self.config.client.expired_close_delay
+            self._expiry_timer = self.start_timer(delay, _Expired())
+
+    def _expired(self) -> None:
+        session = self.session
+        if session.phase is Phase.NEW:
+            self.disconnect(codes.DISCONNECT_STALE)
+        elif session.expire_at and session.expire_at <= time.time():
+            self.disconnect(codes.DISCONNECT_EXPIRED)
+
+    # -- endings -------------------------------------------------------------------------------
+    def disconnect(self, code: codes.DisconnectCode) -> None:
+        """Flush what is queued, close the socket with ``code``, and stop."""
+        if self._closing:
+            return
+        self.outbox.flush()
+        self._close_socket(code)
+        self.stop()
+
+    def _slow(self) -> None:
+        self.last_error = "slow consumer: outbox over client.queue_max_size"
+        self.node.count_slow_consumer()
+        self._close_socket(codes.DISCONNECT_SLOW)
+        self.runtime.tell(self.ref, SocketClosed())
+
+    def _close_socket(self, code: codes.DisconnectCode | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        close_code = code.code if code is not None else 3000
+        reason = (code.reason if code is not None else "connection closed").encode()
+        self.node.spawn(self.ws.close(code=close_code, message=reason))
+
+    def _drop_subscription(self, channel: str, send_leave: bool) -> None:
+        sub = self.session.subs.pop(channel, None)
+        if sub is None:
+            return
+        self.node.tell_shard(channel, Unsubscribe(channel, self.session.client_id))
+        if sub.options.presence:
+            self.node.spawn(self.node.engine.remove_presence(
+                channel, self.session.client_id, self.session.user))
+        if send_leave and sub.options.join_leave and sub.active:
+            self.node.join_leave(channel, self.client_info(sub), join=False)
+
+    def health(self) -> dict[str, Any]:
+        """Per-connection health for the admin API and ``get_connection_health``."""
+        stats = self.outbox.stats
+        return {
+            "client": self.session.client_id,
+            "user": self.session.user,
+            "remote": self.remote,
+            "transport": "websocket",
+            "protocol": self.codec.name,
+            "connected_at": self.connected_at,
+            "subscriptions": sorted(self.session.subs),
+            "messages_in": self.frames_in,
+            "bytes_in": self.bytes_in,
+            "messages_out": stats.frames,
+            "bytes_out": stats.bytes,
+            "writes_out": stats.writes,
+            "outbox_bytes": self.outbox.pending_bytes,
+            "outbox_peak": stats.peak_pending,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,165 @@
+"""A client session's state and the rules that judge its commands — no I/O, no loop.
+
+The connection actor is a shell that feeds commands in and carries decisions out; what
+a client may do (subscribe, publish, read presence or history) is decided here, so it is
+tested without sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from broker.config import ChannelOptions, Config
+from broker.protocol import codes
+
+
+class Phase(Enum):
+    NEW = "new"  # socket open, no connect command yet
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class Subscription:
+    channel: str
+    options: ChannelOptions
+    info: bytes | None = None
+    expire_at: int | None = None  # unix seconds, from a subscription token
+    recoverable: bool = False
+    server_side: bool = False
+    active: bool = False  # the subscribe reply was written; publications flow
+
+
+@dataclass(slots=True)
+class Session:
+    """Who the client is once connected, and what it is subscribed to."""
+
+    client_id: str
+    phase: Phase = Phase.NEW
+    user: str = ""
+    info: bytes | None = None
+    expire_at: int | None = None  # unix seconds; None = never
+    name: str = ""
+    version: str = ""
+    subs: dict[str, Subscription] = field(default_factory=dict)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user == ""
+
+
+class TokenBucket:
+    """Classic token bucket: ``rate`` tokens per second, at most ``burst`` banked."""
+
+    __slots__ = ("_stamp", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._stamp = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens if there are enough; False means over the limit."""
+        elapsed = now - self._stamp
+        if elapsed > 0:
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+            self._stamp = now
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return True
+        return False
+
+
+class Denied(Exception):
+    """A command is refused with ``error``, the protocol error to answer with."""
+
+    def __init__(self, error: codes.ErrorCode) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def is_private(config: Config, channel: str) -> bool:
+    return channel.startswith(config.channel.private_prefix)
+
+
+def user_limited_allows(config: Config, channel: str, user: str) -> bool | None:
+    """For a ``#``-channel: whether ``user`` is one of its users; None if not one."""
+    boundary = config.channel.user_boundary
+    if boundary not in channel:
+        return None
+    users = channel.rsplit(boundary, 1)[1].split(config.channel.user_separator)
+    return user != "" and user in users
+
+
+def options_for(config: Config, channel: str) -> ChannelOptions:
+    """Channel options, or Denied(codes.ERROR_UNKNOWN_CHANNEL) for a bad name or namespace."""
+    if not channel or len(channel) > config.channel.max_length:
+        raise Denied(codes.ERROR_BAD_REQUEST if not channel else codes.ERROR_LIMIT_EXCEEDED)
+    options = config.channel_options(channel)
+    if options is None:
+        raise Denied(codes.ERROR_UNKNOWN_CHANNEL)
+    return options
+
+
+def check_subscribe(
+    config: Config, session: Session, channel: str, options: ChannelOptions, has_token: bool
+) -> None:
+    """Raise Denied unless ``session`` may subscribe to ``channel`` (token checked apart).
+
+    Rules (Centrifugo v6): a subscription token always suffices; a private (``$``)
+    channel needs one; a user-limited ``#`` channel admits its listed users when the
+    namespace allows it; otherwise ``allow_subscribe_for_client`` (and for anonymous
+    users also ``allow_subscribe_for_anonymous``); ``client.insecure`` allows everything.
+    """
+    if channel in session.subs:
+        raise Denied(codes.ERROR_ALREADY_SUBSCRIBED)
+    limit = config.client.channel_limit
+    if limit and len(session.subs) >= limit:
+        raise Denied(codes.ERROR_LIMIT_EXCEEDED)
+    if has_token or config.client.insecure:
+        return
+    if is_private(config, channel):
+        raise Denied(codes.ERROR_PERMISSION_DENIED)
+    limited = user_limited_allows(config, channel, session.user)
+    if limited is not None and options.allow_user_limited_channels:
+        if limited:
+            return
+        raise Denied(codes.ERROR_PERMISSION_DENIED)
+    if session.anonymous and not options.allow_subscribe_for_anonymous:
+        raise Denied(codes.ERROR_PERMISSION_DENIED)
+    if not options.allow_subscribe_for_client:
+        raise Denied(codes.ERROR_PERMISSION_DENIED)
+
+
+def _allowed(
+    config: Config, session: Session, channel: str, for_subscriber: bool, for_client: bool,
+    for_anonymous: bool,
+) -> None:
+    if config.client.insecure:
+        return
+    if for_subscriber and channel in session.subs:
+        return
+    if for_client and (not session.anonymous or for_anonymous):
+        return
+    raise Denied(codes.ERROR_PERMISSION_DENIED)
+
+
+def check_publish(config: Config, session: Session, channel: str, o: ChannelOptions) -> None:
+    _allowed(config, session, channel, o.allow_publish_for_subscriber,
+             o.allow_publish_for_client, o.allow_publish_for_anonymous)
+
+
+def check_presence(config: Config, session: Session, channel: str, o: ChannelOptions) -> None:
+    if not o.presence:
+        raise Denied(codes.ERROR_NOT_AVAILABLE)
+    _allowed(config, session, channel, o.allow_presence_for_subscriber,
+             o.allow_presence_for_client, o.allow_presence_for_anonymous)
+
+
+def check_history(config: Config, session: Session, channel: str, o: ChannelOptions) -> None:
+    if o.history_size <= 0 or o.history_ttl <= 0:
+        raise Denied(codes.ERROR_NOT_AVAILABLE)
+    _allowed(config, session, channel, o.allow_history_for_subscriber,
+             o.allow_history_for_client, o.allow_history_for_anonymous)

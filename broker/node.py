@@ -1,0 +1,231 @@
+"""Node: what every actor of this process shares — config, engine, shards, connections.
+
+The node is not an actor; it is the small, synchronous directory the actors consult
+(which shard owns a channel, which connections a user has) plus the few coroutines that
+actors run as effects (publish, history, recovery). It never holds a lock and never
+blocks: everything runs on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from actors import Runtime
+from broker.auth import TokenVerifier
+from broker.config import ChannelOptions, Config
+from broker.connection.outbox import FlushScheduler
+from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
+from broker.protocol import codes
+from broker.shard.actor import Deliver, DeliverJoinLeave
+from broker.types import ClientInfo, Publication, StreamPosition
+from broker.wire import publication_dict
+
+if TYPE_CHECKING:
+    from broker.connection.actor import ConnectionActor
+
+log = logging.getLogger("chorus.node")
+
+RpcHandler = Callable[[dict[str, Any], bytes], Awaitable[Any]]
+MessageHandler = Callable[[str, str, bytes], None]
+
+SHARDS_ID = "chorus/shards"
+CONNECTIONS_ID = "chorus/connections"
+
+
+class Node:
+    def __init__(self, config: Config, runtime: Runtime, engine: Engine, name: str) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.engine = engine
+        self.name = name
+        self.started_at = time.time()
+        self.scheduler = FlushScheduler(runtime.loop)
+        self.verifier = TokenVerifier(config.client.token, config.client.subscription_token)
+        self.shard_count = config.chorus.shard_count
+        self.shard_ids = [f"{SHARDS_ID}/shard-{i}" for i in range(self.shard_count)]
+        self.connections: dict[str, ConnectionActor] = {}
+        self.users: dict[str, set[str]] = {}
+        self.rpc_handlers: dict[str, RpcHandler] = {}
+        self.message_handlers: list[MessageHandler] = []
+        self.draining = False
+        self.loop_lag = 0.0
+        self.deliveries = 0
+        self.publications = 0
+        self.slow_consumers = 0
+        self.commands: Counter[str] = Counter()
+        self._started_shards: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        engine.set_handlers(self._remote_publication, self._remote_control,
+                            self._remote_join, self._remote_leave)
+
+    # -- shards ---------------------------------------------------------------------------
+    def shard_of(self, channel: str) -> int:
+        return zlib.crc32(channel.encode()) % self.shard_count
+
+    def tell_shard(self, channel: str, message: Any) -> None:
+        self.runtime.tell(self.shard_ids[zlib.crc32(channel.encode()) % self.shard_count],
+                          message)
+
+    def shard_started(self, index: int) -> None:
+        """A shard (re)started empty; after a restart every connection re-registers."""
+        if index in self._started_shards:
+            log.warning("shard %d restarted: connections re-register their channels", index)
+            from broker.connection.commands import Resubscribe
+
+            for client_id in list(self.connections):
+                self.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Resubscribe(index))
+        self._started_shards.add(index)
+
+    # -- publishing -------------------------------------------------------------------------
+    def options(self, channel: str) -> ChannelOptions:
+        return self.config.channel_options(channel) or self.config.channel.without_namespace
+
+    async def publish(self, channel: str, data: bytes, *, info: ClientInfo | None = None,
+                      tags: dict[str, str] | None = None,
+                      idempotency_key: str | None = None,
+                      skip_history: bool = False) -> tuple[Publication, StreamPosition]:
+        """Store (when the channel keeps history) and fan out; returns once stored.
+
+        Error handling: an engine failure raises before anything is delivered, so a
+        publication is acknowledged only once the engine has it.
+        """
+        options = self.options(channel)
+        size = 0 if skip_history else options.history_size
+        outcome = await self.engine.publish(
+            channel, data, info=info, tags=tags, history_size=size,
+            history_ttl=options.history_ttl if size else 0.0,
+            idempotency_key=idempotency_key, idempotent_ttl=300.0 if idempotency_key else 0.0)
+        pub, position = outcome
+        if not isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
+            self.publications += 1
+            self.tell_shard(channel, Deliver(channel, pub))
+        return pub, position
+
+    def join_leave(self, channel: str, info: ClientInfo, *, join: bool) -> None:
+        self.tell_shard(channel, DeliverJoinLeave(channel, info, join))
+        engine = self.engine
+        self.spawn(engine.publish_join(channel, info) if join
+                   else engine.publish_leave(channel, info))
+
+    async def recover(self, channel: str, since: StreamPosition | None, limit: int,
+                      options: ChannelOptions) -> tuple[list[Publication], StreamPosition, bool]:
+        """Publications after ``since`` (at most ``limit``) and whether they close the gap."""
+        if since is None:
+            _, top = await self.engine.history(channel, limit=0,
+                                               history_ttl=options.history_ttl)
+            return [], top, False
+        try:
+            pubs, top = await self.engine.history(channel, since=since, limit=limit + 1,
+                                                  history_ttl=options.history_ttl)
+        except UnrecoverablePosition:
+            _, top = await self.engine.history(channel, limit=0,
+                                               history_ttl=options.history_ttl)
+            return [], top, False
+        if len(pubs) > limit:
+            return [], top, False
+        return pubs, top, True
+
+    async def history(self, channel: str, options: ChannelOptions, *, limit: int,
+                      since: dict[str, Any] | None, reverse: bool) -> dict[str, Any]:
+        cap = self.config.client.history_max_publication_limit
+        if limit < 0 or limit > cap:
+            limit = cap
+        position = None
+        if since is not None:
+            position = StreamPosition(int(since.get("offset", 0)), str(since.get("epoch", "")))
+        pubs, top = await self.engine.history(channel, since=position, limit=limit,
+                                              reverse=reverse, history_ttl=options.history_ttl)
+        return {"publications": [publication_dict(p) for p in pubs],
+                "offset": top.offset, "epoch": top.epoch}
+
+    # -- connections ---------------------------------------------------------------------------
+    def admit(self, user: str) -> codes.DisconnectCode | None:
+        """A disconnect code if one more connection of ``user`` is over a limit."""
+        limits = self.config.client
+        if limits.connection_limit and len(self.connections) > limits.connection_limit:
+            return codes.DISCONNECT_CONNECTION_LIMIT
+        if user and limits.user_connection_limit and \
+                len(self.users.get(user, ())) >= limits.user_connection_limit:
+            return codes.DISCONNECT_CONNECTION_LIMIT
+        return None
+
+    def connection_opened(self, conn: ConnectionActor) -> None:
+        self.connections[conn.session.client_id] = conn
+
+    def connection_authenticated(self, conn: ConnectionActor) -> None:
+        self.users.setdefault(conn.session.user, set()).add(conn.session.client_id)
+
+    def connection_closed(self, conn: ConnectionActor) -> None:
+        client_id = conn.session.client_id
+        self.connections.pop(client_id, None)
+        clients = self.users.get(conn.session.user)
+        if clients is not None:
+            clients.discard(client_id)
+            if not clients:
+                del self.users[conn.session.user]
+
+    def personal_channels(self, user: str) -> list[str]:
+        personal = self.config.client.subscribe_to_user_personal_channel
+        if not personal.enabled or not user:
+            return []
+        namespace = personal.personal_channel_namespace
+        prefix = f"{namespace}{self.config.channel.namespace_boundary}" if namespace else ""
+        return [f"{prefix}{self.config.channel.user_boundary}{user}"]
+
+    def user_connections(self, user: str) -> list[str]:
+        return sorted(self.users.get(user, ()))
+
+    def on_client_message(self, user: str, client: str, data: bytes) -> None:
+        for handler in self.message_handlers:
+            handler(user, client, data)
+
+    # -- remote leg ---------------------------------------------------------------------------
+    def _remote_publication(self, channel: str, pub: Publication,
+                            position: StreamPosition | None) -> None:
+        self.tell_shard(channel, Deliver(channel, pub))
+
+    def _remote_join(self, channel: str, info: ClientInfo) -> None:
+        self.tell_shard(channel, DeliverJoinLeave(channel, info, True))
+
+    def _remote_leave(self, channel: str, info: ClientInfo) -> None:
+        self.tell_shard(channel, DeliverJoinLeave(channel, info, False))
+
+    def _remote_control(self, data: bytes) -> None:
+        log.debug("control message (%d bytes) ignored: single-node build", len(data))
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a fire-and-forget coroutine; its failure is logged, never lost silently."""
+        task = self.runtime.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task failed: %r", task.exception())
+
+    async def drain_tasks(self, timeout: float) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    def metrics_delivered(self, count: int) -> None:
+        self.deliveries += count
+
+    def count_command(self, method: str) -> None:
+        self.commands[method] += 1
+
+    def count_slow_consumer(self) -> None:
+        self.slow_consumers += 1
+
+    def info(self) -> dict[str, Any]:
+        return {"uid": self.name, "name": self.name, "version": "chorus",
+                "num_clients": len(self.connections), "num_users": len(self.users),
+                "num_subs": sum(len(c.session.subs) for c in self.connections.values()),
+                "uptime": int(time.time() - self.started_at)}

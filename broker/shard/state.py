@@ -1,0 +1,107 @@
+"""Channel state owned by one shard: who is subscribed, through which outbox and codec.
+
+Pure data, no I/O, no event loop: the shard actor is a thin shell around it.
+
+A subscriber enters *pending*: publications for it are buffered, not written, until the
+connection has written its subscribe reply (with any recovered publications) and
+activates it. Activation hands back the buffered publications newer than what the
+reply already carried, so the client sees each offset exactly once and in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from broker.types import Publication
+
+if TYPE_CHECKING:
+    from broker.connection.outbox import Outbox
+
+
+@dataclass(slots=True)
+class Subscriber:
+    conn_id: str
+    outbox: Outbox
+    binary: bool  # protobuf connection
+    join_leave: bool = False
+    buffer: list[Publication] | None = field(default_factory=list)  # None once live
+
+
+@dataclass(slots=True)
+class Channel:
+    """Subscribers of one channel, split by wire format so each format is encoded once."""
+
+    json: dict[str, Outbox] = field(default_factory=dict)
+    binary: dict[str, Outbox] = field(default_factory=dict)
+    subscribers: dict[str, Subscriber] = field(default_factory=dict)
+    pending: dict[str, Subscriber] = field(default_factory=dict)
+    publications: int = 0
+
+    def __len__(self) -> int:
+        return len(self.subscribers)
+
+
+class ShardState:
+    """Channels of one shard. Methods return what the actor must do next."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+
+    def add(self, channel: str, sub: Subscriber) -> bool:
+        """Register a pending subscriber; True if the channel is new to this shard
+        (the node must then subscribe to it on the engine). Re-adding replaces."""
+        chan = self.channels.get(channel)
+        created = chan is None
+        if chan is None:
+            chan = self.channels[channel] = Channel()
+        self._detach(chan, sub.conn_id)
+        chan.subscribers[sub.conn_id] = sub
+        sub.buffer = []
+        chan.pending[sub.conn_id] = sub
+        return created
+
+    def activate(self, channel: str, conn_id: str, after_offset: int) -> list[Publication]:
+        """Make a pending subscriber live; returns buffered publications it still needs:
+        those with an offset above ``after_offset`` (all of them for offset-less ones)."""
+        chan = self.channels.get(channel)
+        sub = None if chan is None else chan.pending.pop(conn_id, None)
+        if chan is None or sub is None:
+            return []
+        buffered = sub.buffer or []
+        sub.buffer = None
+        (chan.binary if sub.binary else chan.json)[conn_id] = sub.outbox
+        return [p for p in buffered if p.offset == 0 or p.offset > after_offset]
+
+    def remove(self, channel: str, conn_id: str) -> bool:
+        """Drop a subscriber; True if the channel became empty (and was forgotten)."""
+        chan = self.channels.get(channel)
+        if chan is None:
+            return False
+        self._detach(chan, conn_id)
+        if chan.subscribers:
+            return False
+        del self.channels[channel]
+        return True
+
+    def buffer(self, chan: Channel, pub: Publication) -> None:
+        """Hold ``pub`` for subscribers that are still subscribing."""
+        for sub in chan.pending.values():
+            if sub.buffer is not None:
+                sub.buffer.append(pub)
+
+    def join_leave_targets(self, channel: str) -> list[Subscriber]:
+        chan = self.channels.get(channel)
+        if chan is None:
+            return []
+        return [s for s in chan.subscribers.values() if s.join_leave and s.buffer is None]
+
+    def subscriber_count(self) -> int:
+        return sum(len(c) for c in self.channels.values())
+
+    @staticmethod
+    def _detach(chan: Channel, conn_id: str) -> None:
+        chan.subscribers.pop(conn_id, None)
+        chan.pending.pop(conn_id, None)
+        chan.json.pop(conn_id, None)
+        chan.binary.pop(conn_id, None)

@@ -1,0 +1,250 @@
+"""Server API: ``POST /api/<method>`` in the request/response shapes of Centrifugo's HTTP API.
+
+Authentication: header ``X-API-Key: <http_api.key>`` (or ``Authorization: apikey <key>``),
+compared in constant time; a missing or wrong key gets 401. Responses are
+``{"result": {...}}`` or ``{"error": {"code": N, "message": "..."}}`` with Centrifugo's
+error codes, so its server SDKs and curl examples work unchanged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from broker.connection.actor import Disconnect
+from broker.connection.commands import ServerSubscribe, ServerUnsubscribe
+from broker.engine.base import UnrecoverablePosition
+from broker.node import CONNECTIONS_ID, Node
+from broker.protocol import codes
+from broker.shard.actor import ChannelSummary
+from broker.transport.keys import NODE
+from broker.wire import client_info_dict
+
+log = logging.getLogger("chorus.api")
+
+Method = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ApiError(Exception):
+    def __init__(self, error: codes.ErrorCode, detail: str = "") -> None:
+        super().__init__(detail or error.message)
+        self.error = error
+
+
+def _raw(value: object) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return orjson.Fragment(bytes(value))
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON with ``bytes`` payloads embedded raw (they already are JSON)."""
+    return orjson.dumps(obj, default=_raw)
+
+
+def _channel(params: dict[str, Any]) -> str:
+    channel = params.get("channel")
+    if not isinstance(channel, str) or not channel:
+        raise ApiError(codes.ERROR_BAD_REQUEST, "channel required")
+    return channel
+
+
+def _data(params: dict[str, Any]) -> bytes:
+    if "data" not in params:
+        raise ApiError(codes.ERROR_BAD_REQUEST, "data required")
+    return orjson.dumps(params["data"])
+
+
+async def _publish(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    channel = _channel(params)
+    if node.config.channel_options(channel) is None:
+        raise ApiError(codes.ERROR_UNKNOWN_CHANNEL)
+    tags = params.get("tags")
+    _, position = await node.publish(
+        channel, _data(params), tags=tags if isinstance(tags, dict) else None,
+        idempotency_key=params.get("idempotency_key") or None,
+        skip_history=bool(params.get("skip_history")))
+    return {"offset": position.offset, "epoch": position.epoch} if position.offset else {}
+
+
+async def _broadcast(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    channels = params.get("channels")
+    if not isinstance(channels, list) or not channels:
+        raise ApiError(codes.ERROR_BAD_REQUEST, "channels required")
+    responses = []
+    for channel in channels:
+        responses.append(await _call(_publish, node, {**params, "channel": channel}))
+    return {"responses": responses}
+
+
+def _targets(node: Node, params: dict[str, Any]) -> list[str]:
+    user = params.get("user")
+    if not isinstance(user, str):
+        raise ApiError(codes.ERROR_BAD_REQUEST, "user required")
+    client = params.get("client")
+    ids = node.user_connections(user)
+    return [c for c in ids if c == client] if client else ids
+
+
+async def _subscribe(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    channel = _channel(params)
+    for client_id in _targets(node, params):
+        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", ServerSubscribe(channel))
+    return {}
+
+
+async def _unsubscribe(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    channel = _channel(params)
+    for client_id in _targets(node, params):
+        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", ServerUnsubscribe(channel))
+    return {}
+
+
+async def _disconnect(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    custom = params.get("disconnect") or {}
+    code = codes.DISCONNECT_FORCE_NO_RECONNECT
+    if isinstance(custom, dict) and "code" in custom:
+        number = int(custom["code"])
+        code = codes.DISCONNECT_BY_CODE.get(number) or codes.DisconnectCode(
+            number, str(custom.get("reason", "")), codes.reconnects(number))
+    for client_id in _targets(node, params):
+        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Disconnect(code))
+    return {}
+
+
+async def _presence(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    channel = _channel(params)
+    if not node.options(channel).presence:
+        raise ApiError(codes.ERROR_NOT_AVAILABLE)
+    presence = await node.engine.presence(channel)
+    return {"presence": {cid: client_info_dict(info) for cid, info in presence.items()}}
+
+
+async def _presence_stats(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    channel = _channel(params)
+    if not node.options(channel).presence:
+        raise ApiError(codes.ERROR_NOT_AVAILABLE)
+    clients, users = await node.engine.presence_stats(channel)
+    return {"num_clients": clients, "num_users": users}
+
+
+async def _history(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    channel = _channel(params)
+    options = node.options(channel)
+    if options.history_size <= 0:
+        raise ApiError(codes.ERROR_NOT_AVAILABLE)
+    since = params.get("since")
+    try:
+        return await node.history(channel, options, limit=int(params.get("limit", 0)),
+                                  since=since if isinstance(since, dict) else None,
+                                  reverse=bool(params.get("reverse")))
+    except UnrecoverablePosition:
+        raise ApiError(codes.ERROR_UNRECOVERABLE_POSITION) from None
+
+
+async def _history_remove(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    await node.engine.remove_history(_channel(params))
+    return {}
+
+
+async def _channels(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    pattern = params.get("pattern") or ""
+    found: dict[str, dict[str, int]] = {}
+    for shard_id in node.shard_ids:
+        summary = await node.runtime.ask(shard_id, ChannelSummary(), timeout=2.0)
+        for name, count in summary.items():
+            if _matches(pattern, name):
+                found[name] = {"num_clients": count}
+    return {"channels": found}
+
+
+def _matches(pattern: str, name: str) -> bool:
+    import fnmatch
+
+    return not pattern or fnmatch.fnmatchcase(name, pattern)
+
+
+async def _info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    return {"nodes": [node.info()]}
+
+
+METHODS: dict[str, Method] = {
+    "publish": _publish, "broadcast": _broadcast, "subscribe": _subscribe,
+    "unsubscribe": _unsubscribe, "disconnect": _disconnect, "presence": _presence,
+    "presence_stats": _presence_stats, "history": _history,
+    "history_remove": _history_remove, "channels": _channels, "info": _info,
+}
+
+
+async def _call(method: Method, node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"result": await method(node, params)}
+    except ApiError as error:
+        return {"error": {"code": error.error.code, "message": str(error)}}
+    except (ValueError, TypeError) as error:
+        return {"error": {"code": codes.ERROR_BAD_REQUEST.code, "message": str(error)}}
+    except Exception as error:  # engine trouble: the caller may retry
+        log.warning("api call failed: %r", error)
+        return {"error": {"code": codes.ERROR_INTERNAL.code,
+                          "message": codes.ERROR_INTERNAL.message}}
+
+
+def authorized(request: web.Request, key: str) -> bool:
+    given = request.headers.get("X-API-Key", "")
+    if not given:
+        auth = request.headers.get("Authorization", "")
+        if auth.lower().startswith("apikey "):
+            given = auth[7:].strip()
+    return bool(key) and hmac.compare_digest(given.encode(), key.encode())
+
+
+async def api_handler(request: web.Request) -> web.Response:
+    state = request.app[NODE]
+    config = state.config
+    if not config.http_api.insecure and not authorized(request, config.http_api.key):
+        return web.json_response({"error": {"code": 401, "message": "unauthorized"}},
+                                 status=401)
+    name = request.match_info["method"]
+    if name == "batch":
+        return await _batch(request)
+    method = METHODS.get(name)
+    if method is None:
+        return web.json_response({"error": {"code": 104, "message": "method not found"}},
+                                 status=404)
+    params = await _params(request)
+    if params is None:
+        return web.json_response({"error": {"code": 107, "message": "bad request"}},
+                                 status=400)
+    body = dumps(await _call(method, state.node, params))
+    return web.Response(body=body, content_type="application/json")
+
+
+async def _batch(request: web.Request) -> web.Response:
+    params = await _params(request)
+    commands = params.get("commands") if params else None
+    if not isinstance(commands, list):
+        return web.json_response({"error": {"code": 107, "message": "bad request"}},
+                                 status=400)
+    node = request.app[NODE].node
+    replies = []
+    for command in commands:
+        (name, args), = command.items() if isinstance(command, dict) and command else [("", 0)]
+        method = METHODS.get(name)
+        if method is None or not isinstance(args, dict):
+            replies.append({"error": {"code": 104, "message": "method not found"}})
+        else:
+            replies.append(await _call(method, node, args))
+    return web.Response(body=dumps({"replies": replies}), content_type="application/json")
+
+
+async def _params(request: web.Request) -> dict[str, Any] | None:
+    try:
+        params = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        return None
+    return params if isinstance(params, dict) else None

@@ -1,0 +1,32 @@
+"""Typed application keys shared by the app factory and the handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from broker.config import Config
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+
+@dataclass
+class ChorusState:
+    """Filled by the app's cleanup context once the node is running."""
+
+    config: Config
+    rpc_handlers: dict[str, Any] = field(default_factory=dict)
+    message_handlers: list[Any] = field(default_factory=list)
+    _node: Node | None = None
+
+    @property
+    def node(self) -> Node:
+        if self._node is None:
+            raise web.HTTPServiceUnavailable(text="Chorus is starting")
+        return self._node
+
+
+NODE = web.AppKey("chorus", ChorusState)

@@ -1,0 +1,74 @@
+"""The WebSocket endpoint: turns a socket into a connection actor and its frames into messages.
+
+The reader coroutine owns nothing but the socket: every incoming message is told to the
+connection actor, and the socket's end is told too. Writes never pass through here —
+they leave through the connection's outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import partial
+
+from aiohttp import WSMsgType, web
+
+from actors import ChildSpec, Restart
+from broker.connection.actor import ConnectionActor, Frame, SocketClosed
+from broker.node import CONNECTIONS_ID
+from broker.protocol import codec_for_subprotocol
+from broker.transport.keys import NODE
+
+log = logging.getLogger("chorus.ws")
+
+SUBPROTOCOLS = ("centrifuge-protobuf", "centrifuge-json")
+
+
+def origin_allowed(allowed: tuple[str, ...], origin: str | None) -> bool:
+    """Centrifugo's rule: no list means same-origin only is not enforced for non-browsers;
+    with a list, a present Origin must match an entry (``*`` matches any)."""
+    if origin is None or not allowed:
+        return True
+    return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE].node
+    config = node.config
+    if node.draining:
+        raise web.HTTPServiceUnavailable(text="node is draining")
+    if not origin_allowed(config.client.allowed_origins, request.headers.get("Origin")):
+        log.info("refused WebSocket from origin %r", request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="origin not allowed")
+    ws = web.WebSocketResponse(
+        protocols=SUBPROTOCOLS,
+        max_msg_size=config.websocket.message_size_limit,
+        autoping=True,
+        compress=False,
+    )
+    await ws.prepare(request)
+    transport = request.transport
+    if transport is None:
+        return ws
+    codec = codec_for_subprotocol(ws.ws_protocol)
+    client_id = str(uuid.uuid4())
+    remote = request.remote or ""
+    factory = partial(ConnectionActor, node, ws, transport, codec, remote, client_id)
+    runtime = node.runtime
+    ref = runtime.start_child(CONNECTIONS_ID, ChildSpec(
+        client_id, factory, restart=Restart.TEMPORARY, shutdown=2.0, kind="connection"))
+    tell = runtime.tell
+    try:
+        async for message in ws:
+            kind = message.type
+            if kind is WSMsgType.TEXT:
+                tell(ref, Frame(message.data.encode()))
+            elif kind is WSMsgType.BINARY:
+                tell(ref, Frame(message.data))
+            elif kind is WSMsgType.ERROR:
+                log.info("websocket %s: %r", client_id, ws.exception())
+                break
+    finally:
+        if not runtime.closed:
+            tell(ref, SocketClosed(ws.close_code))
+    return ws

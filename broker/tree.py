@@ -1,0 +1,46 @@
+"""The node's supervision tree, declared in one place.
+
+```
+chorus (rest_for_one)
+├── engine (one_for_one) ── engine link monitor
+├── shards (one_for_one) ── shard-0 .. shard-{S-1}
+├── connections (one_for_one, temporary children) ── one actor per socket
+└── monitors (one_for_one) ── node monitor
+```
+``rest_for_one`` at the root encodes the dependency: when the engine side restarts,
+the shards and connections after it restart and re-establish their subscriptions.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from actors import ChildSpec, Strategy, supervisor
+from broker.monitor.actor import EngineLinkActor, NodeMonitorActor
+from broker.shard.actor import ShardActor
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+ROOT_ID = "chorus"
+
+
+def node_tree(node: Node) -> ChildSpec:
+    shards = [
+        ChildSpec(f"shard-{i}", partial(ShardActor, i, node), kind="shard")
+        for i in range(node.shard_count)
+    ]
+    return supervisor(
+        ROOT_ID,
+        [
+            supervisor("engine", [ChildSpec("link", partial(EngineLinkActor, node),
+                                            kind="engine")]),
+            supervisor("shards", shards, max_restarts=max(3, node.shard_count), period=5.0),
+            supervisor("connections", [], max_restarts=1000, period=1.0),
+            supervisor("monitors", [ChildSpec("node", partial(NodeMonitorActor, node),
+                                              kind="monitor")]),
+        ],
+        strategy=Strategy.REST_FOR_ONE,
+        kind="root",
+    )

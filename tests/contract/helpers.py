@@ -1,0 +1,56 @@
+"""Helpers for the engine contract suite."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+from broker.types import ClientInfo, Publication, StreamPosition
+
+Condition = Callable[[], bool | Awaitable[bool]]
+
+
+async def eventually(condition: Condition, *, timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Await until ``condition()`` is true, polling; fail the test after ``timeout`` seconds.
+
+    Engines expire state on their own schedule (Redis in the server, memory lazily), so
+    TTL tests wait for the observable effect with a deadline instead of a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+class Recorder:
+    """Handlers that record what an engine delivers from other nodes."""
+
+    def __init__(self) -> None:
+        self.publications: list[tuple[str, Publication, StreamPosition | None]] = []
+        self.controls: list[bytes] = []
+        self.joins: list[tuple[str, ClientInfo]] = []
+        self.leaves: list[tuple[str, ClientInfo]] = []
+
+    def on_publication(self, channel: str, pub: Publication, pos: StreamPosition | None) -> None:
+        self.publications.append((channel, pub, pos))
+
+    def on_control(self, data: bytes) -> None:
+        self.controls.append(data)
+
+    def on_join(self, channel: str, info: ClientInfo) -> None:
+        self.joins.append((channel, info))
+
+    def on_leave(self, channel: str, info: ClientInfo) -> None:
+        self.leaves.append((channel, info))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.publications or self.controls or self.joins or self.leaves)
