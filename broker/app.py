@@ -21,10 +21,11 @@ shutdown), outboxes flush, the tree stops in reverse order, then the engine clos
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -42,14 +43,15 @@ from broker.tree import node_tree
 
 log = logging.getLogger("chorus")
 
-RpcFunction = Callable[[dict[str, Any], bytes], Awaitable[Any]]
+RpcFunction = Callable[[dict[str, Any], bytes], Coroutine[Any, Any, Any]]
 
 
 def make_engine(config: Config) -> Engine:
     if config.engine.type == "redis":
-        from broker.engine import redis as redis_engine  # type: ignore[attr-defined]
-
-        return redis_engine.RedisEngine.from_config(config)  # type: ignore[no-any-return]
+        # Imported on demand: a memory-engine node never loads the Redis client.
+        redis_engine = importlib.import_module("broker.engine.redis")
+        engine: Engine = redis_engine.RedisEngine.from_config(config)
+        return engine
     from broker.engine.memory import MemoryEngine
 
     return MemoryEngine(history_meta_ttl=config.channel.history_meta_ttl)
@@ -93,7 +95,8 @@ class Chorus:
         return position.offset, position.epoch
 
     def create_app(self) -> web.Application:
-        app = web.Application(client_max_size=max(1 << 20, self.config.websocket.message_size_limit))
+        limit = max(1 << 20, self.config.websocket.message_size_limit)
+        app = web.Application(client_max_size=limit)
         app[NODE] = self.state
         app.cleanup_ctx.append(_node_context)
         app.router.add_get("/connection/websocket", websocket_handler)

@@ -13,7 +13,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from actors import Runtime
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chorus.node")
 
-RpcHandler = Callable[[dict[str, Any], bytes], Awaitable[Any]]
+RpcHandler = Callable[[dict[str, Any], bytes], Coroutine[Any, Any, Any]]
 MessageHandler = Callable[[str, str, bytes], None]
 
 SHARDS_ID = "chorus/shards"

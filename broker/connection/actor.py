@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors import Actor
-from broker.connection.commands import CommandHandlers
+from broker.connection import commands
 from broker.connection.outbox import Outbox
-from broker.connection.state import Denied, Phase, Session, TokenBucket
+from broker.connection.state import Denied, Phase, Session, Subscription, TokenBucket
 from broker.protocol import ProtocolError, codes
 from broker.shard.actor import Unsubscribe
+from broker.types import ClientInfo
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -73,7 +74,7 @@ class _Expired:
     pass
 
 
-class ConnectionActor(CommandHandlers, Actor):
+class ConnectionActor(Actor):
     kind = "connection"
 
     def __init__(self, node: Node, ws: web.WebSocketResponse, transport: asyncio.BaseTransport,
@@ -144,7 +145,7 @@ class ConnectionActor(CommandHandlers, Actor):
         elif kind is _Expired:
             self._expired()
         else:
-            return self.handle_internal(message)
+            return commands.handle_internal(self, message)
         return None
 
     def _on_frame(self, data: bytes) -> None:
@@ -174,7 +175,7 @@ class ConnectionActor(CommandHandlers, Actor):
             self.last_error = f"{method} before connect"
             self.disconnect(codes.DISCONNECT_BAD_REQUEST)
             return
-        handler = self.HANDLERS.get(method)
+        handler = commands.HANDLERS.get(method)
         if handler is None or (not cmd_id and method not in ("send",)):
             if not cmd_id:
                 self.disconnect(codes.DISCONNECT_BAD_REQUEST)
@@ -261,6 +262,11 @@ class ConnectionActor(CommandHandlers, Actor):
                 channel, self.session.client_id, self.session.user))
         if send_leave and sub.options.join_leave and sub.active:
             self.node.join_leave(channel, self.client_info(sub), join=False)
+
+    def client_info(self, sub: Subscription | None = None) -> ClientInfo:
+        session = self.session
+        return ClientInfo(session.user, session.client_id, session.info,
+                          sub.info if sub is not None else None)
 
     def health(self) -> dict[str, Any]:
         """Per-connection health for the admin API and ``get_connection_health``."""

@@ -1,0 +1,258 @@
+"""The ``chorus`` command line: serve, gentoken, checkconfig, genconfig, version.
+
+``main(argv)`` returns the exit status instead of exiting, so tests call it directly.
+Exit status: 0 success, 2 usage or configuration error (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from broker.config import Config, ConfigError, dump_starter_config, load_config
+
+PROG = "chorus"
+EXIT_OK = 0
+EXIT_USAGE = 2
+DEFAULT_TOKEN_TTL = 7 * 24 * 3600  # Centrifugo's gentoken default: one week
+
+_DESCRIPTION = """\
+Chorus: an actor-based realtime broker speaking Centrifugo's client protocol v2, so the
+official Centrifugo SDKs (centrifuge-js, centrifuge-python, ...) connect unchanged."""
+
+_EPILOG = """\
+examples:
+  chorus genconfig -o config.yaml          write a starter config with fresh secrets
+  chorus checkconfig config.yaml           validate it and print a summary
+  chorus serve --config config.yaml        run the broker
+  chorus serve -c config.yaml --port 9000 --log-level debug
+  chorus gentoken -c config.yaml --user 42 --ttl 3600
+  chorus gentoken --secret s3cret --user 42 --channel '$private:room'
+
+configuration:
+  File keys follow Centrifugo v6 (JSON, YAML or TOML). Any key can be set from the
+  environment as CHORUS_<PATH>, e.g. CHORUS_HTTP_SERVER_PORT=9000 or
+  CHORUS_CHANNEL_NAMESPACES_CHAT_PRESENCE=true; CHORUS_CONFIG names the config file.
+  Priority: flags > environment > file > defaults."""
+
+_LOG_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "none": logging.CRITICAL + 10,
+}
+
+
+def version() -> str:
+    """The installed package version (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("chorus-broker")
+    except PackageNotFoundError:
+        return "0.1.0+source"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed so docs and tests can render the help)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    default_config = os.environ.get("CHORUS_CONFIG")
+
+    serve = sub.add_parser("serve", help="run the broker", description="Run the broker.")
+    serve.add_argument(
+        "-c",
+        "--config",
+        default=default_config,
+        metavar="FILE",
+        help="config file (.json/.yaml/.toml); default: $CHORUS_CONFIG",
+    )
+    serve.add_argument("--host", metavar="ADDR", help="interface to bind (http_server.address)")
+    serve.add_argument("-p", "--port", type=int, help="port to listen on (http_server.port)")
+    serve.add_argument("--log-level", choices=list(_LOG_LEVELS), help="log level (log.level)")
+
+    gentoken = sub.add_parser(
+        "gentoken",
+        help="print an HS256 token for testing",
+        description="Print an HS256 connection token, or a subscription token with --channel.",
+    )
+    gentoken.add_argument("-u", "--user", required=True, help='user id ("" = anonymous)')
+    gentoken.add_argument("--channel", help="make a subscription token for this channel")
+    gentoken.add_argument(
+        "-t",
+        "--ttl",
+        type=float,
+        default=DEFAULT_TOKEN_TTL,
+        metavar="SECONDS",
+        help="lifetime in seconds, 0 = never expires (default: one week)",
+    )
+    gentoken.add_argument(
+        "-c",
+        "--config",
+        default=default_config,
+        metavar="FILE",
+        help="take the secret from this config's client.token.hmac_secret_key",
+    )
+    gentoken.add_argument("-s", "--secret", help="HMAC secret (instead of --config)")
+
+    check = sub.add_parser(
+        "checkconfig",
+        help="validate a config file",
+        description="Validate a config file (environment applied too).",
+    )
+    check.add_argument("file", help="config file to check")
+
+    genconfig = sub.add_parser(
+        "genconfig",
+        help="write a commented starter config",
+        description="Write a commented YAML starter config with random secrets (stdout unless -o).",
+    )
+    genconfig.add_argument("-o", "--output", metavar="FILE", help="file to write")
+    genconfig.add_argument("-f", "--force", action="store_true", help="overwrite FILE")
+
+    sub.add_parser("version", help="print the version", description="Print the version.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``chorus`` command line; return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handlers = {
+        "serve": _serve,
+        "gentoken": _gentoken,
+        "checkconfig": _checkconfig,
+        "genconfig": _genconfig,
+        "version": _version,
+    }
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return handlers[args.command](args)
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.host is not None:
+        overrides.setdefault("http_server", {})["address"] = args.host
+    if args.port is not None:
+        overrides.setdefault("http_server", {})["port"] = args.port
+    if args.log_level is not None:
+        overrides["log"] = {"level": args.log_level}
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}")
+    setup_logging(config.log.level)
+    from broker.app import run_server  # late: the server stack is heavy and not needed above
+
+    run_server(config)
+    return EXIT_OK
+
+
+def setup_logging(level: str) -> None:
+    """Configure root logging for ``log.level`` (trace/debug/info/warn/error/fatal/none)."""
+    logging.basicConfig(
+        level=_LOG_LEVELS[level],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def _gentoken(args: argparse.Namespace) -> int:
+    from broker.auth import make_token
+
+    secret = args.secret
+    if not secret:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            return _fail(f"config error: {exc}")
+        token_cfg = config.client.token
+        if args.channel is not None and config.client.subscription_token.enabled:
+            token_cfg = config.client.subscription_token
+        secret = token_cfg.hmac_secret_key
+        if not secret:
+            return _fail(
+                "no HMAC secret: pass --secret, or --config with client.token.hmac_secret_key"
+            )
+    ttl = args.ttl if args.ttl and args.ttl > 0 else None
+    print(make_token(secret, args.user, channel=args.channel, ttl=ttl))
+    return EXIT_OK
+
+
+def _checkconfig(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}")
+    print(f"config OK: {summary(config)}")
+    return EXIT_OK
+
+
+def summary(config: Config) -> str:
+    """A one-line description of what a config will run."""
+    host = config.http_server.address or "*"
+    scheme = "https" if config.http_server.tls.enabled else "http"
+    token = config.client.token
+    keys = [
+        name
+        for name, value in (
+            ("HMAC", token.hmac_secret_key),
+            ("RSA", token.rsa_public_key),
+            ("ECDSA", token.ecdsa_public_key),
+            ("JWKS", token.jwks_file),
+        )
+        if value
+    ]
+    auth = "insecure" if config.client.insecure else "+".join(keys) or "anonymous only"
+    names = [ns.name for ns in config.channel.namespaces]
+    namespaces = f"{len(names)} namespace(s)" + (f" ({', '.join(names)})" if names else "")
+    return (
+        f"{scheme}://{host}:{config.http_server.port}, engine {config.engine.type}, "
+        f"token {auth}, {namespaces}, {config.chorus.shard_count} shards"
+    )
+
+
+def _genconfig(args: argparse.Namespace) -> int:
+    text = dump_starter_config()
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = Path(args.output)
+    if path.exists() and not args.force:
+        return _fail(f"{path} exists; use --force to overwrite")
+    try:
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o600)  # it holds secrets
+    except OSError as exc:
+        return _fail(f"cannot write {path}: {exc.strerror or exc}")
+    print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(f"{PROG} {version()}")
+    return EXIT_OK

@@ -1,0 +1,378 @@
+"""Chorus configuration: one typed, frozen object, validated loudly at start.
+
+The key layout follows Centrifugo v6 (``http_server.port``, ``client.token.hmac_secret_key``,
+``channel.namespaces[].history_size`` ...), so a Centrifugo v6 config for the features
+Chorus supports loads unchanged. Chorus-only knobs live in the ``chorus`` section or are
+marked "Chorus extension" below.
+
+Sources, lowest priority first: a JSON/YAML/TOML file, ``CHORUS_<PATH>`` environment
+variables (see :mod:`broker.config_env`), then ``overrides`` (CLI flags). Durations are
+stored as float seconds; lists as tuples.
+
+Error handling: :func:`load_config` and :func:`config_from_mapping` raise
+:class:`ConfigError` for unknown keys, bad values and failed cross-field checks, with the
+full key path at the start of the message. Nothing is silently defaulted or ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from broker.config_env import apply_env
+from broker.config_parse import DURATION, NAMESPACES, ConfigError, build, deep_merge, opt, read_file
+
+__all__ = [
+    "ChannelNamespace",
+    "ChannelOptions",
+    "Config",
+    "ConfigError",
+    "config_from_mapping",
+    "dump_starter_config",
+    "load_config",
+    "user_limited_users",
+]
+
+UNKNOWN_NAMESPACE = "(unknown)"  # metrics label; parentheses cannot occur in a real name
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    enabled: bool = opt(False)
+    cert_pem_file: str = opt("")
+    key_pem_file: str = opt("")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServerConfig:
+    address: str = opt("")  # "" = all interfaces
+    port: int = opt(8000, min=0, max=65535)  # 0 = any free port (tests)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = opt("info", choices=("trace", "debug", "info", "warn", "error", "fatal", "none"))
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    address: tuple[str, ...] = opt(("redis://127.0.0.1:6379",))  # "host:port" or redis:// URLs
+    prefix: str = opt("chorus")  # not Centrifugo's "centrifugo": the stored formats differ
+    db: int = opt(0)
+    user: str = opt("")
+    password: str = opt("")
+    connect_timeout: float = opt(1.0, kind=DURATION)
+    io_timeout: float = opt(4.0, kind=DURATION)
+    sentinel_address: tuple[str, ...] = opt(())
+    sentinel_master_name: str = opt("")
+    sentinel_password: str = opt("")
+    cluster_address: tuple[str, ...] = opt(())
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    type: str = opt("memory", choices=("memory", "redis"))
+    redis: RedisConfig = field(default_factory=RedisConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """Keys and claim checks for connection tokens (and subscription tokens by default)."""
+
+    hmac_secret_key: str = opt("")
+    rsa_public_key: str = opt("")  # PEM text
+    ecdsa_public_key: str = opt("")  # PEM text
+    jwks_file: str = opt("")  # Chorus extension: path to a JWKS JSON file (keys by "kid")
+    audience: str = opt("")
+    issuer: str = opt("")
+
+    @property
+    def has_key(self) -> bool:
+        """True when at least one verification key is configured."""
+        keys = (self.hmac_secret_key, self.rsa_public_key, self.ecdsa_public_key, self.jwks_file)
+        return any(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionTokenConfig(TokenConfig):
+    """When ``enabled``, subscription tokens use these keys; otherwise ``client.token``'s."""
+
+    enabled: bool = opt(False)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Chorus extension: a token bucket (``rate_per_second`` refill, ``burst`` capacity)."""
+
+    enabled: bool = opt(False)
+    rate_per_second: float = opt(100.0)
+    burst: int = opt(200, min=1)
+
+
+def _connect_limit() -> RateLimitConfig:
+    return RateLimitConfig(rate_per_second=20.0, burst=50)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalChannelConfig:
+    enabled: bool = opt(False)
+    personal_channel_namespace: str = opt("")
+    single_connection: bool = opt(False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    token: TokenConfig = field(default_factory=TokenConfig)
+    subscription_token: SubscriptionTokenConfig = field(default_factory=SubscriptionTokenConfig)
+    allowed_origins: tuple[str, ...] = opt(())
+    insecure: bool = opt(False)
+    allow_anonymous_connect_without_token: bool = opt(False)
+    ping_interval: float = opt(25.0, kind=DURATION)  # 0 disables server pings
+    pong_timeout: float = opt(8.0, kind=DURATION)  # 0 disables the pong check
+    expired_close_delay: float = opt(25.0, kind=DURATION)
+    expired_sub_close_delay: float = opt(25.0, kind=DURATION)
+    presence_update_interval: float = opt(27.0, kind=DURATION)
+    channel_limit: int = opt(128)
+    user_connection_limit: int = opt(0)  # 0 = off
+    connection_limit: int = opt(0)  # 0 = off; per node
+    queue_max_size: int = opt(1048576, min=1)  # outbox bound in bytes
+    history_max_publication_limit: int = opt(300)
+    recovery_max_publication_limit: int = opt(300)
+    subscribe_to_user_personal_channel: PersonalChannelConfig = field(
+        default_factory=PersonalChannelConfig
+    )
+    connect_include_server_time: bool = opt(False)
+    command_rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    connect_rate_limit_per_ip: RateLimitConfig = field(
+        default_factory=_connect_limit, metadata={"section": RateLimitConfig}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    message_size_limit: int = opt(65536, min=1)
+    read_buffer_size: int = opt(0)  # 0 = the transport's default
+    write_timeout: float = opt(1.0, kind=DURATION)
+    compression: bool = opt(False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOptions:
+    """Behaviour of the channels without a namespace or of one namespace.
+
+    ``history_meta_ttl`` is the effective value: the namespace's own, else the global
+    ``channel.history_meta_ttl``. ``force_recovery_mode`` is "stream" or "cache" ("" in
+    a file means "stream").
+    """
+
+    presence: bool = opt(False)
+    join_leave: bool = opt(False)
+    force_push_join_leave: bool = opt(False)
+    history_size: int = opt(0)
+    history_ttl: float = opt(0.0, kind=DURATION)
+    history_meta_ttl: float = opt(0.0, kind=DURATION)
+    force_positioning: bool = opt(False)
+    allow_positioning: bool = opt(False)
+    force_recovery: bool = opt(False)
+    allow_recovery: bool = opt(False)
+    force_recovery_mode: str = opt("stream", choices=("", "stream", "cache"))
+    allowed_delta_types: tuple[str, ...] = opt((), choices=("fossil",))
+    allow_subscribe_for_client: bool = opt(False)
+    allow_subscribe_for_anonymous: bool = opt(False)
+    allow_publish_for_subscriber: bool = opt(False)
+    allow_publish_for_client: bool = opt(False)
+    allow_publish_for_anonymous: bool = opt(False)
+    allow_presence_for_subscriber: bool = opt(False)
+    allow_presence_for_client: bool = opt(False)
+    allow_presence_for_anonymous: bool = opt(False)
+    allow_history_for_subscriber: bool = opt(False)
+    allow_history_for_client: bool = opt(False)
+    allow_history_for_anonymous: bool = opt(False)
+    allow_user_limited_channels: bool = opt(False)
+    channel_regex: str = opt("")  # checked against the part after "namespace:"
+
+    def __post_init__(self) -> None:
+        if self.force_recovery_mode == "":
+            object.__setattr__(self, "force_recovery_mode", "stream")
+
+    @property
+    def history_enabled(self) -> bool:
+        """True when the channel keeps a history stream (size and TTL both set)."""
+        return self.history_size > 0 and self.history_ttl > 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelNamespace:
+    name: str
+    options: ChannelOptions = field(default_factory=ChannelOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    max_length: int = opt(255, min=1)
+    namespace_boundary: str = opt(":")
+    user_boundary: str = opt("#")
+    user_separator: str = opt(",")
+    private_prefix: str = opt("$")
+    history_meta_ttl: float = opt(30 * 24 * 3600.0, kind=DURATION)  # Centrifugo: 720h
+    without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
+    namespaces: tuple[ChannelNamespace, ...] = opt(
+        (), kind=NAMESPACES, item=ChannelNamespace, options=ChannelOptions
+    )
+    _index: Mapping[str, ChannelOptions] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Resolve the effective history_meta_ttl once, so readers never need the fallback.
+        resolve = self._resolve
+        object.__setattr__(self, "without_namespace", resolve(self.without_namespace))
+        namespaces = tuple(ChannelNamespace(ns.name, resolve(ns.options)) for ns in self.namespaces)
+        object.__setattr__(self, "namespaces", namespaces)
+        index = {ns.name: ns.options for ns in namespaces}
+        object.__setattr__(self, "_index", MappingProxyType(index))
+
+    def _resolve(self, options: ChannelOptions) -> ChannelOptions:
+        if options.history_meta_ttl > 0:
+            return options
+        return dataclasses.replace(options, history_meta_ttl=self.history_meta_ttl)
+
+    def namespace_options(self, name: str) -> ChannelOptions | None:
+        """Options of namespace ``name`` ("" = channels without namespace); None if unknown."""
+        if name == "":
+            return self.without_namespace
+        return self._index.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpApiConfig:
+    key: str = opt("")
+    insecure: bool = opt(False)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    enabled: bool = opt(False)
+    password: str = opt("")  # for the web UI login
+    secret: str = opt("")  # signs admin session tokens
+    insecure: bool = opt(False)
+    allow_crash_actor: bool = opt(False)  # Chorus extension, for demos and tests
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusConfig:
+    # Centrifugo defaults to false; Chorus serves /metrics unless told not to
+    # ("observable always").
+    enabled: bool = opt(True)
+
+
+@dataclass(frozen=True, slots=True)
+class ChorusConfig:
+    shard_count: int = opt(16, min=1, max=4096)
+    shutdown_timeout: float = opt(10.0, kind=DURATION)
+    node_name: str = opt("")  # "" = the host name
+
+    @property
+    def resolved_node_name(self) -> str:
+        """``node_name``, or the host name when it is empty."""
+        return self.node_name or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Build it with :func:`load_config` or
+    :func:`config_from_mapping`, which validate it; constructing it directly skips the
+    cross-field checks (fine for tests that want one specific shape)."""
+
+    http_server: HttpServerConfig = field(default_factory=HttpServerConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    http_api: HttpApiConfig = field(default_factory=HttpApiConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    chorus: ChorusConfig = field(default_factory=ChorusConfig)
+
+    def namespace_of(self, channel: str) -> str:
+        """The channel's namespace name: "" for none, ``"(unknown)"`` if not configured.
+
+        Safe as a metrics label: unconfigured names collapse into one value, so clients
+        cannot inflate label cardinality by inventing namespaces.
+        """
+        name = self._namespace_name(channel)
+        if name == "" or self.channel.namespace_options(name) is not None:
+            return name
+        return UNKNOWN_NAMESPACE
+
+    def channel_options(self, channel: str) -> ChannelOptions | None:
+        """Options for ``channel``; None when its namespace is not configured.
+
+        The private prefix ("$") is stripped first; the namespace is the part before the
+        first namespace boundary (":"), as in Centrifugo.
+        """
+        return self.channel.namespace_options(self._namespace_name(channel))
+
+    def _namespace_name(self, channel: str) -> str:
+        ch = self.channel
+        if ch.private_prefix and channel.startswith(ch.private_prefix):
+            channel = channel[len(ch.private_prefix) :]
+        head, sep, _ = channel.partition(ch.namespace_boundary)
+        return head if sep else ""
+
+
+def user_limited_users(config: Config, channel: str) -> list[str] | None:
+    """Users allowed in a user-limited channel ("dialog#42,43" -> ["42", "43"]).
+
+    None when the channel has no user boundary ("#"). Empty names are dropped, so
+    "dialog#" allows nobody (not the anonymous user ""). Whether the namespace permits
+    user-limited channels (``allow_user_limited_channels``) is the caller's check.
+    """
+    ch = config.channel
+    _, sep, users = channel.rpartition(ch.user_boundary)
+    if not sep:
+        return None
+    return [user for user in users.split(ch.user_separator) if user]
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> Config:
+    """Build and validate a Config from a nested mapping (the parsed file layout).
+
+    Error handling: ConfigError for unknown keys, bad values or failed cross-field
+    checks; the message starts with the key path.
+    """
+    from broker.config_checks import validate  # late: config_checks reads Config's shape
+
+    config: Config = build(Config, data, "")
+    validate(config)
+    return config
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load the file at ``path`` (optional), apply ``CHORUS_`` variables from ``env``
+    (default ``os.environ``), then ``overrides`` (nested mapping, e.g. CLI flags).
+
+    Error handling: ConfigError for an unreadable/unparsable file, an unknown ``CHORUS_``
+    variable, and everything :func:`config_from_mapping` rejects.
+    """
+    raw: dict[str, Any] = read_file(os.fspath(path)) if path is not None else {}
+    raw = apply_env(raw, os.environ if env is None else env, Config)
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return config_from_mapping(raw)
+
+
+def dump_starter_config() -> str:
+    """A commented YAML starter config with fresh random secrets (``chorus genconfig``)."""
+    from broker.config_starter import starter_config
+
+    return starter_config()
