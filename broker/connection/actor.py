@@ -40,9 +40,9 @@ STALE_CLOSE_DELAY = 10.0  # seconds a socket may stay open without a connect com
 
 @dataclass(slots=True)
 class Frame:
-    """One WebSocket message from the client."""
+    """One WebSocket message from the client (str for text messages)."""
 
-    data: bytes
+    data: bytes | str
 
 
 @dataclass(slots=True)
@@ -148,7 +148,7 @@ class ConnectionActor(Actor):
             return commands.handle_internal(self, message)
         return None
 
-    def _on_frame(self, data: bytes) -> None:
+    def _on_frame(self, data: bytes | str) -> None:
         self.frames_in += 1
         self.bytes_in += len(data)
         try:

@@ -48,7 +48,7 @@ class Codec(Protocol):
     name: str  # "json" | "protobuf"
     binary: bool  # True -> send as WebSocket binary messages
 
-    def decode_commands(self, frame: bytes) -> list[dict[str, Any]]:
+    def decode_commands(self, frame: bytes | str) -> list[dict[str, Any]]:
         """All commands of one WebSocket message, in order."""
         ...
 

@@ -190,14 +190,14 @@ def _decode(msg: MessageSpec, buf: bytes, pos: int, end: int, depth: int) -> dic
         if spec.label == REPEATED:
             out.setdefault(spec.name, []).append(_value_from_bytes(spec, buf, pos, stop, depth))
         elif spec.label == MAP:
-            key, value = _map_entry(spec, buf, pos, stop, depth)
-            out.setdefault(spec.name, {})[key] = value
+            key, item = _map_entry(spec, buf, pos, stop, depth)
+            out.setdefault(spec.name, {})[key] = item
         else:
-            value = _value_from_bytes(spec, buf, pos, stop, depth)
+            item = _value_from_bytes(spec, buf, pos, stop, depth)
             old = out.get(spec.name)
             if old is not None and spec.message is not None:  # sent twice: merge, as protobuf
-                value = _merge(MESSAGES[spec.message], old, value)
-            out[spec.name] = value
+                item = _merge(MESSAGES[spec.message], old, item)
+            out[spec.name] = item
         pos = stop
     return out
 
@@ -367,7 +367,7 @@ class ProtobufCodec:
     name = "protobuf"
     binary = True
 
-    def decode_commands(self, frame: bytes) -> list[dict[str, Any]]:
+    def decode_commands(self, frame: bytes | str) -> list[dict[str, Any]]:
         """Error handling: ProtocolError for any malformed frame, never another exception."""
         if not isinstance(frame, bytes | bytearray | memoryview):
             raise ProtocolError("protobuf frames must be binary")

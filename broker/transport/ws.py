@@ -61,10 +61,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     try:
         async for message in ws:
             kind = message.type
-            if kind is WSMsgType.TEXT:
-                tell(ref, Frame(message.data.encode()))
-            elif kind is WSMsgType.BINARY:
-                tell(ref, Frame(message.data))
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                tell(ref, Frame(message.data))  # the JSON codec reads str as is
             elif kind is WSMsgType.ERROR:
                 log.info("websocket %s: %r", client_id, ws.exception())
                 break
