@@ -154,6 +154,29 @@ class Cell(ThespianActor):
         future, self._reply = self._reply, None
         return None if future is None else Reply(future)
 
+    def start_child_cell(self, init: Init) -> Any:
+        """Create a child cell and run its ``Init`` now, inside this handler.
+
+        Running ``Init`` synchronously (instead of queueing it) makes starts depth-first
+        as in OTP: a child and its whole subtree are registered and started before the
+        next sibling starts, so a later sibling can already talk to an earlier one.
+        Returns the child's thespian address.
+
+        The cell is created as a thespian *primary* actor, not as a thespian child of this
+        cell: supervision is ours, and thespian's own child bookkeeping costs O(children)
+        per exit (a linear ``list.index`` with Python-level address comparisons), which made
+        stopping a supervisor of 10,000 children take about 25 s instead of 0.2 s.
+        """
+        system = self.runtime._system
+        address = system.createActor(Cell)  # registers only; runs no messages (re-entrant)
+        ref = system._systemBase.actorRegistry.get(address.actorAddressString)
+        child = None if ref is None else ref.instance
+        if isinstance(child, Cell):
+            child.receiveMessage(init, self.myAddress)
+        else:  # not a local simpleSystemBase cell: fall back to an ordinary message
+            self.send(address, init)
+        return address
+
     # -- sending -----------------------------------------------------------------------
     def send_to(self, actor_id: str, message: Any) -> None:
         record = self.runtime.registry.get(actor_id)
@@ -266,14 +289,16 @@ class Cell(ThespianActor):
         if not self.alive:
             return
         tb = "".join(traceback.format_exception(error))
-        assert self.record is not None and self.behavior is not None
+        assert self.record is not None
         self.record.state = "failed"
         self.runtime.registry.note_failure(self.actor_id, Failure(time.time(), repr(error), tb))
         self._cleanup()
-        try:
-            self.behavior.on_failure(error)
-        except Exception:
-            log.exception("actor %s: on_failure raised", self.actor_id)
+        # behavior is None when the factory itself raised: there is no instance to tell.
+        if self.behavior is not None:
+            try:
+                self.behavior.on_failure(error)
+            except Exception:
+                log.exception("actor %s: on_failure raised", self.actor_id)
         self.alive = False  # drop everything until the supervisor kills this incarnation
         log.warning("actor %s failed: %r", self.actor_id, error)
         self._notify_parent(ChildFailed(self.actor_id, self.incarnation, error, tb))
@@ -298,6 +323,7 @@ class Cell(ThespianActor):
             self.runtime.registry.remove(self.actor_id, record)
         if was_alive:  # a failed incarnation has already reported its failure
             self._notify_parent(ChildExited(self.actor_id, self.incarnation, normal, reason))
+        self.runtime.exits += 1
         self.send(self.myAddress, ActorExitRequest())
 
     def _notify_parent(self, message: ChildFailed | ChildExited) -> None:

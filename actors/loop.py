@@ -222,9 +222,16 @@ class Runtime:
         ``_PRUNE_EVERY`` ended incarnations.
         """
         self.exits = 0
-        registry = self._system._systemBase.actorRegistry
+        base = self._system._systemBase
+        registry = base.actorRegistry
         for key in [key for key, ref in registry.items() if ref is None]:
             del registry[key]
+        # Cells are primary actors, so thespian tells the system's "external requester"
+        # proxy of each exit; it keeps them for ``ActorSystem.listen``, which we never use.
+        external = registry[self._system.systemAddress.actorAddressString].instance
+        responses = getattr(external, "responses", None)
+        if responses:
+            responses.clear()
 
     # -- introspection and admin actions ------------------------------------------------
     def tree(self) -> list[dict[str, Any]]:

@@ -18,13 +18,13 @@ spec's ``shutdown`` seconds for a graceful stop before it is killed.
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors.actor import Actor
-from actors.cell import Cell
 from actors.intensity import RestartIntensity
 from actors.messages import ChildExited, ChildFailed, Init, Kill, StopRequest
 from actors.ref import ActorRef
@@ -51,6 +51,12 @@ class ChildSpec:
     restart: Restart = Restart.PERMANENT
     shutdown: float = 5.0
     kind: str = ""
+
+
+# Incarnation numbers are unique across the process, not per supervisor instance: a
+# restarted supervisor's children must never share a number with its predecessor's, or a
+# late exit report from an old child would be taken for the new one's.
+_incarnations = itertools.count(1)
 
 
 class RestartIntensityExceeded(Exception):
@@ -142,7 +148,6 @@ class Supervisor(Actor):
         self._initial = tuple(children)
         self._children: dict[str, _Child] = {}  # by full id, in start order
         self._plan: _StopPlan | None = None
-        self._next_incarnation = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     def on_start(self) -> None:
@@ -196,11 +201,10 @@ class Supervisor(Actor):
 
     def _spawn(self, full_id: str, child: _Child) -> None:
         cell = self._cell
-        self._next_incarnation += 1
-        child.incarnation = self._next_incarnation
-        child.address = cell.createActor(Cell)
-        cell.send(child.address, Init(self.runtime, full_id, child.spec.kind, self.id,
-                                      child.spec.factory, child.incarnation))
+        child.incarnation = next(_incarnations)
+        child.address = cell.start_child_cell(Init(self.runtime, full_id, child.spec.kind,
+                                                   self.id, child.spec.factory,
+                                                   child.incarnation))
 
     # -- failures ------------------------------------------------------------------------
     def _child_down(self, child_id: str, incarnation: int, abnormal: bool, reason: str) -> None:
@@ -216,6 +220,9 @@ class Supervisor(Actor):
                 plan.pending.remove(child_id)
                 self._kill(child)
             else:
+                # Not part of this stop: end the dead incarnation now (a failed cell lingers
+                # until killed) and apply the policy once the stop is done.
+                self._kill(child)
                 plan.queued.append((child_id, abnormal, reason))
             return
         self._kill(child)
