@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from thespian.actors import Actor as ThespianActor
-from thespian.actors import ActorExitRequest
+from thespian.actors import ActorExitRequest, ActorSystemMessage
 
 from actors.errors import ActorStopped, InjectedCrash
 from actors.messages import (
@@ -37,6 +37,19 @@ if TYPE_CHECKING:
     from actors.loop import Runtime
 
 log = logging.getLogger("actors")
+
+
+def _all_subclasses(cls: type) -> set[type]:
+    found: set[type] = {cls}
+    sub: type
+    for sub in cls.__subclasses__():
+        found |= _all_subclasses(sub)
+    return found
+
+
+# thespian's own messages (ActorExitRequest, ChildActorExited, PoisonMessage, ...), as a
+# set so that telling a user message costs one membership test before the behaviour.
+_THESPIAN_TYPES: frozenset[type] = frozenset(_all_subclasses(ActorSystemMessage))
 
 
 class Cell(ThespianActor):
@@ -61,24 +74,19 @@ class Cell(ThespianActor):
         cls = message.__class__
         if cls in SYSTEM_TYPES:
             self._system(message)
-        elif not self.alive:
-            if isinstance(message, ActorExitRequest):
-                return
-            if self.record is not None or self.behavior is not None:
-                self.runtime.dead_letters += 1
-        elif isinstance(message, ActorExitRequest):
-            self._cleanup()  # thespian removes the actor after this returns
-            self._exit(False, "exit requested")
-        elif cls.__module__ == "thespian.actors":
-            return  # ChildActorExited and friends: supervisors track children themselves
-        else:
-            record = self.record
-            assert record is not None and self.behavior is not None
-            record.messages += 1
+        elif cls in _THESPIAN_TYPES:
+            if cls is ActorExitRequest and self.alive:
+                self._cleanup()  # thespian removes the actor after this returns
+                self._exit(False, "exit requested")
+            # ChildActorExited and friends: supervisors track children themselves
+        elif self.alive:  # the hot path: one set lookup above, then the behaviour
+            self.record.messages += 1  # type: ignore[union-attr]
             try:
-                self.behavior.receive(message)
+                self.behavior.receive(message)  # type: ignore[union-attr]
             except Exception as error:
                 self._fail(error)
+        elif self.record is not None or self.behavior is not None:
+            self.runtime.dead_letters += 1
 
     def _system(self, message: Any) -> None:
         cls = message.__class__

@@ -87,6 +87,7 @@ class Runtime:
         self.root: ActorRef | None = None
         self.root_down: ChildFailed | ChildExited | None = None
         self._system: Any = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
+        self._base_tell = self._system._systemBase.tell
         self._dispatching = False
         self._backlog: deque[tuple[Any, Any]] = deque()
         self._root_stopped = asyncio.Event()
@@ -196,17 +197,20 @@ class Runtime:
             raise AskTimeout(f"{actor_id} did not reply within {timeout}s") from None
 
     def _deliver(self, address: Any, message: Any) -> None:
-        if self._closed:
-            raise RuntimeClosed("the actor runtime is shut down")
         if self._dispatching:
             self._backlog.append((address, message))
             return
+        if self._closed:
+            raise RuntimeClosed("the actor runtime is shut down")
         self._dispatching = True
         try:
-            self._system.tell(address, message)
+            # The system base's own tell: ActorSystem.tell only adds a type check of the
+            # address, which the registry already guarantees.
+            tell = self._base_tell
+            tell(address, message)
             backlog = self._backlog
             while backlog:
-                self._system.tell(*backlog.popleft())
+                tell(*backlog.popleft())
             if self.exits >= _PRUNE_EVERY:
                 self._prune_dead_addresses()
         finally:

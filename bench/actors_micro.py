@@ -24,6 +24,7 @@ import asyncio
 import gc
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -228,14 +229,23 @@ def report(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool) -> list[Row]:
+def run(quick: bool, rounds: int = 3) -> list[Row]:
+    """Raw and ours alternate for ``rounds`` rounds; each variant keeps its best time,
+    so a burst of load from elsewhere on a noisy machine does not decide the ratio."""
     sizes = {"create": 10_000, "tell": 100_000 if quick else 1_000_000,
              "pingpong": 20_000 if quick else 200_000, "fanout": 10_000,
              "ask": 2_000 if quick else 20_000}
     logging.disable(logging.WARNING)
-    raw = raw_cases(sizes)
-    gc.collect()
-    ours = asyncio.run(our_cases(sizes))
+    best: dict[tuple[str, str], Row] = {}
+    for round_no in range(rounds):
+        for row in [*raw_cases(sizes), *asyncio.run(our_cases(sizes))]:
+            key = (row.case, row.variant)
+            if key not in best or row.seconds < best[key].seconds:
+                best[key] = row
+        gc.collect()
+        print(f"round {round_no + 1}/{rounds} done", file=sys.stderr)
+    raw = [r for r in best.values() if r.baseline is None]
+    ours = [r for r in best.values() if r.baseline is not None]
     by_case = {case: [r for r in raw + ours if r.case == case]
                for case in ("create", "tell", "pingpong", "fanout", "ask")}
     return [row for rows in by_case.values() for row in rows]
@@ -245,8 +255,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few seconds)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate raw/ours this many times, keep each best (default 3)")
     args = parser.parse_args(argv)
-    rows = run(args.quick)
+    rows = run(args.quick, args.rounds)
     print(report(rows))
     tell_over = max(overhead(r, rows) or 0.0 for r in rows if r.case == "tell")
     print(f"\nworst tell overhead: {tell_over:+.1f} % (budget: +30 %)")
