@@ -1,0 +1,284 @@
+"""Servers under test: one small adapter class per server, plus process control.
+
+An adapter says everything the harness needs to drive one server: how to start it, the
+WebSocket path, the subscribe handshake (commands sent after the upgrade and the reply
+each waits for), how to publish, how big the envelope around our payload is on the wire,
+and how to answer application-level pings. Adding a server (python-socketio, picows...)
+is one more class registered in `ADAPTERS`.
+
+`ServerProcess` starts the adapter's command as a subprocess (optionally pinned with
+`taskset`), waits for its port, and reads its CPU time and RSS from /proc.
+
+Resource handling: every started server is registered for an atexit kill and is killed
+(its whole process group) by `stop()`; `stop()` is idempotent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+@dataclass(frozen=True)
+class HandshakeStep:
+    """Send `payload` as a text frame, then wait for a message containing a marker."""
+
+    payload: bytes
+    markers: tuple[bytes, ...]
+
+
+class ServerAdapter:
+    """How to run and drive one server. Subclasses fill in the class attributes."""
+
+    name = "abstract"
+    ws_path = "/ws"
+    # Bytes the server adds around our payload in each delivered frame payload.
+    frame_overhead = 0
+    # Reply to an application-level ping message (None: the server sends none).
+    app_ping: bytes | None = None
+    # True when `channels` in the handshake is meaningful (idle scenario's K).
+    has_channels = False
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        """The argv that serves on 127.0.0.1:`port`; may write config into `workdir`."""
+        raise NotImplementedError
+
+    def handshake(self, channels: int) -> list[HandshakeStep]:
+        """Steps after the upgrade that subscribe the connection (to `channels` channels)."""
+        return []
+
+    def publish_url(self, port: int) -> str:
+        """The URL a publication is POSTed to."""
+        raise NotImplementedError
+
+    def publish_headers(self) -> dict[str, str]:
+        """Headers for every publish request."""
+        return {}
+
+    def publish_body(self, payload: bytes) -> bytes:
+        """The POST body that makes subscribers of channel 0 receive `payload`."""
+        raise NotImplementedError
+
+
+class BaselineAdapter(ServerAdapter):
+    """bench/baseline_server.py: bare aiohttp + uvloop broadcast, no protocol on top."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.name = f"baseline-{mode}"
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        return [sys.executable, "-m", "bench.baseline_server", "--port", str(port),
+                "--mode", self.mode]
+
+    def publish_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/broadcast"
+
+    def publish_body(self, payload: bytes) -> bytes:
+        return payload
+
+
+class ChorusAdapter(ServerAdapter):
+    """Chorus over Centrifugo JSON protocol v2 (`python -m broker serve`)."""
+
+    name = "chorus"
+    ws_path = "/connection/websocket"
+    api_key = "bench"
+    # {"push":{"channel":"bench","pub":{"data":<payload>}}}; extra pub fields
+    # (offset, tags) would only make Chorus's frames bigger, i.e. its figures worse.
+    frame_overhead = len(b'{"push":{"channel":"bench","pub":{"data":}}}')
+    app_ping = b"{}"
+    has_channels = True
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        config = workdir / f"chorus-{port}.yaml"
+        config.write_text(
+            "client:\n"
+            "  insecure: true\n"
+            "  queue_max_size: 10485760\n"
+            "http_api:\n"
+            f"  key: \"{self.api_key}\"\n"
+            "channel:\n"
+            "  without_namespace: {}\n"
+            "http_server:\n"
+            f"  port: {port}\n"
+            "websocket:\n"
+            "  message_size_limit: 65536\n"
+        )
+        return [sys.executable, "-m", "broker", "serve", "--config", str(config),
+                "--port", str(port)]
+
+    def handshake(self, channels: int) -> list[HandshakeStep]:
+        steps = [HandshakeStep(b'{"id":1,"connect":{}}', (b'"id":1,', b'"id":1}'))]
+        for i in range(max(1, channels)):
+            cid = i + 2
+            ch = "bench" if i == 0 else f"bench-{i}"
+            body = b'{"id":%d,"subscribe":{"channel":"%s"}}' % (cid, ch.encode())
+            steps.append(HandshakeStep(body, (b'"id":%d,' % cid, b'"id":%d}' % cid)))
+        return steps
+
+    def publish_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/api/publish"
+
+    def publish_headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key, "Content-Type": "application/json"}
+
+    def publish_body(self, payload: bytes) -> bytes:
+        return b'{"channel":"bench","data":' + payload + b"}"
+
+
+ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
+    "baseline-send_str": lambda: BaselineAdapter("send_str"),
+    "baseline-prebuilt": lambda: BaselineAdapter("prebuilt"),
+    "chorus": ChorusAdapter,
+}
+
+
+def make_adapter(name: str) -> ServerAdapter:
+    """The adapter registered under `name`. Raises KeyError naming the known ones."""
+    factory = ADAPTERS.get(name)
+    if factory is None:
+        raise KeyError(f"unknown server {name!r}; known: {', '.join(ADAPTERS)}")
+    return factory()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _kill_all() -> None:
+    for proc in list(_LIVE):
+        _kill(proc)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+    _LIVE.discard(proc)
+
+
+atexit.register(_kill_all)
+
+
+def proc_cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) seconds of `pid`, threads included, from /proc/<pid>/stat."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` (its threads included) from /proc/<pid>/stat."""
+    return sum(proc_cpu_times(pid))
+
+
+def proc_rss_kb(pid: int) -> int:
+    """VmRSS of `pid` in KB from /proc/<pid>/status (0 if the field is missing)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class ServerProcess:
+    """One running server under test.
+
+    Error handling: `start` raises RuntimeError (with the tail of the server's log) if
+    the process exits or its port does not accept connections before the deadline.
+    """
+
+    def __init__(self, adapter: ServerAdapter, workdir: Path, core: int | None) -> None:
+        self.adapter = adapter
+        self.workdir = workdir
+        self.core = core
+        self.port = 0
+        self.log_path = workdir / f"{adapter.name}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "server not started"
+        return self._proc.pid
+
+    def start(self, port: int | None = None, timeout: float = 20.0) -> None:
+        """Start the server on `port` (default: a free one); return once it accepts TCP."""
+        self.port = port or free_port()
+        argv = self.adapter.command(self.port, self.workdir)
+        if self.core is not None:
+            argv = ["taskset", "-c", str(self.core), *argv]
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parent.parent, start_new_session=True,
+            preexec_fn=_raise_nofile,
+        )
+        log.close()
+        _LIVE.add(self._proc)
+        self._wait_port(time.monotonic() + timeout)
+
+    def _wait_port(self, deadline: float) -> None:
+        assert self._proc is not None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{self.adapter.name} exited with {self._proc.returncode}:"
+                                   f"\n{self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.adapter.name} did not listen on {self.port}:\n"
+                           f"{self.log_tail()}")
+
+    def alive(self) -> bool:
+        """True while the server process runs."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used by the server so far."""
+        return proc_cpu_seconds(self.pid)
+
+    def cpu_times(self) -> tuple[float, float]:
+        """(user, system) CPU seconds used by the server so far."""
+        return proc_cpu_times(self.pid)
+
+    def rss_kb(self) -> int:
+        """Current resident set size of the server in KB."""
+        return proc_rss_kb(self.pid)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's combined stdout/stderr."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Kill the server's process group and reap it; safe to call twice."""
+        if self._proc is not None:
+            _kill(self._proc)

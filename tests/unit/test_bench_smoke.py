@@ -1,0 +1,60 @@
+"""Smoke test of the bench harness end to end: tiny N, baselines only, a few seconds.
+
+Runs `python -m bench` as a user would (subprocesses, real sockets) and checks the shape
+of what it writes: the JSON record, the Markdown summary and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMON = ["--servers", "baseline-send_str,baseline-prebuilt", "--server-core", "-1",
+          "--client-core", "-1", "--workers", "2", "--no-calibrate", "--quiet"]
+
+
+def _run_bench(tmp_path: Path, *args: str) -> tuple[dict[str, Any], list[Path]]:
+    proc = subprocess.run([sys.executable, "-m", "bench", *args, *COMMON, "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    assert result.with_suffix(".md").read_text() in proc.stdout
+    return json.loads(result.read_text()), sorted(tmp_path.glob("*.png"))
+
+
+def test_fanout_counts_every_delivery_and_reports_ratios(tmp_path: Path) -> None:
+    record, plots = _run_bench(tmp_path, "fanout", "--subscribers", "30",
+                               "--publications", "10", "--warmup", "2", "--rate", "100")
+    assert record["scenario"] == "fanout"
+    assert {"cpu_model", "cores", "kernel", "python", "packages"} <= record["machine"].keys()
+    assert record["command"][1:4] == ["-m", "bench", "fanout"]
+    points = record["points"]
+    assert len(points) == 2 * 2  # servers x modes
+    for p in points:
+        f = p["figures"]
+        assert f["deliveries"] == f["expected"] == p["point"]["subscribers"] * 10
+        assert f["lost"] == f["duplicates"] == f["publish_errors"] == 0
+        assert f["mode"] in ("paced", "burst")
+        assert 0 < f["p50_ms"] <= f["p99_ms"] <= f["max_ms"]
+        assert f["server_cpu_s"] >= 0 and f["client_cpu_s"] > 0
+        other = ({"baseline-send_str", "baseline-prebuilt"} - {p["server"]}).pop()
+        assert set(p["ratios"]) == {other}
+        assert "deliveries_per_server_cpu_s" in p["ratios"][other]
+    assert [x.name.rsplit("-", 1)[1] for x in plots] == ["latency.png", "throughput.png"]
+
+
+def test_idle_reports_memory_and_connect_rate(tmp_path: Path) -> None:
+    record, plots = _run_bench(tmp_path, "idle", "--connections", "50", "--settle", "0.1")
+    assert [p["server"] for p in record["points"]] == ["baseline-send_str",
+                                                       "baseline-prebuilt"]
+    for p in record["points"]:
+        f = p["figures"]
+        assert f["connections"] == 50 and f["failed"] == 0
+        assert f["connects_per_s"] > 0 and f["rss_after_kb"] > 0
+        assert isinstance(f["kb_per_connection"], float)
+    assert len(plots) == 2
