@@ -21,8 +21,9 @@ from broker.auth import TokenVerifier
 from broker.config import ChannelOptions, Config
 from broker.connection.outbox import FlushScheduler
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
+from broker.metrics import NodeMetrics
 from broker.protocol import codes
-from broker.shard.actor import Deliver, DeliverJoinLeave
+from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
 from broker.types import ClientInfo, Publication, StreamPosition
 from broker.wire import publication_dict
 
@@ -61,8 +62,9 @@ class Node:
         self.commands: Counter[str] = Counter()
         self._started_shards: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         engine.set_handlers(self._remote_publication, self._remote_control,
-                            self._remote_join, self._remote_leave)
+                            self._remote_join, self._remote_leave, self._unrecoverable)
 
     # -- shards ---------------------------------------------------------------------------
     def shard_of(self, channel: str) -> int:
@@ -95,6 +97,7 @@ class Node:
         Error handling: an engine failure raises before anything is delivered, so a
         publication is acknowledged only once the engine has it.
         """
+        started = time.perf_counter()
         options = self.options(channel)
         size = 0 if skip_history else options.history_size
         outcome = await self.engine.publish(
@@ -105,6 +108,7 @@ class Node:
         if not isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
             self.publications += 1
             self.tell_shard(channel, Deliver(channel, pub))
+            self.metrics.published(channel, started)
         return pub, position
 
     def join_leave(self, channel: str, info: ClientInfo, *, join: bool) -> None:
@@ -196,6 +200,12 @@ class Node:
     def _remote_leave(self, channel: str, info: ClientInfo) -> None:
         self.tell_shard(channel, DeliverJoinLeave(channel, info, False))
 
+    def _unrecoverable(self, channel: str) -> None:
+        """Publications were lost between nodes: subscribers re-sync (and learn it)."""
+        log.warning("channel %s: missed publications are unrecoverable; subscribers resync",
+                    channel)
+        self.tell_shard(channel, Resync(channel))
+
     def _remote_control(self, data: bytes) -> None:
         log.debug("control message (%d bytes) ignored: single-node build", len(data))
 
@@ -215,8 +225,10 @@ class Node:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
-    def metrics_delivered(self, count: int) -> None:
+    def metrics_delivered(self, count: int, channel: str | None = None) -> None:
         self.deliveries += count
+        if channel is not None:  # per namespace: one dict update per publication
+            self.metrics.delivered(channel, count)
 
     def count_command(self, method: str) -> None:
         self.commands[method] += 1

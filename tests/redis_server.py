@@ -24,11 +24,22 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RedisServer", "RedisUnavailable", "redis_server"]
+import redis
+
+__all__ = [
+    "ClusterSetup",
+    "RedisServer",
+    "RedisUnavailable",
+    "SentinelSetup",
+    "cluster_setup",
+    "redis_server",
+    "respawn",
+    "sentinel_setup",
+]
 
 DEFAULT_REDIS_PORT = 6379  # the shared system Redis: tests never touch it
 
@@ -89,27 +100,38 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def _spawn(binary: str, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def _spawn(
+    binary: str, workdir: Path, port: int, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    args += ["--dir", str(workdir), "--logfile", str(workdir / "redis.log")]
+    args += ["--dir", str(workdir), "--logfile", str(workdir / "redis.log"), *extra]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
+def _binary(name: str = "redis-server") -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        raise RedisUnavailable(f"{name} is not on PATH")
+    return binary
+
+
 @contextlib.contextmanager
-def redis_server(*, startup_timeout: float = 10.0, attempts: int = 3) -> Iterator[RedisServer]:
+def redis_server(
+    *, startup_timeout: float = 10.0, attempts: int = 3, extra: tuple[str, ...] = ()
+) -> Iterator[RedisServer]:
     """Run a private redis-server for the duration of the ``with`` block.
+
+    ``extra`` are more command-line options (e.g. ``("--replicaof", "127.0.0.1", "7000")``).
 
     Resource handling: the process is terminated (killed after 5 s) and its temp dir
     removed on exit, also when the body raises.
     """
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RedisUnavailable("redis-server is not on PATH")
+    binary = _binary()
     with tempfile.TemporaryDirectory(prefix="chorus-redis-") as tmp:
         workdir = Path(tmp)
         for _ in range(attempts):
             port = _free_port()
-            process = _spawn(binary, workdir, port)
+            process = _spawn(binary, workdir, port, extra)
             if _wait_ready(process, port, time.monotonic() + startup_timeout):
                 break
             _stop(process)
@@ -121,3 +143,143 @@ def redis_server(*, startup_timeout: float = 10.0, attempts: int = 3) -> Iterato
             yield RedisServer(port, process, workdir)
         finally:
             _stop(process)
+
+
+@contextlib.contextmanager
+def respawn(server: RedisServer, *, startup_timeout: float = 10.0) -> Iterator[RedisServer]:
+    """Start a fresh, empty redis-server on a stopped server's port (a restart without
+    persistence); it is stopped on exit.
+
+    Error handling: RuntimeError if the port does not answer PING within the deadline.
+    """
+    if server.process.poll() is None:
+        raise RuntimeError("respawn() needs the old server stopped first")
+    process = _spawn(_binary(), server.workdir, server.port)
+    try:
+        if not _wait_ready(process, server.port, time.monotonic() + startup_timeout):
+            raise RuntimeError(f"respawned redis-server on {server.port} did not answer PING")
+        yield RedisServer(server.port, process, server.workdir)
+    finally:
+        _stop(process)
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float) -> None:
+    """Poll ``check`` until true. Error handling: RuntimeError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, redis.RedisError):
+            if check():
+                return
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"test redis: {what} not reached within {timeout} s")
+        time.sleep(0.05)  # a subprocess' state; there is nothing to await
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelSetup:
+    """A primary, its replica and three sentinels monitoring it as ``service``."""
+
+    primary: RedisServer
+    replica: RedisServer
+    sentinels: tuple[RedisServer, ...]
+    service: str
+
+    @property
+    def sentinel_addresses(self) -> tuple[str, ...]:
+        return tuple(f"127.0.0.1:{s.port}" for s in self.sentinels)
+
+
+@contextlib.contextmanager
+def _sentinel(workdir: Path, primary: int, service: str) -> Iterator[RedisServer]:
+    port = _free_port()
+    conf = workdir / f"sentinel-{port}.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\nlogfile {workdir}/sentinel-{port}.log\n"
+        f"sentinel monitor {service} 127.0.0.1 {primary} 2\n"
+        f"sentinel down-after-milliseconds {service} 1000\n"
+        f"sentinel failover-timeout {service} 3000\n"
+    )
+    process = subprocess.Popen(
+        [_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        if not _wait_ready(process, port, time.monotonic() + 10):
+            raise RuntimeError(f"sentinel on {port} did not answer PING")
+        yield RedisServer(port, process, workdir)
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def sentinel_setup(service: str = "chorus-test") -> Iterator[SentinelSetup]:
+    """Primary + replica + 3 sentinels on free ports; ready when every sentinel sees the
+    replica (so ``SENTINEL FAILOVER`` can promote it; sentinels find each other a few
+    seconds later through hello messages). Everything is stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        primary = stack.enter_context(redis_server())
+        replica = stack.enter_context(
+            redis_server(extra=("--replicaof", "127.0.0.1", str(primary.port)))
+        )
+        replica_client = redis.Redis(port=replica.port)
+
+        def replica_linked() -> bool:
+            return bool(replica_client.info("replication")["master_link_status"] == "up")
+
+        _until("replica link up", replica_linked, 10)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chorus-snt-")))
+        sentinels = tuple(
+            stack.enter_context(_sentinel(workdir, primary.port, service)) for _ in range(3)
+        )
+        for sentinel in sentinels:
+            client = redis.Redis(port=sentinel.port)
+
+            def sees_replica(client: redis.Redis = client) -> bool:
+                return bool(client.sentinel_slaves(service))
+
+            _until("sentinel sees the replica", sees_replica, 20)
+        yield SentinelSetup(primary, replica, sentinels, service)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSetup:
+    """A Redis Cluster of primaries only, all slots assigned."""
+
+    nodes: tuple[RedisServer, ...]
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+
+@contextlib.contextmanager
+def cluster_setup(primaries: int = 3) -> Iterator[ClusterSetup]:
+    """``primaries`` cluster-enabled servers joined by ``redis-cli --cluster create``;
+    ready when every node reports ``cluster_state:ok``. Stopped on exit.
+
+    Error handling: RedisUnavailable without redis-cli; RuntimeError if the cluster does
+    not form (the redis-cli output is in the message).
+    """
+    cli = _binary("redis-cli")
+    with contextlib.ExitStack() as stack:
+        nodes = tuple(
+            stack.enter_context(redis_server(extra=(
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{i}.conf",
+                "--cluster-node-timeout", "2000",
+            )))
+            for i in range(primaries)
+        )
+        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
+        done = subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, timeout=60, check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]!r}")
+        for node in nodes:
+            client = redis.Redis(port=node.port)
+
+            def cluster_ok(client: redis.Redis = client) -> bool:
+                return bool(client.cluster("info")["cluster_state"] == "ok")
+
+            _until("cluster_state:ok", cluster_ok, 20)
+        yield ClusterSetup(nodes)

@@ -27,7 +27,7 @@ from broker.connection.state import (
 )
 from broker.engine.base import UnrecoverablePosition
 from broker.protocol import codes
-from broker.shard.actor import Activate, Subscribe
+from broker.shard.actor import Activate, Resync, Subscribe
 from broker.types import ClientInfo, Publication, StreamPosition
 from broker.wire import client_info_dict, publication_dict
 
@@ -117,12 +117,11 @@ def cmd_subscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) ->
         except TokenError as error:
             if error.expired:
                 raise Denied(codes.ERROR_TOKEN_EXPIRED) from None
+            # Centrifugo refuses the subscription (103), it does not drop the connection.
             conn.last_error = f"invalid subscription token: {error}"
-            conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
-            return
+            raise Denied(codes.ERROR_PERMISSION_DENIED) from None
         if claims.channel != channel or claims.user != conn.session.user:
-            conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
-            return
+            raise Denied(codes.ERROR_PERMISSION_DENIED)
         sub.info, sub.expire_at = claims.info, claims.expire_at
     check_subscribe(conn.config, conn.session, channel, options, bool(token))
     _start_subscription(conn, sub, params, lambda result: conn.answer(
@@ -180,6 +179,9 @@ def _finish_subscription(conn: ConnectionActor, sub: Subscription,
                          result: dict[str, Any], after_offset: int) -> None:
     if conn.session.subs.get(sub.channel) is not sub:
         return  # unsubscribed while the engine answered
+    if sub.expire_at:  # the SDK schedules its sub_refresh from these
+        result["expires"] = True
+        result["ttl"] = max(1, int(sub.expire_at - time.time()))
     send_result(result)
     sub.active = True
     conn.node.tell_shard(sub.channel, Activate(sub.channel, conn.session.client_id,
@@ -331,15 +333,24 @@ def handle_internal(conn: ConnectionActor, message: Any) -> Any:
         if conn.session.phase is Phase.CONNECTED:
             _server_subscribe(conn, message.channel, {})
     elif isinstance(message, ServerUnsubscribe):
-        if message.channel in conn.session.subs:
-            conn._drop_subscription(message.channel, send_leave=True)
-            conn.write({"push": {"channel": message.channel,
-                                 "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}})
+        _unsubscribe_push(conn, message.channel, 2000, "server unsubscribe", send_leave=True)
+    elif isinstance(message, Resync):
+        # Centrifugo's "insufficient state": the SDK resubscribes from its position and
+        # learns from ``recovered: false`` that publications were missed.
+        _unsubscribe_push(conn, message.channel, 2500, "insufficient state", send_leave=False)
     elif isinstance(message, Resubscribe):
         _resubscribe(conn, message.index)
     else:
         raise TypeError(f"connection got an unexpected message: {message!r}")
     return None
+
+
+def _unsubscribe_push(conn: ConnectionActor, channel: str, code: int, reason: str, *,
+                      send_leave: bool) -> None:
+    if channel in conn.session.subs:
+        conn._drop_subscription(channel, send_leave=send_leave)
+        unsubscribe = {"code": code, "reason": reason}
+        conn.write({"push": {"channel": channel, "unsubscribe": unsubscribe}})
 
 
 def _resubscribe(conn: ConnectionActor, index: int) -> None:

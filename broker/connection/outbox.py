@@ -1,11 +1,11 @@
 """Outbox: a connection's bounded queue of encoded frames, flushed once per loop iteration.
 
 The shard that owns a channel writes a publication's pre-encoded frame straight into each
-subscriber's outbox (no actor message per subscriber). Whatever arrives for one
-connection during one loop iteration leaves in a single WebSocket message and a single
-``transport.write``: the per-write syscall is the floor, so coalescing is where the
-throughput is. A lone frame goes out as the WebSocket frame the shard built once for all
-subscribers, with no per-delivery allocation.
+subscriber's outbox (no actor message per subscriber). The first frame a connection gets
+in a loop iteration goes to its transport at once, as the WebSocket frame the shard
+built once for all subscribers; whatever follows in the same iteration is coalesced into
+a single WebSocket message and a single ``transport.write`` when the iteration ends. The
+per-write syscall is the floor, so under load coalescing is where the throughput is.
 
 Resource handling:
     An outbox holds at most ``max_bytes`` of frames not yet accepted by the kernel
@@ -49,36 +49,49 @@ class OutboxStats:
 
 
 class FlushScheduler:
-    """Flushes every outbox that received frames, once, at the end of the loop iteration.
+    """Marks loop iterations ("ticks") and flushes queued frames at the end of each.
 
-    One ``call_soon`` per iteration for the whole node instead of one per connection.
+    One ``call_soon`` per tick for the whole node, not one per connection. ``tick``
+    counts ticks so an outbox can tell whether it already wrote during this one.
     """
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+    __slots__ = ("_dirty", "_loop", "scheduled", "tick")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[Outbox] = []
-        self._scheduled = False
+        self.scheduled = False
+        self.tick = 0
+
+    def touch(self) -> None:
+        """Make sure this tick ends (and queued frames flush) soon."""
+        if not self.scheduled:
+            self.scheduled = True
+            self._loop.call_soon(self.end_tick)
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty.append(outbox)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush_all)
+        self.touch()
 
-    def flush_all(self) -> None:
+    def end_tick(self) -> None:
+        self.scheduled = False
+        self.tick += 1
         dirty, self._dirty = self._dirty, []
-        self._scheduled = False
         for outbox in dirty:
             outbox.flush()
+
+    # Kept for callers that only want "flush what is queued now".
+    flush_all = end_tick
 
 
 class Outbox:
     """Encoded frames waiting for one connection's socket.
 
-    ``push`` is the hot path: one list append, a byte count and (first frame of the
-    iteration only) a mark on the scheduler.
+    The first frame of a tick goes straight to the transport (for a broadcast: the
+    WebSocket frame built once for every subscriber — no allocation per delivery).
+    Frames that follow within the same tick are queued and leave together, as one
+    WebSocket message in one write, when the tick ends. A paced stream therefore costs
+    one write per delivery, like a bare server, and a burst coalesces.
     """
 
     __slots__ = (
@@ -87,6 +100,7 @@ class Outbox:
         "_join",
         "_pending",
         "_scheduler",
+        "_tick",
         "_transport",
         "binary",
         "closed",
@@ -111,6 +125,7 @@ class Outbox:
         self._frames: list[bytes] = []
         self._first_wire: bytes | None = None
         self._pending = 0
+        self._tick = -1
         self.binary = binary
         self.max_bytes = max_bytes
         self.on_overflow = on_overflow
@@ -118,19 +133,29 @@ class Outbox:
         self.stats = OutboxStats()
 
     def push(self, frame: bytes, wire: bytes | None = None) -> None:
-        """Queue one encoded reply/push. ``wire`` is ``frame`` already wrapped as a
+        """Send one encoded reply/push. ``wire`` is ``frame`` already wrapped as a
         WebSocket frame (shared by all subscribers of a broadcast), if the caller has it.
         """
         if self.closed:
             return
         frames = self._frames
-        if not frames:
-            self._first_wire = wire
-            self._scheduler.mark(self)
+        if frames:  # already queued this tick: keep the order, coalesce
+            frames.append(frame)
+            self._pending += len(frame)
+            if self._pending > self.max_bytes:
+                self._overflow()
+            return
+        scheduler = self._scheduler
+        if self._tick != scheduler.tick:  # first frame this tick: straight out
+            self._tick = scheduler.tick
+            if not scheduler.scheduled:
+                scheduler.touch()
+            self._write(wire if wire is not None else ws_frame(frame, self.binary), 1)
+            return
+        self._first_wire = wire
         frames.append(frame)
-        self._pending += len(frame)
-        if self._pending > self.max_bytes:
-            self._overflow()
+        self._pending = len(frame)
+        scheduler.mark(self)
 
     @property
     def pending_bytes(self) -> int:
@@ -142,12 +167,6 @@ class Outbox:
         frames = self._frames
         if not frames or self.closed:
             return
-        transport = self._transport
-        if transport.is_closing():
-            self._frames = []
-            self._pending = 0
-            return
-        stats = self.stats
         if len(frames) == 1:
             wire = self._first_wire
             if wire is None:
@@ -155,12 +174,21 @@ class Outbox:
         else:
             payload = self._join(frames)
             wire = ws_header(len(payload), self.binary) + payload
-        stats.frames += len(frames)
-        stats.bytes += len(wire)
-        stats.writes += 1
         self._frames = []
         self._pending = 0
+        self._first_wire = None
+        self._tick = self._scheduler.tick
+        self._write(wire, len(frames))
+
+    def _write(self, wire: bytes, count: int) -> None:
+        transport = self._transport
+        if transport.is_closing():
+            return
         transport.write(wire)
+        stats = self.stats
+        stats.frames += count
+        stats.bytes += len(wire)
+        stats.writes += 1
         buffered = transport.get_write_buffer_size()
         if buffered > stats.peak_pending:
             stats.peak_pending = buffered

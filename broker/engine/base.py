@@ -82,8 +82,14 @@ class Broker(Protocol):
         on_control: ControlHandler,
         on_join: JoinLeaveHandler | None = None,
         on_leave: JoinLeaveHandler | None = None,
+        on_unrecoverable: Callable[[str], None] | None = None,
     ) -> None:
-        """Set the callbacks for messages from other nodes; call once, before start()."""
+        """Set the callbacks for messages from other nodes; call once, before start().
+
+        ``on_unrecoverable(channel)``: publications of ``channel`` were missed while the
+        link was down and cannot be recovered (stream lost or trimmed); subscribers must
+        re-sync. Engines without a remote leg never call it.
+        """
 
     async def start(self) -> None:
         """Connect and start background work; after it returns every method may be called."""

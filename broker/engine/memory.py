@@ -94,6 +94,7 @@ class MemoryEngine:
         on_control: ControlHandler,
         on_join: JoinLeaveHandler | None = None,
         on_leave: JoinLeaveHandler | None = None,
+        on_unrecoverable: Callable[[str], None] | None = None,
     ) -> None:
         """Accepted for the contract; never called, as there is no other node."""
 

@@ -27,6 +27,8 @@ from broker.wire import client_info_dict
 if TYPE_CHECKING:
     from broker.node import Node
 
+CONNECTIONS_ID = "chorus/connections"  # the connection supervisor (see broker.tree)
+
 log = logging.getLogger("chorus.shard")
 
 
@@ -71,6 +73,13 @@ class DeliverJoinLeave:
 
 
 @dataclass(slots=True)
+class Resync:
+    """The channel's stream lost publications: every subscriber must resubscribe."""
+
+    channel: str
+
+
+@dataclass(slots=True)
 class ChannelSummary:
     """Ask a shard for ``{channel: subscriber count}``."""
 
@@ -104,6 +113,10 @@ class ShardActor(Actor):
                                 on_error=self._engine_error)
         elif isinstance(message, DeliverJoinLeave):
             self._deliver_join_leave(message)
+        elif isinstance(message, Resync):
+            chan = self.state.channels.get(message.channel)
+            for conn_id in list(chan.subscribers) if chan is not None else []:
+                self.tell(f"{CONNECTIONS_ID}/{conn_id}", message)
         elif isinstance(message, ChannelSummary):
             return {name: len(chan) for name, chan in self.state.channels.items()}
         else:

@@ -6,9 +6,11 @@ several instances form one cluster). Adding an engine is one entry. Each factory
 one test are nodes of one cluster) and the options a test passes to ``make_node``;
 the options every engine must accept are ``history_meta_ttl: float``.
 
-Redis always runs against a real ``redis-server`` started on a free port for the
-session (``redis_url``); it is skipped with a reason when the binary or the
-``broker.engine.redis`` module is missing.
+Redis always runs against real servers started on free ports for the session:
+``redis`` (one server, ``redis_url``), ``redis-sharded`` (client-side sharding over two
+servers), ``redis-sentinel`` (primary + replica + 3 sentinels) and ``redis-cluster``
+(3 primaries, sharded pub/sub); the last two are marked slow (several seconds to set
+up). They are skipped with a reason when a binary or ``broker.engine.redis`` is missing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ import pytest
 from broker.engine.base import Engine
 from broker.engine.memory import MemoryEngine
 from tests.contract.helpers import Recorder
-from tests.redis_server import RedisUnavailable, redis_server
+from tests.redis_server import (
+    ClusterSetup,
+    RedisUnavailable,
+    SentinelSetup,
+    cluster_setup,
+    redis_server,
+    sentinel_setup,
+)
 
 Factory = Callable[[pytest.FixtureRequest, str, dict[str, Any]], Awaitable[Engine]]
 
@@ -43,19 +52,63 @@ async def _memory(
     return MemoryEngine(**options)
 
 
-async def _redis(request: pytest.FixtureRequest, namespace: str, options: dict[str, Any]) -> Engine:
+def _redis_module(request: pytest.FixtureRequest) -> Any:
     if importlib.util.find_spec("broker.engine.redis") is None:
         pytest.skip("broker.engine.redis does not exist yet (RedisEngine is a later issue)")
+    return importlib.import_module("broker.engine.redis")
+
+
+async def _redis(request: pytest.FixtureRequest, namespace: str, options: dict[str, Any]) -> Engine:
+    module = _redis_module(request)
     url: str = request.getfixturevalue("redis_url")
-    module = importlib.import_module("broker.engine.redis")
-    # The Redis issue owns this line: adapt it to RedisEngine's real constructor.
     engine: Engine = module.RedisEngine(url, prefix=f"chorus-test-{namespace}", **options)
     return engine
 
 
+async def _redis_sharded(
+    request: pytest.FixtureRequest, namespace: str, options: dict[str, Any]
+) -> Engine:
+    module = _redis_module(request)
+    urls: tuple[str, ...] = request.getfixturevalue("redis_shard_urls")
+    engine: Engine = module.RedisEngine(urls, prefix=f"chorus-test-{namespace}", **options)
+    return engine
+
+
+async def _redis_sentinel(
+    request: pytest.FixtureRequest, namespace: str, options: dict[str, Any]
+) -> Engine:
+    module = _redis_module(request)
+    from broker.engine.redis_link import Sentinel, parse_address
+
+    setup: SentinelSetup = request.getfixturevalue("redis_sentinel")
+    topology = Sentinel([parse_address(a) for a in setup.sentinel_addresses], setup.service)
+    engine: Engine = module.RedisEngine(
+        prefix=f"chorus-test-{namespace}", topology=topology, **options
+    )
+    return engine
+
+
+async def _redis_cluster(
+    request: pytest.FixtureRequest, namespace: str, options: dict[str, Any]
+) -> Engine:
+    module = _redis_module(request)
+    from broker.engine.redis_link import Cluster, parse_address
+
+    setup: ClusterSetup = request.getfixturevalue("redis_cluster")
+    topology = Cluster([parse_address(a) for a in setup.addresses])
+    engine: Engine = module.RedisEngine(
+        prefix=f"chorus-test-{namespace}", topology=topology, **options
+    )
+    return engine
+
+
+_SLOW_REDIS = (pytest.mark.redis, pytest.mark.slow)
 ENGINES: dict[str, EngineKind] = {
     "memory": EngineKind(_memory, multi_node=False),
     "redis": EngineKind(_redis, multi_node=True, marks=(pytest.mark.redis,)),
+    "redis-sharded": EngineKind(_redis_sharded, multi_node=True, marks=(pytest.mark.redis,)),
+    "redis-sentinel": EngineKind(_redis_sentinel, multi_node=True, marks=_SLOW_REDIS),
+    "redis-cluster": EngineKind(_redis_cluster, multi_node=True, marks=_SLOW_REDIS),
 }
 
 
@@ -76,6 +129,36 @@ def redis_url() -> Iterator[str]:
     try:
         with redis_server() as server:
             yield server.url
+    except RedisUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def redis_shard_urls() -> Iterator[tuple[str, str]]:
+    """Two private redis-servers for client-side sharding."""
+    try:
+        with redis_server() as first, redis_server() as second:
+            yield first.url, second.url
+    except RedisUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelSetup]:
+    """A primary, a replica and three sentinels for the session."""
+    try:
+        with sentinel_setup() as setup:
+            yield setup
+    except RedisUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[ClusterSetup]:
+    """A 3-primary Redis Cluster for the session."""
+    try:
+        with cluster_setup() as setup:
+            yield setup
     except RedisUnavailable as exc:
         pytest.skip(str(exc))
 

@@ -56,54 +56,73 @@ def test_header_lengths() -> None:
     assert ws_header(70000, False)[1] == 127 and len(ws_header(70000, False)) == 10
 
 
-def test_frames_of_one_iteration_leave_in_one_write() -> None:
+def test_first_frame_of_a_tick_is_written_at_once() -> None:
+    outbox, transport, _, _ = make()
+    outbox.push(b'{"n":0}')
+    assert transport.writes == [ws_frame(b'{"n":0}', False)]
+
+
+def test_frames_after_the_first_in_a_tick_leave_in_one_write() -> None:
     outbox, transport, _, scheduler = make()
-    for i in range(3):
+    for i in range(4):
         outbox.push(f'{{"n":{i}}}'.encode())
-    scheduler.flush_all()
-    assert transport.writes == [ws_frame(b'{"n":0}\n{"n":1}\n{"n":2}', False)]
-    assert outbox.stats.frames == 3 and outbox.stats.writes == 1
+    assert len(transport.writes) == 1
+    scheduler.end_tick()
+    assert transport.writes[1] == ws_frame(b'{"n":1}\n{"n":2}\n{"n":3}', False)
+    assert outbox.stats.frames == 4 and outbox.stats.writes == 2
 
 
-def test_a_lone_frame_goes_out_as_the_shared_prebuilt_wire_bytes() -> None:
+def test_a_new_tick_writes_through_again() -> None:
+    outbox, transport, _, scheduler = make()
+    outbox.push(b"a")
+    scheduler.end_tick()
+    outbox.push(b"b")
+    assert transport.writes == [ws_frame(b"a", False), ws_frame(b"b", False)]
+
+
+def test_a_broadcast_frame_goes_out_as_the_shared_prebuilt_wire_bytes() -> None:
     outbox, transport, _, scheduler = make()
     wire = ws_frame(b"{}", False)
     outbox.push(b"{}", wire)
-    scheduler.flush_all()
     assert transport.writes[0] is wire
+    scheduler.end_tick()
+    outbox.push(b"x")  # queued behind nothing: written through again
+    queued_wire = ws_frame(b"{}", False)
+    outbox.push(b"{}", queued_wire)
+    scheduler.end_tick()
+    assert transport.writes[-1] is queued_wire
 
 
-def test_scheduler_marks_an_outbox_once_per_iteration() -> None:
+def test_one_call_soon_per_tick_for_the_whole_node() -> None:
     outbox, _, _, scheduler = make()
-    outbox.push(b"a")
-    outbox.push(b"b")
-    assert len(scheduler._dirty) == 1
+    other = Outbox(outbox._transport, scheduler, binary=False, join=join_lines,
+                   max_bytes=100, on_overflow=lambda: None)
+    for box in (outbox, other, outbox, other):
+        box.push(b"a")
     assert len(scheduler._loop.soon) == 1  # type: ignore[attr-defined]
+    assert len(scheduler._dirty) == 2
 
 
 def test_overflow_of_queued_frames_closes_and_reports_once() -> None:
     outbox, transport, overflows, scheduler = make(max_bytes=10)
-    outbox.push(b"x" * 8)
-    outbox.push(b"x" * 8)
-    outbox.push(b"x" * 8)
-    scheduler.flush_all()
+    for _ in range(4):
+        outbox.push(b"x" * 8)
+    scheduler.end_tick()
     assert overflows == ["slow"]
-    assert outbox.closed and transport.writes == []
+    assert outbox.closed and len(transport.writes) == 1
 
 
 def test_overflow_of_the_transport_buffer_is_a_slow_consumer() -> None:
-    outbox, transport, overflows, scheduler = make(max_bytes=100)
+    outbox, transport, overflows, _ = make(max_bytes=100)
     transport.buffered = 500
     outbox.push(b"x")
-    scheduler.flush_all()
     assert overflows == ["slow"]
     outbox.push(b"y")
-    assert outbox.pending_bytes == 500  # nothing more is queued after closing
+    assert len(transport.writes) == 1  # nothing more is written after closing
 
 
 def test_closing_transport_drops_frames_without_writing() -> None:
-    outbox, transport, _, scheduler = make()
+    outbox, transport, _, _ = make()
     transport.closing = True
     outbox.push(b"x")
-    scheduler.flush_all()
     assert transport.writes == []

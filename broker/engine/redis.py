@@ -1,0 +1,400 @@
+"""RedisEngine: nodes joined through Redis — pub/sub, history streams, presence.
+
+Publishing runs one Lua script (redis_scripts.PUBLISH) that appends to the channel's
+stream and publishes to the channel's pub/sub channel atomically, with dense offsets
+and an epoch kept in a meta hash. History offsets are the stream IDs (``<offset>-0``).
+Receiving, reconnects and catch-up live in redis_receive; topologies (standalone,
+Sentinel, Cluster with sharded pub/sub, client-side sharding) in redis_link; the
+formats in redis_codec. See broker.engine.base for each method's guarantee.
+
+Every node has a random ``node_id`` (not the node name: several worker processes of
+one host share a name); messages carry it so a node drops its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from broker.engine.base import (
+    ControlHandler,
+    EngineError,
+    JoinLeaveHandler,
+    PublicationHandler,
+    SuppressedPublish,
+    UnrecoverablePosition,
+)
+from broker.engine.redis_codec import (
+    KeyScheme,
+    decode_info,
+    encode_body,
+    encode_control,
+    encode_info,
+    publication_from_stream,
+    publication_of,
+)
+from broker.engine.redis_link import (
+    Cluster,
+    Sentinel,
+    Sharded,
+    Standalone,
+    Timeouts,
+    Topology,
+    parse_address,
+)
+from broker.engine.redis_pubsub import Backoff
+from broker.engine.redis_receive import Receiver, UnrecoverableHandler
+from broker.engine.redis_scripts import (
+    ADD_PRESENCE,
+    GET_PRESENCE,
+    HISTORY,
+    PUBLISH,
+    REMOVE_PRESENCE,
+    Script,
+)
+from broker.engine.state import new_epoch
+from broker.types import ClientInfo, Publication, StreamPosition
+
+if TYPE_CHECKING:
+    from broker.config import Config
+    from broker.engine.base import Engine
+
+__all__ = ["RedisEngine", "RedisEngineStats", "topology_from_config"]
+
+DEFAULT_HISTORY_META_TTL = 30 * 24 * 3600.0  # Centrifugo's history_meta_ttl default (720h)
+DEFAULT_IDEMPOTENT_TTL = 300.0  # centrifuge's default idempotent result TTL
+_NO_POSITION = StreamPosition(0, "")
+_STATUS = {1: "epoch differs", 2: "offset beyond top", 3: "publications no longer held"}
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class RedisEngineStats:
+    """A snapshot for health checks, metrics and the admin page."""
+
+    topology: str
+    link_up: bool
+    reconnects: int
+    last_error: str
+    ping_rtt: float | None  # seconds, the slowest reader's last PING round trip
+    subscribed_channels: int
+    delivered: int
+    caught_up: int
+    unrecoverable: int
+
+
+def topology_from_config(config: Config) -> Topology:
+    """Cluster if ``cluster_address``, else Sentinel if ``sentinel_address``, else
+    standalone (one address) or client-side sharding (several)."""
+    rc = config.engine.redis
+    timeouts = Timeouts(rc.connect_timeout, rc.io_timeout)
+    user, password = rc.user or None, rc.password or None
+    if rc.cluster_address:
+        seeds = [parse_address(a) for a in rc.cluster_address]
+        return Cluster(seeds, username=user, password=password, timeouts=timeouts)
+    if rc.sentinel_address:
+        return Sentinel(
+            [parse_address(a) for a in rc.sentinel_address], rc.sentinel_master_name,
+            db=rc.db, username=user, password=password,
+            sentinel_password=rc.sentinel_password or None, timeouts=timeouts,
+        )
+    addresses = [parse_address(a, db=rc.db, user=rc.user, password=rc.password)
+                 for a in rc.address]
+    if len(addresses) == 1:
+        return Standalone(addresses[0], timeouts)
+    return Sharded(addresses, timeouts)
+
+
+class RedisEngine:
+    """Engine over Redis; see the module docstring and broker.engine.base.
+
+    ``address``: one address (``host:port`` or ``redis://`` URL) for a standalone
+    server, several for client-side sharding; ``topology`` overrides it (Sentinel,
+    Cluster). ``ping_interval`` paces the liveness PING on every pub/sub connection;
+    a missing PONG after ``io_timeout`` forces a reconnect.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        address: str | Sequence[str] = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "chorus",
+        topology: Topology | None = None,
+        history_meta_ttl: float = DEFAULT_HISTORY_META_TTL,
+        node_id: str | None = None,
+        io_timeout: float = 4.0,
+        ping_interval: float = 1.0,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 5.0,
+    ) -> None:
+        if history_meta_ttl <= 0:
+            raise ValueError(f"history_meta_ttl must be > 0, got {history_meta_ttl}")
+        if topology is None:
+            addresses = [address] if isinstance(address, str) else list(address)
+            parsed = [parse_address(a) for a in addresses]
+            timeouts = Timeouts(io=io_timeout)
+            topology = Standalone(parsed[0], timeouts) if len(parsed) == 1 else Sharded(
+                parsed, timeouts)
+        self.topology = topology
+        self.keys = KeyScheme(prefix)
+        self.node_id = node_id or uuid.uuid4().hex
+        self._meta_ttl = history_meta_ttl
+        self._io_timeout, self._ping_interval = io_timeout, ping_interval
+        self._publish_cmd = "spublish" if topology.sharded_pubsub else "publish"
+        self.receiver = Receiver(
+            topology, self.keys, self.node_id, self._catch_up_read, io_timeout=io_timeout,
+            backoff=lambda: Backoff(backoff_base, backoff_cap),
+        )
+        self._pinger: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> RedisEngine:
+        """The engine ``config.engine.redis`` describes (see topology_from_config)."""
+        rc = config.engine.redis
+        return cls(
+            prefix=rc.prefix, topology=topology_from_config(config),
+            history_meta_ttl=config.channel.history_meta_ttl, io_timeout=rc.io_timeout,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def set_handlers(
+        self,
+        on_publication: PublicationHandler,
+        on_control: ControlHandler,
+        on_join: JoinLeaveHandler | None = None,
+        on_leave: JoinLeaveHandler | None = None,
+        on_unrecoverable: UnrecoverableHandler | None = None,
+    ) -> None:
+        """Handlers for other nodes' messages. ``on_unrecoverable(channel)`` (optional,
+        Redis only) is called when publications missed during a cut cannot be caught up."""
+        handlers = self.receiver.handlers
+        handlers.publication, handlers.control = on_publication, on_control
+        if on_join is not None:
+            handlers.join = on_join
+        if on_leave is not None:
+            handlers.leave = on_leave
+        if on_unrecoverable is not None:
+            handlers.unrecoverable = on_unrecoverable
+
+    async def start(self) -> None:
+        """Connect, subscribe to control messages and start the liveness PING.
+
+        Error handling: raises EngineError if Redis is unreachable within the I/O
+        timeout, or if the engine was closed.
+        """
+        self._check_open()
+        if self._pinger is not None:
+            return
+        try:
+            if isinstance(self.topology, Cluster):
+                await self.topology.initialize()
+            await self.receiver.start()
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self.close()
+            raise EngineError(f"redis engine could not start: {exc}") from exc
+        self._pinger = asyncio.get_running_loop().create_task(self._ping_forever())
+
+    async def close(self) -> None:
+        """Stop readers and the PING, close clients; idempotent. Later calls raise."""
+        if self._closed:
+            return
+        self._closed = True
+        pinger, self._pinger = self._pinger, None
+        if pinger is not None:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
+        await self.receiver.close()
+        with contextlib.suppress(Exception):
+            await self.topology.close()
+
+    async def _ping_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            for reader in list(self.receiver.readers.values()):
+                await reader.ping(self._io_timeout)
+
+    @property
+    def link_up(self) -> bool:
+        """True while every pub/sub connection is up (for readiness checks)."""
+        readers = self.receiver.readers.values()
+        return not self._closed and bool(readers) and all(r.up for r in readers)
+
+    def statistics(self) -> RedisEngineStats:
+        readers = list(self.receiver.readers.values())
+        rtts = [r.rtt for r in readers if r.rtt is not None]
+        errors = [r.last_error for r in readers if r.last_error]
+        stats = self.receiver.stats
+        return RedisEngineStats(
+            self.topology.kind, self.link_up, sum(r.reconnects for r in readers),
+            errors[-1] if errors else "", max(rtts) if rtts else None,
+            len(self.receiver.channels), stats.delivered, stats.caught_up, stats.unrecoverable,
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineError("redis engine is closed")
+
+    async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a script on the channel's server. Error handling: Redis/socket failures
+        become EngineError (the effect is unknown)."""
+        self._check_open()
+        try:
+            return await script(self.topology.client(channel), keys, args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def _command(self, channel: str, method: str, *args: Any) -> Any:
+        self._check_open()
+        try:
+            return await getattr(self.topology.client(channel), method)(*args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    # -- broker --------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        info: ClientInfo | None = None,
+        tags: Mapping[str, str] | None = None,
+        history_size: int = 0,
+        history_ttl: float = 0.0,
+        idempotency_key: str | None = None,
+        idempotent_ttl: float = 0.0,
+    ) -> tuple[Publication, StreamPosition]:
+        """See Broker.publish (raises EngineError on a Redis failure or once closed)."""
+        time_ms = int(time.time() * 1000)
+        body = encode_body(self.node_id, time_ms, data, info, dict(tags) if tags else None)
+        keys = self.keys
+        history = history_size > 0 and history_ttl > 0
+        if not history and idempotency_key is None:
+            await self._command(channel, self._publish_cmd, keys.pubsub(channel), b"p0::" + body)
+            return Publication(data, 0, info, dict(tags) if tags else None, time_ms), _NO_POSITION
+        meta = keys.meta(channel)
+        idem = keys.idempotency(channel, idempotency_key) if idempotency_key else meta
+        idem_ttl = idempotent_ttl if idempotent_ttl > 0 else DEFAULT_IDEMPOTENT_TTL
+        args = [
+            body, history_size if history else 0, _ms(history_ttl), _ms(self._meta_ttl),
+            new_epoch(), keys.pubsub(channel), _ms(idem_ttl) if idempotency_key else 0,
+            self._publish_cmd,
+        ]
+        suppressed, msg = await self._run(channel, PUBLISH, [keys.stream(channel), meta, idem],
+                                          args)
+        pub, position, _ = publication_of(msg)
+        result = (pub, position or _NO_POSITION)
+        return SuppressedPublish(result) if suppressed else result
+
+    async def _join_leave(self, kind: bytes, channel: str, info: ClientInfo) -> None:
+        body = encode_body(self.node_id, 0, b"", info, None)
+        await self._command(channel, self._publish_cmd, self.keys.pubsub(channel), kind + body)
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self._join_leave(b"j", channel, info)
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self._join_leave(b"l", channel, info)
+
+    async def publish_control(self, data: bytes) -> None:
+        name = self.keys.control
+        await self._command(name, self._publish_cmd, name, encode_control(self.node_id, data))
+
+    async def subscribe(self, channel: str) -> None:
+        """See Broker.subscribe; returns once Redis confirmed it and the baseline is read.
+
+        Error handling: raises EngineError if that does not happen within the I/O
+        timeout (the link is down); the subscription is then not kept.
+        """
+        self._check_open()
+        try:
+            await self.receiver.subscribe(channel)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise EngineError(f"redis subscribe {channel!r} failed: {exc!r}") from exc
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._check_open()
+        await self.receiver.unsubscribe(channel)
+
+    async def _read(
+        self, channel: str, since: StreamPosition | None, limit: int, reverse: bool,
+        meta_ttl: float, create: bool,
+    ) -> tuple[list[tuple[Publication, str]], StreamPosition, int]:
+        keys = [self.keys.stream(channel), self.keys.meta(channel)]
+        args = [
+            _ms(meta_ttl), new_epoch(), "" if since is None else since.offset,
+            "" if since is None else since.epoch, limit, int(reverse), int(create),
+        ]
+        raw = await self._run(channel, HISTORY, keys, args)
+        top = StreamPosition(int(raw[0]), raw[1].decode() if raw[1] else "")
+        pubs = [publication_from_stream(raw[i], raw[i + 1]) for i in range(3, len(raw), 2)]
+        return pubs, top, int(raw[2])
+
+    async def _catch_up_read(
+        self, channel: str, since: StreamPosition | None
+    ) -> tuple[list[tuple[Publication, str]], StreamPosition, int]:
+        return await self._read(channel, since, -1, False, self._meta_ttl, False)
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        reverse: bool = False,
+        history_ttl: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        """See Broker.history (UnrecoverablePosition; EngineError on a Redis failure)."""
+        meta_ttl = max(self._meta_ttl, history_ttl)
+        pubs, top, status = await self._read(channel, since, limit, reverse, meta_ttl, True)
+        if status:
+            raise UnrecoverablePosition(f"{channel}: {_STATUS.get(status, status)} ({since})")
+        return [pub for pub, _ in pubs], top
+
+    async def remove_history(self, channel: str) -> None:
+        """See Broker.remove_history: the stream goes, the meta (epoch, top) stays."""
+        await self._command(channel, "delete", self.keys.stream(channel))
+
+    # -- presence ------------------------------------------------------------------------
+
+    def _presence_keys(self, channel: str) -> list[str]:
+        return [self.keys.presence_expiry(channel), self.keys.presence_info(channel)]
+
+    async def add_presence(
+        self, channel: str, client_id: str, info: ClientInfo, ttl: float
+    ) -> None:
+        """See PresenceManager.add_presence (ValueError if ttl <= 0)."""
+        if ttl <= 0:
+            raise ValueError(f"presence ttl must be > 0, got {ttl}")
+        args = [_ms(ttl), client_id, encode_info(info)]
+        await self._run(channel, ADD_PRESENCE, self._presence_keys(channel), args)
+
+    async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
+        await self._run(channel, REMOVE_PRESENCE, self._presence_keys(channel), [client_id])
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        raw = await self._run(channel, GET_PRESENCE, self._presence_keys(channel), [])
+        return {raw[i].decode(): decode_info(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        clients = await self.presence(channel)
+        return len(clients), len({info.user for info in clients.values()})
+
+
+if TYPE_CHECKING:
+    _conforms: type[Engine] = RedisEngine

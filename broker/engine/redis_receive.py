@@ -1,0 +1,308 @@
+"""The receiving leg of the Redis engine: node subscriptions, dispatch, catch-up.
+
+``Receiver`` owns the pub/sub readers (one per route), the set of channels this node is
+subscribed to and, per channel, the last stream position the node has seen
+(``PositionTracker``). Guarantees:
+
+- A message sent by this node is never handed to its handlers (dropped by node id), but
+  it still advances the channel's position.
+- After ``subscribe(channel)`` returns, every publication with an offset above the
+  baseline read right after Redis confirmed the subscription reaches the handler once,
+  in offset order — across reconnects too: when a connection comes back the channel is
+  re-subscribed and the stream is read from the last seen offset. When that is
+  impossible (the epoch changed, or the publications fell out of the stream) the
+  ``on_unrecoverable(channel)`` hook is called instead of delivering a partial gap.
+- Channels without history (offset 0) are at most once: a cut loses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.engine.base import ControlHandler, JoinLeaveHandler, PublicationHandler
+from broker.engine.redis_codec import (
+    KIND_JOIN,
+    KIND_LEAVE,
+    KIND_PUBLICATION,
+    DecodeError,
+    KeyScheme,
+    decode_body,
+    decode_control,
+    decode_published,
+    node_of_body,
+    publication_of,
+)
+from broker.engine.redis_link import Topology
+from broker.engine.redis_pubsub import Backoff, PositionTracker, PubSubReader, ReaderHooks, Verdict
+from broker.types import Publication, StreamPosition
+
+__all__ = ["CatchUp", "Handlers", "Receiver", "UnrecoverableHandler"]
+
+log = logging.getLogger(__name__)
+
+UnrecoverableHandler = Callable[[str], None]
+# (channel, since or None for "from the start") -> (pubs with sender node, top, status)
+# where top.epoch == "" means the stream does not exist; status 0 = readable.
+CatchUp = Callable[
+    [str, StreamPosition | None],
+    Awaitable[tuple[list[tuple[Publication, str]], StreamPosition, int]],
+]
+_CONTROL = "\x00control"  # waiter key of the control subscription (not a channel name)
+
+
+def _ignore(*args: object) -> None:
+    pass
+
+
+@dataclass
+class Handlers:
+    publication: PublicationHandler = _ignore
+    control: ControlHandler = _ignore
+    join: JoinLeaveHandler = _ignore
+    leave: JoinLeaveHandler = _ignore
+    unrecoverable: UnrecoverableHandler = _ignore
+
+
+@dataclass
+class ReceiveStats:
+    delivered: int = 0
+    caught_up: int = 0
+    unrecoverable: int = 0
+    undecodable: int = 0
+    handler_errors: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Receiver:
+    """See the module docstring. ``node_id`` marks this node's own messages."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        keys: KeyScheme,
+        node_id: str,
+        catch_up: CatchUp,
+        *,
+        io_timeout: float,
+        backoff: Callable[[], Backoff],
+    ) -> None:
+        self.topology, self.keys, self.node_id = topology, keys, node_id
+        self.handlers = Handlers()
+        self.stats = ReceiveStats()
+        self.tracker = PositionTracker()
+        self.readers: dict[str, PubSubReader] = {}
+        self.channels: set[str] = set()
+        self._read_stream, self._io_timeout, self._backoff = catch_up, io_timeout, backoff
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._hooks = ReaderHooks(self._subscribed, self._message, self._reconnecting)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to the control channel and wait until Redis confirmed it.
+
+        Error handling: raises TimeoutError if that takes longer than the I/O timeout.
+        """
+        name = self.keys.control
+        await self._subscribe_name(_CONTROL, name, self.topology.route(name))
+
+    async def close(self) -> None:
+        for reader in self.readers.values():
+            await reader.close()
+        for waiter in self._waiters.values():
+            waiter.cancel()
+
+    def _reader(self, route: str) -> PubSubReader:
+        reader = self.readers.get(route)
+        if reader is None:
+            reader = self.readers[route] = PubSubReader(
+                route, self.topology.open_pubsub, self._hooks,
+                sharded=self.topology.sharded_pubsub, backoff=self._backoff(),
+            )
+            reader.start()
+        return reader
+
+    # -- node subscriptions ----------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe and read the baseline; see the module docstring.
+
+        Error handling: raises TimeoutError (nothing kept) when Redis does not confirm
+        within the I/O timeout, e.g. while the link is down.
+        """
+        waiter = self._waiters.get(channel)
+        if waiter is not None:
+            await asyncio.wait_for(asyncio.shield(waiter), self._io_timeout)
+            return
+        if channel in self.channels:
+            return
+        self.channels.add(channel)
+        try:
+            await self._subscribe_name(channel, self.keys.pubsub(channel),
+                                       self.topology.route(channel))
+        except BaseException:
+            await self.unsubscribe(channel)
+            raise
+
+    async def _subscribe_name(self, key: str, name: str, route: str) -> None:
+        waiter = self._waiters[key] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self._io_timeout):
+                reader = self._reader(route)
+                while True:
+                    await reader.connected.wait()
+                    if await reader.subscribe(name):
+                        break
+                await asyncio.shield(waiter)
+        finally:
+            self._waiters.pop(key, None)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.channels.discard(channel)
+        self.tracker.forget(channel)
+        name = self.keys.pubsub(channel)
+        for reader in self.readers.values():
+            if name in reader.names:
+                await reader.unsubscribe(name)
+
+    # -- reader hooks --------------------------------------------------------------------
+
+    async def _subscribed(self, names: list[str], route: str) -> None:
+        """Baselines for new subscriptions, catch-up for re-subscribed ones."""
+        fresh: list[str] = []
+        known: list[str] = []
+        for name in names:
+            channel = self.keys.channel_of(name)
+            if name == self.keys.control:
+                self._resolve(_CONTROL)
+            elif channel is None or channel not in self.channels:
+                continue
+            elif channel in self.tracker:
+                known.append(channel)
+            else:
+                fresh.append(channel)
+        if fresh:
+            await self._baselines(fresh)
+        if known:
+            await asyncio.gather(*(self.catch_up(channel) for channel in known))
+
+    async def _baselines(self, channels: list[str]) -> None:
+        by_client: dict[int, tuple[Any, list[str]]] = {}
+        for channel in channels:
+            client = self.topology.client(channel)
+            by_client.setdefault(id(client), (client, []))[1].append(channel)
+        for client, group in by_client.values():
+            async with client.pipeline(transaction=False) as pipe:
+                for channel in group:
+                    pipe.hmget(self.keys.meta(channel), "e", "t")
+                metas = await pipe.execute()
+            for channel, (epoch, top) in zip(group, metas, strict=True):
+                position = StreamPosition(int(top or 0), epoch.decode() if epoch else "")
+                self.tracker.set(channel, position)
+                self._resolve(channel)
+
+    def _resolve(self, key: str) -> None:
+        waiter = self._waiters.get(key)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _reconnecting(self, route: str) -> None:
+        """Re-learn the topology; move names whose route changed to their new reader."""
+        await self.topology.refresh()
+        reader = self.readers.get(route)
+        if reader is None:
+            return
+        for name in list(reader.names):
+            channel = self.keys.channel_of(name)
+            target = self.topology.route(name if channel is None else channel)
+            if target != route:
+                reader.names.discard(name)
+                await self._reader(target).subscribe(name)
+
+    def _message(self, name: str, data: bytes) -> Awaitable[None] | None:
+        try:
+            if name == self.keys.control:
+                node, payload = decode_control(data)
+                if node != self.node_id:
+                    self._call(self.handlers.control, payload)
+                return None
+            channel = self.keys.channel_of(name)
+            if channel is None or channel not in self.channels or not data:
+                return None
+            if data[0] == KIND_PUBLICATION:
+                return self._publication(channel, data)
+            if data[0] in (KIND_JOIN, KIND_LEAVE):
+                body = decode_body(data, 1)
+                if body.node != self.node_id and body.info is not None:
+                    handler = self.handlers.join if data[0] == KIND_JOIN else self.handlers.leave
+                    self._call(handler, channel, body.info)
+        except DecodeError as exc:
+            self.stats.undecodable += 1
+            log.warning("undecodable redis message on %s: %s", name, exc)
+        return None
+
+    def _publication(self, channel: str, data: bytes) -> Awaitable[None] | None:
+        offset, epoch, start = decode_published(data)
+        verdict = self.tracker.judge(channel, offset, epoch)
+        if verdict is Verdict.DUPLICATE:
+            return None
+        if verdict is Verdict.GAP:
+            return self.catch_up(channel)  # reads this publication from the stream too
+        if verdict is Verdict.NEW_EPOCH:
+            self._unrecoverable(channel)
+        if offset:
+            self.tracker.set(channel, StreamPosition(offset, epoch))
+        if node_of_body(data, start) != self.node_id:
+            pub, position, _ = publication_of(data)
+            self._deliver(channel, pub, position)
+        return None
+
+    # -- catch-up ------------------------------------------------------------------------
+
+    async def catch_up(self, channel: str) -> None:
+        """Deliver what the stream holds after the channel's last seen position."""
+        last = self.tracker.get(channel)
+        if last is None:
+            return
+        pubs, top, status = await self._read_stream(channel, last if last.epoch else None)
+        if channel not in self.channels:
+            return  # unsubscribed while reading
+        if top.epoch == "":
+            if last.epoch:
+                self._unrecoverable(channel)  # the stream is gone with its epoch
+            self.tracker.set(channel, StreamPosition(0, ""))
+            return
+        complete = status == 0 and (
+            bool(last.epoch) or (pubs[0][0].offset == 1 if pubs else top.offset == 0)
+        )
+        if not complete:
+            self._unrecoverable(channel)
+        else:
+            for pub, node in pubs:
+                if node != self.node_id and pub.offset > last.offset:
+                    self.stats.caught_up += 1
+                    self._deliver(channel, pub, StreamPosition(pub.offset, top.epoch))
+        self.tracker.set(channel, top)
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _deliver(self, channel: str, pub: Publication, position: StreamPosition | None) -> None:
+        self.stats.delivered += 1
+        self._call(self.handlers.publication, channel, pub, position)
+
+    def _unrecoverable(self, channel: str) -> None:
+        self.stats.unrecoverable += 1
+        log.info("redis engine: publications of %s since the last position are lost", channel)
+        self._call(self.handlers.unrecoverable, channel)
+
+    def _call(self, handler: Callable[..., None], *args: Any) -> None:
+        """Run a node handler; its failure is logged, never breaks the reader."""
+        try:
+            handler(*args)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("redis engine: handler %r failed", handler)

@@ -1,0 +1,165 @@
+"""Lua scripts of the Redis engine and a runner that calls them by SHA.
+
+Each script touches only the keys of one channel (all tagged ``{channel}``, see
+redis_codec), so it runs on one Cluster slot. Redis runs a script atomically: that is
+what makes "append to the stream and publish" atomic and offsets dense per channel.
+
+Times inside scripts come from Redis' own ``TIME`` (presence expiry), so nodes with
+skewed clocks agree; TTLs are passed in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+__all__ = ["ADD_PRESENCE", "GET_PRESENCE", "HISTORY", "PUBLISH", "REMOVE_PRESENCE", "Script"]
+
+
+class Script:
+    """A Lua script called with EVALSHA, falling back to EVAL when the server lacks it.
+
+    EVAL also caches the script server-side, so after a restart or failover (the
+    script cache is empty there) one call pays the full text and the rest go by SHA.
+    ``client`` is a redis.asyncio Redis or RedisCluster (both route by the first key).
+
+    Error handling: Redis errors other than NOSCRIPT propagate unchanged.
+    """
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+# KEYS: stream, meta, idempotency key (the meta key when there is none)
+# ARGV: body, history size, history ttl ms, meta ttl ms, new epoch, pub/sub channel,
+#       idempotent ttl ms ("0" = no key), publish command ("publish" | "spublish")
+# Returns {suppressed 0|1, message}. A missing meta (never written, expired, evicted,
+# or Redis restarted without persistence) gets the new epoch and a stale stream is
+# dropped, so offsets restart at 1 under an epoch no client holds.
+PUBLISH = Script("""
+if ARGV[7] ~= '0' then
+  local earlier = redis.call('get', KEYS[3])
+  if earlier then return {1, earlier} end
+end
+local msg
+local size = tonumber(ARGV[2])
+if size > 0 then
+  local epoch = redis.call('hget', KEYS[2], 'e')
+  if not epoch then
+    epoch = ARGV[5]
+    redis.call('del', KEYS[1])
+    redis.call('hset', KEYS[2], 'e', epoch)
+  end
+  local top = redis.call('hincrby', KEYS[2], 't', 1)
+  redis.call('xadd', KEYS[1], 'MAXLEN', size, top .. '-0', 'd', ARGV[1])
+  redis.call('pexpire', KEYS[1], ARGV[3])
+  local keep = math.max(tonumber(ARGV[3]), tonumber(ARGV[4]))
+  if redis.call('pttl', KEYS[2]) < keep then redis.call('pexpire', KEYS[2], keep) end
+  msg = 'p' .. top .. ':' .. epoch .. ':' .. ARGV[1]
+else
+  msg = 'p0::' .. ARGV[1]
+end
+redis.call(ARGV[8], ARGV[6], msg)
+if ARGV[7] ~= '0' then redis.call('set', KEYS[3], msg, 'PX', ARGV[7]) end
+return {0, msg}
+""")
+
+# KEYS: stream, meta
+# ARGV: meta ttl ms, new epoch, since offset ("" = none), since epoch, limit (-1 all,
+#       0 none, n), reverse "1"/"0", create "1"/"0"
+# Returns {top, epoch, status, id1, body1, ...}; status 0 ok, 1 epoch differs,
+# 2 offset beyond top, 3 publications after since no longer held. With create "0" a
+# missing meta is not made: {0, "", 0} (the engine's own catch-up reads must not
+# litter Redis with metas of channels that never had history).
+HISTORY = Script("""
+local epoch = redis.call('hget', KEYS[2], 'e')
+local top = 0
+if not epoch and ARGV[7] == '0' then return {0, '', 0} end
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('del', KEYS[1])
+  redis.call('hset', KEYS[2], 'e', epoch, 't', 0)
+else
+  top = tonumber(redis.call('hget', KEYS[2], 't') or '0')
+end
+if redis.call('pttl', KEYS[2]) < tonumber(ARGV[1]) then redis.call('pexpire', KEYS[2], ARGV[1]) end
+local limit = tonumber(ARGV[5])
+local reverse = ARGV[6] == '1'
+local result = {top, epoch, 0}
+local lo, hi = '-', '+'
+if ARGV[3] ~= '' then
+  local since = tonumber(ARGV[3])
+  if ARGV[4] ~= epoch then result[3] = 1; return result end
+  if reverse then
+    hi = '(' .. since .. '-0'
+  else
+    if since > top then result[3] = 2; return result end
+    local first = top + 1
+    local head = redis.call('xrange', KEYS[1], '-', '+', 'COUNT', 1)
+    if #head > 0 then first = tonumber(string.match(head[1][1], '^%d+')) end
+    if since + 1 < first then result[3] = 3; return result end
+    lo = '(' .. since .. '-0'
+  end
+end
+if limit == 0 then return result end
+local entries
+local cmd = reverse and 'xrevrange' or 'xrange'
+local a, b = lo, hi
+if reverse then a, b = hi, lo end
+if limit > 0 then
+  entries = redis.call(cmd, KEYS[1], a, b, 'COUNT', limit)
+else
+  entries = redis.call(cmd, KEYS[1], a, b)
+end
+for _, entry in ipairs(entries) do
+  result[#result + 1] = entry[1]
+  result[#result + 1] = entry[2][2]
+end
+return result
+""")
+
+_NOW_MS = """
+local clock = redis.call('time')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# KEYS: expiry zset, info hash.  ARGV: ttl ms, client id, encoded info.
+ADD_PRESENCE = Script(_NOW_MS + """
+local ttl = tonumber(ARGV[1])
+redis.call('zadd', KEYS[1], now + ttl, ARGV[2])
+redis.call('hset', KEYS[2], ARGV[2], ARGV[3])
+for _, key in ipairs(KEYS) do
+  if redis.call('pttl', key) < ttl then redis.call('pexpire', key, ttl) end
+end
+return 1
+""")
+
+# KEYS: expiry zset, info hash.  ARGV: client id.
+REMOVE_PRESENCE = Script("""
+redis.call('zrem', KEYS[1], ARGV[1])
+redis.call('hdel', KEYS[2], ARGV[1])
+return 1
+""")
+
+# KEYS: expiry zset, info hash. Drops expired clients (in chunks: Lua's unpack has a
+# stack limit), then returns the hash as {client id, info, ...}.
+GET_PRESENCE = Script(_NOW_MS + """
+local expired = redis.call('zrangebyscore', KEYS[1], '-inf', now)
+for i = 1, #expired, 1000 do
+  redis.call('hdel', KEYS[2], unpack(expired, i, math.min(i + 999, #expired)))
+end
+if #expired > 0 then redis.call('zremrangebyscore', KEYS[1], '-inf', now) end
+return redis.call('hgetall', KEYS[2])
+""")
