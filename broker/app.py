@@ -31,9 +31,12 @@ from typing import Any
 from aiohttp import web
 
 from actors import Runtime
+from broker.admin.routes import install_admin
 from broker.config import Config, load_config
 from broker.connection.actor import Disconnect
 from broker.engine.base import Engine
+from broker.metrics import install_metrics
+from broker.monitor.health import readiness
 from broker.node import CONNECTIONS_ID, Node
 from broker.protocol import codes
 from broker.transport.http_api import api_handler
@@ -99,10 +102,13 @@ class Chorus:
         app = web.Application(client_max_size=limit)
         app[NODE] = self.state
         app.cleanup_ctx.append(_node_context)
+        app.on_shutdown.append(_tell_clients)
         app.router.add_get("/connection/websocket", websocket_handler)
         app.router.add_post("/api/{method}", api_handler)
         app.router.add_get("/health", _health)
         app.router.add_get("/ready", _ready)
+        install_metrics(app)
+        install_admin(app)
         return app
 
 
@@ -115,11 +121,11 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     state = app[NODE]
     config = state.config
     engine = make_engine(config)
-    await engine.start()
     runtime = Runtime(allow_crash=config.admin.allow_crash_actor,
                       on_root_failure=lambda event: log.critical("actor tree failed: %r", event))
     name = config.chorus.node_name or socket.gethostname()
-    node = Node(config, runtime, engine, name)
+    node = Node(config, runtime, engine, name)  # sets the engine's handlers: before start
+    await engine.start()
     node.rpc_handlers.update(state.rpc_handlers)
     node.message_handlers.extend(state.message_handlers)
     runtime.start(node_tree(node))
@@ -133,13 +139,24 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
         await engine.close()
 
 
-async def _drain(node: Node, timeout: float) -> None:
+async def _tell_clients(app: web.Application) -> None:
+    """On shutdown, before aiohttp waits for open handlers (every WebSocket is one, and
+    ``cleanup_ctx`` runs only after them): tell clients to reconnect elsewhere (3001)."""
+    node = app[NODE]._node
+    if node is not None and not node.draining:
+        await _drain(node, app[NODE].config.chorus.shutdown_timeout, stop_tree=False)
+
+
+async def _drain(node: Node, timeout: float, stop_tree: bool = True) -> None:
     """Tell every client to reconnect elsewhere, let outboxes flush, stop the tree."""
     node.draining = True
     count = len(node.connections)
     for client_id in list(node.connections):
         node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Disconnect(codes.DISCONNECT_SHUTDOWN))
     await node.drain_tasks(timeout / 2)
+    if not stop_tree:
+        log.info("chorus draining: %d connections told to reconnect", count)
+        return
     graceful = await node.runtime.shutdown(timeout / 2)
     log.info("chorus drained: %d connections told to reconnect; tree stopped %s", count,
              "in order" if graceful else "by force after the deadline")
@@ -150,10 +167,8 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _ready(request: web.Request) -> web.Response:
-    state = request.app[NODE]
-    node = state._node
-    ready = node is not None and not node.draining and node.runtime.root_down is None
-    return web.json_response({"ready": ready}, status=200 if ready else 503)
+    report = readiness(request.app[NODE]._node)
+    return web.json_response(report, status=200 if report["ready"] else 503)
 
 
 def run_server(config: Config) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 
 from broker.config_env import apply_env
 from broker.config_parse import DURATION, NAMESPACES, ConfigError, build, deep_merge, opt, read_file
+from broker.monitor.alerts import DEFAULT_RULES as DEFAULT_ALERT_RULES
+from broker.monitor.alerts import Rule, RuleError, parse_rules
 
 __all__ = [
     "ChannelNamespace",
@@ -268,6 +270,33 @@ class PrometheusConfig:
     # Centrifugo defaults to false; Chorus serves /metrics unless told not to
     # ("observable always").
     enabled: bool = opt(True)
+    # /metrics needs "Authorization: Bearer <admin.secret>" unless this is true.
+    insecure: bool = opt(False)
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Chorus extension: node monitor sampling and alert rules (grammar in
+    :mod:`broker.monitor.alerts`: "loop_lag > 100ms for 30s",
+    "open_files will exceed open_files_limit within 10m")."""
+
+    interval: float = opt(1.0, kind=DURATION, min=0.05)
+    alerts: tuple[str, ...] = opt(DEFAULT_ALERT_RULES)
+    webhook_url: str = opt("")  # alerts firing/resolving are POSTed here as JSON
+    webhook_timeout: float = opt(5.0, kind=DURATION)
+
+    def __post_init__(self) -> None:
+        try:
+            parse_rules(self.alerts)
+        except RuleError as error:
+            raise ConfigError(f"monitor.alerts{error}") from None
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ConfigError(f"monitor.webhook_url: expected an http(s) URL, "
+                              f"got {self.webhook_url!r}")
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return parse_rules(self.alerts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +326,7 @@ class Config:
     http_api: HttpApiConfig = field(default_factory=HttpApiConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     chorus: ChorusConfig = field(default_factory=ChorusConfig)
 
     def namespace_of(self, channel: str) -> str:

@@ -98,6 +98,14 @@ admin:
 
 prometheus:
   enabled: true                # metrics at /metrics
+  insecure: false              # true: scrape without "Authorization: Bearer <admin.secret>"
+
+monitor:
+  interval: 1s                 # node monitor sampling period
+  alerts:                      # threshold and trend rules; see the README
+    - "loop_lag > 100ms for 30s"
+    - "open_files will exceed open_files_limit within 10m"
+  webhook_url: ""              # POST alert changes here ("" = off)
 
 chorus:
   shard_count: 16              # channel shard actors per node

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from actors import Runtime
 from broker.auth import TokenVerifier
+from broker.cluster import USER_OPS, NodeDirectory, decode_control
 from broker.config import ChannelOptions, Config
 from broker.connection.outbox import FlushScheduler
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
@@ -45,10 +49,14 @@ class Node:
         self.runtime = runtime
         self.engine = engine
         self.name = name
+        self.uid = str(uuid.uuid4())
+        self.directory = NodeDirectory()
         self.started_at = time.time()
         self.scheduler = FlushScheduler(runtime.loop)
         self.verifier = TokenVerifier(config.client.token, config.client.subscription_token)
         self.shard_count = config.chorus.shard_count
+        # Whether other nodes exist behind the engine (not for the memory engine).
+        self.remote = engine.name != "memory"
         self.shard_ids = [f"{SHARDS_ID}/shard-{i}" for i in range(self.shard_count)]
         self.connections: dict[str, ConnectionActor] = {}
         self.users: dict[str, set[str]] = {}
@@ -119,7 +127,13 @@ class Node:
 
     async def recover(self, channel: str, since: StreamPosition | None, limit: int,
                       options: ChannelOptions) -> tuple[list[Publication], StreamPosition, bool]:
-        """Publications after ``since`` (at most ``limit``) and whether they close the gap."""
+        """Publications after ``since`` (at most ``limit``) and whether they close the gap.
+
+        The node subscribes to the channel on the engine first, so nothing published by
+        another node between the history read and the subscription can fall in between.
+        """
+        if self.remote:
+            await self.engine.subscribe(channel)
         if since is None:
             _, top = await self.engine.history(channel, limit=0,
                                                history_ttl=options.history_ttl)
@@ -207,7 +221,44 @@ class Node:
         self.tell_shard(channel, Resync(channel))
 
     def _remote_control(self, data: bytes) -> None:
-        log.debug("control message (%d bytes) ignored: single-node build", len(data))
+        message = decode_control(data)
+        if message is None:
+            log.warning("ignored a malformed control message (%d bytes)", len(data))
+        elif message["op"] == "node":
+            self.directory.update(message, time.time())
+        elif message["op"] in USER_OPS:
+            self._apply_user_command(message)
+
+    # -- user commands, on every node ------------------------------------------------------
+    def user_command(self, op: str, user: str, *, client: str = "", channel: str = "",
+                     code: int = 0, reason: str = "") -> None:
+        """Disconnect / subscribe / unsubscribe ``user`` (or one ``client``) on this node
+        now and on every other node through the engine (at most once there)."""
+        message: dict[str, Any] = {"op": op, "user": user, "client": client,
+                                   "channel": channel, "code": code, "reason": reason}
+        self._apply_user_command(message)
+        self.spawn(self.engine.publish_control(orjson.dumps(message)))
+
+    def _apply_user_command(self, message: dict[str, Any]) -> None:
+        from broker.connection.actor import Disconnect
+        from broker.connection.commands import ServerSubscribe, ServerUnsubscribe
+
+        user, client = str(message.get("user", "")), str(message.get("client") or "")
+        channel, op = str(message.get("channel") or ""), message["op"]
+        if op == "disconnect":
+            number = int(message.get("code") or 0)
+            code = codes.DISCONNECT_FORCE_NO_RECONNECT if not number else (
+                codes.DISCONNECT_BY_CODE.get(number)
+                or codes.DisconnectCode(number, str(message.get("reason", "")),
+                                        codes.reconnects(number)))
+            command: Any = Disconnect(code)
+        elif op == "subscribe":
+            command = ServerSubscribe(channel)
+        else:
+            command = ServerUnsubscribe(channel)
+        for client_id in self.user_connections(user):
+            if not client or client_id == client:
+                self.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", command)
 
     # -- bookkeeping ------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -237,7 +288,11 @@ class Node:
         self.slow_consumers += 1
 
     def info(self) -> dict[str, Any]:
-        return {"uid": self.name, "name": self.name, "version": "chorus",
+        """This node and every node heard from recently (Centrifugo's ``info``)."""
+        return {"nodes": [self.local_info(), *self.directory.alive(time.time())]}
+
+    def local_info(self) -> dict[str, Any]:
+        return {"uid": self.uid, "name": self.name, "version": "chorus",
                 "num_clients": len(self.connections), "num_users": len(self.users),
                 "num_subs": sum(len(c.session.subs) for c in self.connections.values()),
                 "uptime": int(time.time() - self.started_at)}

@@ -5,7 +5,7 @@ chorus (rest_for_one)
 ├── engine (one_for_one) ── engine link monitor
 ├── shards (one_for_one) ── shard-0 .. shard-{S-1}
 ├── connections (one_for_one, temporary children) ── one actor per socket
-└── monitors (one_for_one) ── node monitor
+└── monitors (one_for_one) ── node monitor, alerts
 ```
 ``rest_for_one`` at the root encodes the dependency: when the engine side restarts,
 the shards and connections after it restart and re-establish their subscriptions.
@@ -17,7 +17,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from actors import ChildSpec, Strategy, supervisor
-from broker.monitor.actor import EngineLinkActor, NodeMonitorActor
+from broker.cluster import EngineLinkActor
+from broker.monitor.actor import AlertActor, NodeMonitorActor
 from broker.shard.actor import ShardActor
 
 if TYPE_CHECKING:
@@ -39,7 +40,9 @@ def node_tree(node: Node) -> ChildSpec:
             supervisor("shards", shards, max_restarts=max(3, node.shard_count), period=5.0),
             supervisor("connections", [], max_restarts=1000, period=1.0),
             supervisor("monitors", [ChildSpec("node", partial(NodeMonitorActor, node),
-                                              kind="monitor")]),
+                                              kind="monitor"),
+                                    ChildSpec("alerts", partial(AlertActor, node),
+                                              kind="alerts")]),
         ],
         strategy=Strategy.REST_FOR_ONE,
         kind="root",

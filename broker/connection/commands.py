@@ -149,7 +149,13 @@ def _start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[s
             channel, conn.session.client_id, conn.client_info(sub),
             conn.config.client.presence_update_interval * 3))
     if options.history_size <= 0 or options.history_ttl <= 0:
-        _finish_subscription(conn, sub, send_result, {}, 0)
+        if not conn.node.remote:
+            _finish_subscription(conn, sub, send_result, {}, 0)
+            return
+        # Answer only once other nodes' publications reach this node.
+        conn.run_effect(conn.node.engine.subscribe(channel),
+                        on_result=lambda _: _finish_subscription(conn, sub, send_result, {}, 0),
+                        on_error=lambda error: _subscription_failed(conn, sub, error))
         return
     sub.recoverable = options.force_recovery or options.allow_recovery
     recovering = sub.recoverable and bool(params.get("recover"))

@@ -142,7 +142,7 @@ class ShardActor(Actor):
             push = Outbox.push
             for outbox in chan.binary.values():
                 push(outbox, frame, wire)
-        self.node.metrics_delivered(len(chan.json) + len(chan.binary))
+        self.node.metrics_delivered(len(chan.json) + len(chan.binary), channel)
 
     def _deliver_one(self, channel: str, pub: Publication, conn_id: str) -> None:
         chan = self.state.channels.get(channel)

@@ -16,10 +16,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broker.connection.actor import Disconnect
-from broker.connection.commands import ServerSubscribe, ServerUnsubscribe
 from broker.engine.base import UnrecoverablePosition
-from broker.node import CONNECTIONS_ID, Node
+from broker.node import Node
 from broker.protocol import codes
 from broker.shard.actor import ChannelSummary
 from broker.transport.keys import NODE
@@ -82,38 +80,33 @@ async def _broadcast(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"responses": responses}
 
 
-def _targets(node: Node, params: dict[str, Any]) -> list[str]:
+def _user(params: dict[str, Any]) -> tuple[str, str]:
     user = params.get("user")
     if not isinstance(user, str):
         raise ApiError(codes.ERROR_BAD_REQUEST, "user required")
     client = params.get("client")
-    ids = node.user_connections(user)
-    return [c for c in ids if c == client] if client else ids
+    return user, client if isinstance(client, str) else ""
 
 
 async def _subscribe(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    channel = _channel(params)
-    for client_id in _targets(node, params):
-        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", ServerSubscribe(channel))
+    user, client = _user(params)
+    node.user_command("subscribe", user, client=client, channel=_channel(params))
     return {}
 
 
 async def _unsubscribe(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    channel = _channel(params)
-    for client_id in _targets(node, params):
-        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", ServerUnsubscribe(channel))
+    user, client = _user(params)
+    node.user_command("unsubscribe", user, client=client, channel=_channel(params))
     return {}
 
 
 async def _disconnect(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    custom = params.get("disconnect") or {}
-    code = codes.DISCONNECT_FORCE_NO_RECONNECT
+    user, client = _user(params)
+    custom = params.get("disconnect")
+    code, reason = 0, ""
     if isinstance(custom, dict) and "code" in custom:
-        number = int(custom["code"])
-        code = codes.DISCONNECT_BY_CODE.get(number) or codes.DisconnectCode(
-            number, str(custom.get("reason", "")), codes.reconnects(number))
-    for client_id in _targets(node, params):
-        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Disconnect(code))
+        code, reason = int(custom["code"]), str(custom.get("reason", ""))
+    node.user_command("disconnect", user, client=client, code=code, reason=reason)
     return {}
 
 
@@ -170,7 +163,7 @@ def _matches(pattern: str, name: str) -> bool:
 
 
 async def _info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    return {"nodes": [node.info()]}
+    return node.info()
 
 
 METHODS: dict[str, Method] = {

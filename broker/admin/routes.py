@@ -1,0 +1,253 @@
+"""The admin JSON API under ``/admin/api/`` and the console at ``/admin/``.
+
+Reads: ``GET tree``, ``actors/{id}``, ``connections``, ``connections/{id}``, ``channels``,
+``channels/{name}``, ``nodes``, ``alerts``, ``session``. Actions (``POST``):
+``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``, ``unsubscribe``
+(``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``), and
+``login`` (``{"password"}`` → ``{"token", "expires_at"}``).
+
+Authentication (see ``broker.admin.auth``): every route but ``login`` and the static
+console files needs ``Authorization: Bearer <admin.secret or session token>``, else 401.
+With ``admin.enabled`` false nothing is registered, so every admin path is a 404.
+
+Error handling: failures are JSON ``{"error": "..."}`` with 400 (bad input), 403 (crash
+not allowed), 404 (no such actor, connection), 409 (refused: any action on the root) or 503
+(node not running); an engine error while reading a channel is a 502.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from actors import ActorNotFound, CrashNotAllowed
+from broker.admin import auth, views
+from broker.connection.actor import Disconnect
+from broker.connection.commands import ServerUnsubscribe
+from broker.node import CONNECTIONS_ID, Node
+from broker.protocol import codes
+from broker.transport.keys import NODE
+from broker.tree import ROOT_ID
+
+API = "/admin/api"
+STATIC = Path(__file__).parent / "static"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, default=str), status=status,
+                        content_type="application/json")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        raise AdminError(400, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise AdminError(400, "body must be a JSON object")
+    return data
+
+
+def _node(request: web.Request) -> Node:
+    node = request.app[NODE]._node
+    if node is None:
+        raise AdminError(503, "node is not running")
+    return node
+
+
+def guarded(handler: Callable[[web.Request, Node], Awaitable[Any]]) -> Handler:
+    """Check the bearer token, find the node, turn AdminError into a JSON error."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        admin = request.app[NODE].config.admin
+        token = auth.bearer_token(request.headers.get("Authorization", ""))
+        if not admin.insecure and not auth.authorized(admin.secret, token):
+            return _json({"error": "unauthorized"}, 401)
+        try:
+            return _json(await handler(request, _node(request)))
+        except AdminError as error:
+            return _json({"error": str(error)}, error.status)
+
+    return wrapper
+
+
+# --- login -----------------------------------------------------------------------------------
+
+
+async def login(request: web.Request) -> web.Response:
+    admin = request.app[NODE].config.admin
+    try:
+        body = await _body(request)
+    except AdminError as error:
+        return _json({"error": str(error)}, error.status)
+    password = body.get("password")
+    if not admin.insecure and not (isinstance(password, str)
+                                   and auth.password_matches(admin.password, password)):
+        return _json({"error": "wrong password"}, 401)
+    token = auth.issue_session(admin.secret) if admin.secret else "insecure"
+    return _json({"token": token, "expires_at": auth.session_expiry(token) or None})
+
+
+async def session(request: web.Request, node: Node) -> Any:
+    return {"node": node.name, "allow_crash_actor": node.config.admin.allow_crash_actor}
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+async def tree(request: web.Request, node: Node) -> Any:
+    return {"tree": views.trimmed_tree(node.runtime.tree())}
+
+
+def _actor_id(request: web.Request, node: Node) -> str:
+    actor_id = request.match_info["id"]
+    if actor_id not in node.runtime.registry:
+        raise AdminError(404, f"no actor {actor_id!r}")
+    return actor_id
+
+
+async def actor(request: web.Request, node: Node) -> Any:
+    actor_id = _actor_id(request, node)
+    snapshot = node.runtime.actor(actor_id)
+    snapshot["children"] = [r.id for r in node.runtime.registry.children_of(actor_id)]
+    return snapshot
+
+
+async def connections(request: web.Request, node: Node) -> Any:
+    return views.connections(node)
+
+
+def _connection(request: web.Request, node: Node) -> str:
+    client_id = request.match_info["id"]
+    if client_id not in node.connections:
+        raise AdminError(404, f"no connection {client_id!r}")
+    return client_id
+
+
+async def connection(request: web.Request, node: Node) -> Any:
+    return node.connections[_connection(request, node)].health()
+
+
+async def channels(request: web.Request, node: Node) -> Any:
+    return await views.channels(node)
+
+
+async def channel(request: web.Request, node: Node) -> Any:
+    try:
+        return await views.channel_detail(node, request.match_info["name"])
+    except Exception as error:  # engine trouble: report, do not fail the console
+        raise AdminError(502, f"engine error: {error!r}") from None
+
+
+async def nodes(request: web.Request, node: Node) -> Any:
+    return views.nodes(node)
+
+
+async def alerts(request: web.Request, node: Node) -> Any:
+    return views.alerts(node)
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+async def actor_action(request: web.Request, node: Node) -> Any:
+    actor_id = _actor_id(request, node)
+    action = request.match_info["action"]
+    runtime = node.runtime
+    if actor_id == ROOT_ID:
+        raise AdminError(409, "the root cannot be stopped, restarted or crashed; stop the process")
+    if action == "crash":
+        try:
+            runtime.crash_actor(actor_id, "crashed from the admin console")
+        except CrashNotAllowed:
+            raise AdminError(403, "crashing actors needs admin.allow_crash_actor") from None
+    elif action == "stop":
+        runtime.stop_actor(actor_id)
+    else:
+        try:
+            runtime.restart_actor(actor_id)
+        except ActorNotFound:
+            raise AdminError(404, f"no actor {actor_id!r}") from None
+    return {"ok": True, "actor": actor_id, "action": action}
+
+
+async def disconnect(request: web.Request, node: Node) -> Any:
+    client_id = _connection(request, node)
+    body = await _body(request)
+    code = (codes.DISCONNECT_FORCE_RECONNECT if body.get("reconnect")
+            else codes.DISCONNECT_FORCE_NO_RECONNECT)
+    node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Disconnect(code))
+    return {"ok": True, "client": client_id, "code": code.code}
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise AdminError(400, f"{key} required")
+    return value
+
+
+async def unsubscribe(request: web.Request, node: Node) -> Any:
+    body = await _body(request)
+    user, channel = _text(body, "user"), _text(body, "channel")
+    client = body.get("client")
+    targets = [c for c in node.user_connections(user) if not client or c == client]
+    for client_id in targets:
+        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", ServerUnsubscribe(channel))
+    return {"ok": True, "connections": len(targets)}
+
+
+async def publish(request: web.Request, node: Node) -> Any:
+    body = await _body(request)
+    channel = _text(body, "channel")
+    if "data" not in body:
+        raise AdminError(400, "data required")
+    if node.config.channel_options(channel) is None:
+        raise AdminError(400, f"unknown namespace in {channel!r}")
+    _, position = await node.publish(channel, orjson.dumps(body["data"]))
+    return {"ok": True, "offset": position.offset, "epoch": position.epoch}
+
+
+# --- console -----------------------------------------------------------------------------------
+
+
+async def console(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def console_redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound("admin/")
+
+
+def install_admin(app: web.Application) -> None:
+    """Register the admin API and console when ``admin.enabled``."""
+    if not app[NODE].config.admin.enabled:
+        return
+    add_get, add_post = app.router.add_get, app.router.add_post
+    add_post(f"{API}/login", login)
+    for path, read in (("session", session), ("tree", tree), ("connections", connections),
+                       ("channels", channels), ("nodes", nodes), ("alerts", alerts)):
+        add_get(f"{API}/{path}", guarded(read))
+    add_get(f"{API}/connections/{{id}}", guarded(connection))
+    add_post(f"{API}/connections/{{id}}/disconnect", guarded(disconnect))
+    add_get(f"{API}/channels/{{name:.+}}", guarded(channel))
+    for action in ("stop", "restart", "crash"):
+        add_post(f"{API}/actors/{{id:.+}}/{{action:{action}}}", guarded(actor_action))
+    add_get(f"{API}/actors/{{id:.+}}", guarded(actor))
+    add_post(f"{API}/unsubscribe", guarded(unsubscribe))
+    add_post(f"{API}/publish", guarded(publish))
+    add_get("/admin", console_redirect)
+    add_get("/admin/", console)
+    app.router.add_static("/admin/static", STATIC)

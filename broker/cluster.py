@@ -1,0 +1,101 @@
+"""Node-to-node control over the engine: user commands everywhere, and node heartbeats.
+
+A server-API ``disconnect``, ``subscribe`` or ``unsubscribe`` for a user is applied on this
+node and sent to every other node as a control message, because that user's connections
+may be anywhere. Each node also announces itself every ``HEARTBEAT_INTERVAL`` seconds;
+the ``NodeDirectory`` keeps the announcements that are fresh, for the ``info`` API and the
+admin console.
+
+Control messages are at-most-once (the engine's guarantee for ``publish_control``): a
+node that misses a heartbeat reappears with the next one; a missed user command is what
+a client reconnect or the next command fixes, as in Centrifugo.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from actors import Actor
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+log = logging.getLogger("chorus.cluster")
+
+HEARTBEAT_INTERVAL = 3.0
+NODE_TTL = 3 * HEARTBEAT_INTERVAL
+USER_OPS = frozenset({"disconnect", "subscribe", "unsubscribe"})
+
+
+def encode_control(op: str, **fields: Any) -> bytes:
+    return orjson.dumps({"op": op, **fields})
+
+
+def decode_control(data: bytes) -> dict[str, Any] | None:
+    """The control message in ``data``, or None if it is not one we understand."""
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+        return None
+    return message
+
+
+@dataclass
+class NodeDirectory:
+    """Other nodes' latest heartbeats; pure, time passed in."""
+
+    nodes: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+
+    def update(self, info: dict[str, Any], now: float) -> None:
+        uid = info.get("uid")
+        if isinstance(uid, str) and uid:
+            self.nodes[uid] = (info, now)
+
+    def alive(self, now: float) -> list[dict[str, Any]]:
+        """Fresh announcements, dropping nodes silent for longer than ``NODE_TTL``."""
+        for uid in [u for u, (_, seen) in self.nodes.items() if now - seen > NODE_TTL]:
+            del self.nodes[uid]
+        return [info for info, _ in self.nodes.values()]
+
+
+class EngineLinkActor(Actor):
+    """Owns the engine's place in the tree: announces this node to the others on a
+    timer (as an effect) and answers ``"status"`` with the engine's link state.
+
+    Failure policy: a permanent child of the engine supervisor; a failed heartbeat is
+    logged and the next one tries again (the engine reconnects on its own).
+    """
+
+    kind = "engine"
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def on_start(self) -> None:
+        self._announce()
+        self.start_timer(HEARTBEAT_INTERVAL, "heartbeat", repeat=True)
+
+    def receive(self, message: Any) -> Any:
+        if message == "heartbeat":
+            self._announce()
+            return None
+        if message == "status":
+            engine = self.node.engine
+            return {"engine": engine.name, "up": bool(getattr(engine, "link_up", True))}
+        return super().receive(message)
+
+    def _announce(self) -> None:
+        data = encode_control("node", **self.node.local_info())
+        self.run_effect(self.node.engine.publish_control(data),
+                        on_error=lambda error: log.info("heartbeat not sent: %r", error))
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,89 @@
+"""What one node-monitor tick measures: counts from the node, rates, and the process.
+
+``Sampler.take`` reads the node's directory and counters synchronously (no actor
+messages: every read is a ``len`` or a sum over the node's connections) and returns a
+flat ``{metric: value}`` dict with the names that alert rules use
+(``broker.monitor.alerts.METRICS``).
+
+Error handling: process figures come from ``/proc/self``; where it cannot be read
+(another OS, a sandbox) those metrics are left out of the sample, and rules that use
+them simply do not evaluate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.monitor.board import MonitorBoard
+    from broker.node import Node
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def process_stats() -> dict[str, float]:
+    """RSS, open file descriptors and their soft limit of this process (where readable)."""
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            out["rss_bytes"] = float(int(statm.read().split()[1]) * _PAGE)
+    except (OSError, IndexError, ValueError):
+        pass
+    with contextlib.suppress(OSError):
+        out["open_files"] = float(len(os.listdir("/proc/self/fd")))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY:
+        out["open_files_limit"] = float(soft)
+    return out
+
+
+class Sampler:
+    """Builds samples; remembers the previous counters to turn them into rates."""
+
+    def __init__(self, node: Node, board: MonitorBoard) -> None:
+        self.node = node
+        self.board = board
+        self._last: tuple[float, int, int, int] | None = None
+
+    def take(self, now: float) -> dict[str, float]:
+        """One sample at monotonic time ``now``."""
+        node = self.node
+        connections = list(node.connections.values())
+        channels: set[str] = set()
+        subscriptions = 0
+        outbox = 0
+        for conn in connections:
+            subs = conn.session.subs
+            subscriptions += len(subs)
+            channels.update(subs)
+            outbox += conn.outbox.pending_bytes
+        registry = node.runtime.registry
+        records = [r for r in (registry.get(i) for i in registry.ids()) if r is not None]
+        sample: dict[str, float] = {
+            "connections": float(len(connections)),
+            "users": float(len(node.users)),
+            "subscriptions": float(subscriptions),
+            "channels": float(len(channels)),
+            "outbox_bytes": float(outbox),
+            "loop_lag": node.loop_lag,
+            "slow_consumers": float(node.slow_consumers),
+            "engine_up": 1.0 if getattr(node.engine, "link_up", True) else 0.0,
+            "actor_restarts": float(sum(self.board.restarts.update(records).values())),
+        }
+        sample.update(self._rates(now))
+        sample.update(process_stats())
+        return sample
+
+    def _rates(self, now: float) -> dict[str, float]:
+        node = self.node
+        counters = (now, node.publications, node.deliveries, sum(node.commands.values()))
+        last, self._last = self._last, counters
+        if last is None or now <= last[0]:
+            return {"publications_rate": 0.0, "deliveries_rate": 0.0, "commands_rate": 0.0}
+        dt = now - last[0]
+        return {"publications_rate": (counters[1] - last[1]) / dt,
+                "deliveries_rate": (counters[2] - last[2]) / dt,
+                "commands_rate": (counters[3] - last[3]) / dt}

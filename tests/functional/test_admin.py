@@ -1,0 +1,249 @@
+"""The admin JSON API over real HTTP: authentication, every read route and every action."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from broker.admin.auth import issue_session
+from tests.functional.conftest import (
+    RunningNode,
+    base_config,
+    free_port,
+    next_event,
+    run_node,
+    sdk_client,
+    wait_until,
+)
+
+PASSWORD = "console-password"
+SECRET = "admin-secret-for-tests-0123456789"
+BEARER = {"Authorization": f"Bearer {SECRET}"}
+
+
+def config(*, allow_crash: bool = True, **overrides: Any) -> dict[str, Any]:
+    namespace = {"name": "room", "allow_subscribe_for_client": True, "presence": True,
+                 "history_size": 10, "history_ttl": "60s"}
+    overrides.setdefault("monitor", {"interval": "50ms"})
+    return base_config(
+        admin={"enabled": True, "password": PASSWORD, "secret": SECRET,
+               "allow_crash_actor": allow_crash},
+        channel={"namespaces": [namespace]}, **overrides)
+
+
+async def call(node: RunningNode, method: str, path: str, body: Any = None,
+               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    url = f"http://127.0.0.1:{node.port}/admin/api/{path}"
+    async with node.session.request(method, url, json=body,
+                                    headers=BEARER if headers is None else headers) as response:
+        return response.status, await response.json()
+
+
+ROUTES = [("GET", "session"), ("GET", "tree"), ("GET", "actors/chorus/shards/shard-0"),
+          ("GET", "connections"), ("GET", "connections/x"), ("GET", "channels"),
+          ("GET", "channels/room:a"), ("GET", "nodes"), ("GET", "alerts"),
+          ("POST", "actors/chorus/shards/shard-0/stop"),
+          ("POST", "actors/chorus/shards/shard-0/restart"),
+          ("POST", "actors/chorus/shards/shard-0/crash"), ("POST", "connections/x/disconnect"),
+          ("POST", "unsubscribe"), ("POST", "publish")]
+
+
+async def test_every_route_refuses_a_missing_wrong_or_expired_token() -> None:
+    expired = issue_session(SECRET, now=0.0)
+    forged = issue_session("another-secret")
+    async with run_node(config()) as node:
+        for method, path in ROUTES:
+            for headers in ({}, {"Authorization": "Bearer nope"},
+                            {"Authorization": f"Bearer {expired}"},
+                            {"Authorization": f"Bearer {forged}"},
+                            {"Authorization": SECRET}):  # no "Bearer"
+                status, body = await call(node, method, path, {}, headers)
+                assert (status, body) == (401, {"error": "unauthorized"}), (method, path)
+        assert node.node.runtime.actor("chorus/shards/shard-0")["restarts"] == 0
+
+
+async def test_login_issues_a_session_token_that_opens_the_api() -> None:
+    async with run_node(config()) as node:
+        assert (await call(node, "POST", "login", {"password": "wrong"}, {}))[0] == 401
+        assert (await call(node, "POST", "login", {}, {}))[0] == 401
+        status, body = await call(node, "POST", "login", {"password": PASSWORD}, {})
+        assert status == 200 and body["expires_at"] > 0
+        session = {"Authorization": f"Bearer {body['token']}"}
+        status, info = await call(node, "GET", "session", headers=session)
+        assert (status, info["allow_crash_actor"]) == (200, True)
+
+
+async def test_admin_disabled_means_404_everywhere() -> None:
+    async with run_node(base_config()) as node:
+        async with node.session.get(f"http://127.0.0.1:{node.port}/admin/api/tree",
+                                    headers=BEARER) as response:
+            assert response.status == 404
+        async with node.session.get(f"http://127.0.0.1:{node.port}/admin/") as response:
+            assert response.status == 404
+
+
+async def test_insecure_admin_needs_no_token() -> None:
+    async with run_node(base_config(admin={"enabled": True, "insecure": True})) as node:
+        assert (await call(node, "GET", "tree", headers={}))[0] == 200
+
+
+async def test_console_page_and_assets_are_served() -> None:
+    async with run_node(config()) as node:
+        base = f"http://127.0.0.1:{node.port}"
+        async with node.session.get(f"{base}/admin", allow_redirects=True) as response:
+            assert response.status == 200 and "<title>Chorus admin</title>" in await response.text()
+        for asset in ("app.js", "app.css"):
+            async with node.session.get(f"{base}/admin/static/{asset}") as response:
+                assert response.status == 200
+
+
+async def test_tree_and_actor_views() -> None:
+    async with run_node(config()) as node:
+        status, body = await call(node, "GET", "tree")
+        root = body["tree"][0]
+        assert (status, root["id"], root["kind"]) == (200, "chorus", "root")
+        top = {child["id"]: child for child in root["children"]}
+        assert list(top) == ["chorus/engine", "chorus/shards", "chorus/connections",
+                             "chorus/monitors"]
+        assert [c["id"] for c in top["chorus/monitors"]["children"]] == [
+            "chorus/monitors/node", "chorus/monitors/alerts"]
+        assert top["chorus/shards"]["children_total"] == node.node.shard_count
+        status, actor = await call(node, "GET", "actors/chorus/shards")
+        assert status == 200 and len(actor["children"]) == node.node.shard_count
+        assert (await call(node, "GET", "actors/chorus/nope"))[0] == 404
+
+
+async def test_crash_restart_stop_actions() -> None:
+    async with run_node(config()) as node, sdk_client(node, user="ann") as sdk:
+        _, events = await sdk.subscribe("room:a")
+        shard = f"chorus/shards/shard-{node.node.shard_of('room:a')}"
+        assert (await call(node, "POST", f"actors/{shard}/crash"))[0] == 200
+        status, actor = await call(node, "GET", f"actors/{shard}")
+        assert status == 200 and actor["restarts"] == 1 and actor["state"] == "running"
+        assert "crashed from the admin console" in actor["last_failure"]["reason"]
+        await node.api("publish", {"channel": "room:a", "data": {"after": "crash"}})
+        pub = await next_event(events.publications)
+        assert sdk.value(pub.data) == {"after": "crash"}, "subscribers keep receiving"
+        assert (await call(node, "POST", f"actors/{shard}/restart"))[0] == 200
+        assert (await call(node, "GET", f"actors/{shard}"))[1]["restarts"] == 2
+        assert (await call(node, "POST", "actors/chorus/monitors/alerts/stop"))[0] == 200
+        await wait_until(lambda: "chorus/monitors/alerts" not in node.node.runtime.registry,
+                         "the alert actor to stop")
+        assert (await call(node, "GET", "actors/chorus/monitors/alerts"))[0] == 404
+        assert (await call(node, "POST", "actors/chorus/stop"))[0] == 409
+        assert (await call(node, "POST", "actors/chorus/crash"))[0] == 409
+        assert (await call(node, "POST", "actors/chorus/nope/restart"))[0] == 404
+
+
+async def test_crash_is_forbidden_unless_allowed() -> None:
+    async with run_node(config(allow_crash=False)) as node:
+        status, body = await call(node, "POST", "actors/chorus/shards/shard-0/crash")
+        assert status == 403 and "allow_crash_actor" in body["error"]
+        assert node.node.runtime.actor("chorus/shards/shard-0")["restarts"] == 0
+
+
+async def test_connections_views_and_disconnect() -> None:
+    async with run_node(config()) as node, sdk_client(node, user="bob") as sdk:
+        await sdk.subscribe("room:a")
+        status, body = await call(node, "GET", "connections")
+        assert status == 200 and body["total"] == 1
+        health = body["connections"][0]
+        assert (health["client"], health["user"], health["subscriptions"]) == (
+            sdk.client_id, "bob", ["room:a"])
+        for key in ("remote", "transport", "protocol", "connected_at", "messages_in",
+                    "bytes_in", "messages_out", "bytes_out", "outbox_bytes", "outbox_peak",
+                    "last_error"):
+            assert key in health
+        assert (await call(node, "GET", f"connections/{sdk.client_id}"))[1]["user"] == "bob"
+        assert (await call(node, "GET", "connections/nope"))[0] == 404
+        status, body = await call(node, "POST", f"connections/{sdk.client_id}/disconnect")
+        assert (status, body["code"]) == (200, 3503)
+        disconnected = await next_event(sdk.events.disconnected)
+        assert disconnected.code == 3503
+        assert (await call(node, "POST", "connections/nope/disconnect"))[0] == 404
+
+
+async def test_channel_views_with_presence_and_history() -> None:
+    async with run_node(config()) as node, sdk_client(node, user="cat") as sdk:
+        await sdk.subscribe("room:a")
+        await node.api("publish", {"channel": "room:a", "data": {"n": 1}})
+        status, body = await call(node, "GET", "channels")
+        assert status == 200 and body["channels"] == [
+            {"name": "room:a", "namespace": "room", "subscribers": 1,
+             "shard": node.node.shard_of("room:a")}]
+        status, detail = await call(node, "GET", "channels/room:a")
+        assert status == 200 and detail["subscribers"] == 1
+        assert detail["presence"]["num_clients"] == 1
+        assert detail["presence"]["clients"] == [{"client": sdk.client_id, "user": "cat"}]
+        assert detail["history"]["offset"] == 1
+        assert detail["history"]["latest"][0]["data"] == '{"n":1}'
+
+
+async def test_publish_and_unsubscribe_actions() -> None:
+    async with run_node(config()) as node, sdk_client(node, user="dan") as sdk:
+        _, events = await sdk.subscribe("room:b")
+        status, body = await call(node, "POST", "publish", {"channel": "room:b",
+                                                            "data": {"hi": 1}})
+        assert (status, body["offset"]) == (200, 1)
+        assert sdk.value((await next_event(events.publications)).data) == {"hi": 1}
+        assert (await call(node, "POST", "publish", {"channel": "zzz:b", "data": 1}))[0] == 400
+        assert (await call(node, "POST", "publish", {"channel": "room:b"}))[0] == 400
+        status, body = await call(node, "POST", "unsubscribe", {"user": "dan",
+                                                                "channel": "room:b"})
+        assert (status, body["connections"]) == (200, 1)
+        await next_event(events.unsubscribed)
+        assert (await call(node, "POST", "unsubscribe", {"user": "dan"}))[0] == 400
+
+
+async def test_nodes_view_has_samples_and_chart() -> None:
+    async with run_node(config()) as node:
+        await wait_until(lambda: node.node.metrics.board.samples >= 2, "two monitor samples")
+        status, body = await call(node, "GET", "nodes")
+        info = body["nodes"][0]
+        assert status == 200 and info["readiness"]["ready"] is True
+        assert info["sample"]["connections"] == 0 and info["sample"]["open_files"] > 0
+        assert len(info["chart"]["t"]) >= 2 and "publications_rate" in info["chart"]
+
+
+@asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[tuple[str, asyncio.Queue[Any]]]:
+    received: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def hook(request: web.Request) -> web.Response:
+        received.put_nowait(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/hook", received
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("rule", ["crowded: connections >= 1 severity critical"])
+async def test_alerts_route_and_webhook(rule: str) -> None:
+    async with webhook_receiver() as (url, received), \
+            run_node(config(monitor={"interval": "50ms", "alerts": [rule],
+                                     "webhook_url": url})) as node:
+        assert (await call(node, "GET", "alerts"))[1]["active"] == []
+        async with sdk_client(node, user="eve"):
+            posted = await next_event(received)
+            assert (posted["status"], posted["alert"]["name"]) == ("firing", "crowded")
+            status, body = await call(node, "GET", "alerts")
+            assert status == 200 and [a["name"] for a in body["active"]] == ["crowded"]
+            assert body["active"][0]["severity"] == "critical"
+            assert body["rules"] == [rule]
+        resolved = await next_event(received)
+        assert resolved["status"] == "resolved"
+        await wait_until(lambda: node.node.metrics.board.webhook_sent == 2, "webhook count")
+        assert (await call(node, "GET", "alerts"))[1]["active"] == []
