@@ -171,8 +171,11 @@ async def _ready(request: web.Request) -> web.Response:
     return web.json_response(report, status=200 if report["ready"] else 503)
 
 
-def run_server(config: Config) -> None:
-    """Serve Chorus on uvloop until SIGINT/SIGTERM, then drain gracefully."""
+def run_server(config: Config, *, reuse_port: bool = False) -> None:
+    """Serve Chorus on uvloop until SIGINT/SIGTERM, then drain gracefully.
+
+    ``reuse_port``: share the port with sibling worker processes (SO_REUSEPORT).
+    """
     try:
         import uvloop
 
@@ -186,6 +189,7 @@ def run_server(config: Config) -> None:
         ssl_context.load_cert_chain(tls.cert_pem_file, tls.key_pem_file)
     web.run_app(create_app(config), host=config.http_server.address or None,
                 port=config.http_server.port, ssl_context=ssl_context, access_log=None,
+                reuse_port=reuse_port,
                 shutdown_timeout=config.chorus.shutdown_timeout, print=_announce(config))
 
 

@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", metavar="ADDR", help="interface to bind (http_server.address)")
     serve.add_argument("-p", "--port", type=int, help="port to listen on (http_server.port)")
     serve.add_argument("--log-level", choices=list(_LOG_LEVELS), help="log level (log.level)")
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="run N worker processes on the same port (SO_REUSEPORT), restarted by a "
+             "parent if they crash; needs engine.type redis (default: 1)")
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by --workers
 
     gentoken = sub.add_parser(
         "gentoken",
@@ -135,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {
         "serve": _serve,
         "gentoken": _gentoken,
@@ -166,9 +172,19 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
     setup_logging(config.log.level)
+    if args.workers < 1:
+        return _fail("--workers must be at least 1")
+    if args.workers > 1:
+        if config.engine.type != "redis":
+            return _fail("config error: --workers > 1 needs engine.type redis "
+                         "(the memory engine cannot join processes)")
+        from broker.workers import WorkerPool, worker_command
+
+        return WorkerPool(worker_command(args.argv), args.workers,
+                          stop_timeout=config.chorus.shutdown_timeout + 5).run()
     from broker.app import run_server  # late: the server stack is heavy and not needed above
 
-    run_server(config)
+    run_server(config, reuse_port=args.worker_index is not None)
     return EXIT_OK
 
 
