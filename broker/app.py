@@ -148,8 +148,13 @@ async def _tell_clients(app: web.Application) -> None:
 
 
 async def _drain(node: Node, timeout: float, stop_tree: bool = True) -> None:
-    """Tell every client to reconnect elsewhere, let outboxes flush, stop the tree."""
+    """Refuse new publishes, let those in flight fan out, tell every client to reconnect
+    elsewhere (3001: each outbox is flushed before its close frame), stop the tree.
+
+    So a publication acknowledged to its publisher (the publish call returned) was
+    written to every live subscriber's socket before that subscriber's close frame."""
     node.draining = True
+    await node.settled(timeout / 4)
     count = len(node.connections)
     for client_id in list(node.connections):
         node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Disconnect(codes.DISCONNECT_SHUTDOWN))

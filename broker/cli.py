@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from broker.cluster_local import add_cluster_parser, run_cluster
 from broker.config import Config, ConfigError, dump_starter_config, load_config
 
 PROG = "chorus"
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     genconfig.add_argument("-f", "--force", action="store_true", help="overwrite FILE")
 
     sub.add_parser("version", help="print the version", description="Print the version.")
+    add_cluster_parser(sub)  # chorus cluster up|down|status (broker/cluster_local.py)
     return parser
 
 
@@ -147,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checkconfig": _checkconfig,
         "genconfig": _genconfig,
         "version": _version,
+        "cluster": run_cluster,
     }
     if args.command is None:
         parser.print_help(sys.stderr)

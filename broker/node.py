@@ -28,6 +28,7 @@ from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
 from broker.protocol import codes
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
+from broker.transport.ratelimit import ConnectRateLimiter
 from broker.types import ClientInfo, Publication, StreamPosition
 from broker.wire import publication_dict
 
@@ -41,6 +42,10 @@ MessageHandler = Callable[[str, str, bytes], None]
 
 SHARDS_ID = "chorus/shards"
 CONNECTIONS_ID = "chorus/connections"
+
+
+class NodeDraining(Exception):
+    """The node is shutting down and takes no more publications."""
 
 
 class Node:
@@ -63,6 +68,10 @@ class Node:
         self.rpc_handlers: dict[str, RpcHandler] = {}
         self.message_handlers: list[MessageHandler] = []
         self.draining = False
+        self.connect_limiter = ConnectRateLimiter(config.client.connect_rate_limit_per_ip)
+        self.publishing = 0  # publishes between their engine call and their fan-out
+        self._settled = asyncio.Event()  # set whenever ``publishing`` is 0
+        self._settled.set()
         self.loop_lag = 0.0
         self.deliveries = 0
         self.publications = 0
@@ -103,21 +112,43 @@ class Node:
         """Store (when the channel keeps history) and fan out; returns once stored.
 
         Error handling: an engine failure raises before anything is delivered, so a
-        publication is acknowledged only once the engine has it.
+        publication is acknowledged only once the engine has it. A draining node raises
+        ``NodeDraining`` (nothing stored): its clients are being told to leave, so it
+        acknowledges nothing it could no longer deliver; publishes already past this
+        check fan out before the clients are told (see ``settled``).
         """
+        if self.draining:
+            raise NodeDraining("node is shutting down; publish elsewhere")
         started = time.perf_counter()
         options = self.options(channel)
         size = 0 if skip_history else options.history_size
-        outcome = await self.engine.publish(
-            channel, data, info=info, tags=tags, history_size=size,
-            history_ttl=options.history_ttl if size else 0.0,
-            idempotency_key=idempotency_key, idempotent_ttl=300.0 if idempotency_key else 0.0)
+        self.publishing += 1
+        self._settled.clear()
+        try:
+            outcome = await self.engine.publish(
+                channel, data, info=info, tags=tags, history_size=size,
+                history_ttl=options.history_ttl if size else 0.0,
+                idempotency_key=idempotency_key,
+                idempotent_ttl=300.0 if idempotency_key else 0.0)
+        finally:
+            self.publishing -= 1
+            if not self.publishing:
+                self._settled.set()
         pub, position = outcome
         if not isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
             self.publications += 1
             self.tell_shard(channel, Deliver(channel, pub))
             self.metrics.published(channel, started)
         return pub, position
+
+    async def settled(self, timeout: float) -> bool:
+        """Wait until no publish is between its engine call and its fan-out; False if
+        ``timeout`` passed first."""
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def join_leave(self, channel: str, info: ClientInfo, *, join: bool) -> None:
         self.tell_shard(channel, DeliverJoinLeave(channel, info, join))
@@ -295,4 +326,6 @@ class Node:
         return {"uid": self.uid, "name": self.name, "version": "chorus",
                 "num_clients": len(self.connections), "num_users": len(self.users),
                 "num_subs": sum(len(c.session.subs) for c in self.connections.values()),
+                "num_channels": len({ch for c in self.connections.values()
+                                     for ch in c.session.subs}),
                 "uptime": int(time.time() - self.started_at)}

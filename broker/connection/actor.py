@@ -101,12 +101,13 @@ class ConnectionActor(Actor):
         self.bytes_in = 0
         self.last_error = ""
         self._pong_timer: Any = None
+        self._expiry_timer: Any = None
         self._closing = False
 
     # -- lifecycle ------------------------------------------------------------------------
     def on_start(self) -> None:
         self.node.connection_opened(self)
-        self.start_timer(STALE_CLOSE_DELAY, _Expired())  # replaced once connected
+        self._expiry_timer = self.start_timer(STALE_CLOSE_DELAY, _Expired())  # until connect
 
     def on_stop(self) -> None:
         self._release_session()
@@ -218,6 +219,9 @@ class ConnectionActor(Actor):
 
     def schedule_expiry(self) -> None:
         expire_at = self.session.expire_at
+        if self._expiry_timer is not None:  # a refresh replaces the deadline
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
         if expire_at:
             delay = max(0.0, expire_at - time.time()) + self.config.client.expired_close_delay
             self._expiry_timer = self.start_timer(delay, _Expired())

@@ -141,9 +141,9 @@ def _start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[s
                         send_result: Callable[[dict[str, Any]], None]) -> None:
     options, channel = sub.options, sub.channel
     conn.session.subs[channel] = sub
-    join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
+    sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
     conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id, conn.outbox,
-                                            conn.codec.binary, join_leave))
+                                            conn.codec.binary, sub.join_leave))
     if options.presence:
         conn.node.spawn(conn.node.engine.add_presence(
             channel, conn.session.client_id, conn.client_info(sub),
@@ -157,7 +157,9 @@ def _start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[s
                         on_result=lambda _: _finish_subscription(conn, sub, send_result, {}, 0),
                         on_error=lambda error: _subscription_failed(conn, sub, error))
         return
-    sub.recoverable = options.force_recovery or options.allow_recovery
+    # Centrifugo: forced, or allowed and asked for (server-side subscriptions never ask)
+    sub.recoverable = options.force_recovery or (
+        options.allow_recovery and bool(params.get("recoverable")))
     recovering = sub.recoverable and bool(params.get("recover"))
     since = None
     if recovering:
@@ -194,6 +196,8 @@ def _finish_subscription(conn: ConnectionActor, sub: Subscription,
                                                after_offset))
     if sub.options.join_leave:
         conn.node.join_leave(sub.channel, conn.client_info(sub), join=True)
+    if sub.stale and sub.recoverable:  # see _resubscribe
+        _unsubscribe_push(conn, sub.channel, 2500, "insufficient state", send_leave=False)
 
 
 def _subscription_failed(conn: ConnectionActor, sub: Subscription,
@@ -360,11 +364,29 @@ def _unsubscribe_push(conn: ConnectionActor, channel: str, code: int, reason: st
 
 
 def _resubscribe(conn: ConnectionActor, index: int) -> None:
-    for channel, sub in conn.session.subs.items():
-        if sub.active and conn.node.shard_of(channel) == index:
-            conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id,
-                                                    conn.outbox, conn.codec.binary, False))
-            conn.node.tell_shard(channel, Activate(channel, conn.session.client_id, 0))
+    """Shard ``index`` restarted empty: register this connection's channels there again.
+
+    A restarted shard lost whatever it held for us: a publication it was fanning out
+    when it failed, and the buffer of a subscription still being answered. So no
+    recoverable subscription is left to chance: a live one gets Centrifugo's
+    "insufficient state" unsubscribe (2500) and the SDK resubscribes with recovery from
+    its own last offset; one still subscribing re-registers as pending and is resynced
+    the same way right after its reply. At-most-once subscriptions (no history) simply
+    re-register: they were never promised the publications of the gap.
+    """
+    client_id, binary = conn.session.client_id, conn.codec.binary
+    for channel, sub in list(conn.session.subs.items()):
+        if conn.node.shard_of(channel) != index:
+            continue
+        if sub.active and sub.recoverable:
+            _unsubscribe_push(conn, channel, 2500, "insufficient state", send_leave=False)
+            continue
+        conn.node.tell_shard(channel, Subscribe(channel, client_id, conn.outbox, binary,
+                                                sub.join_leave))
+        if sub.active:
+            conn.node.tell_shard(channel, Activate(channel, client_id, 0))
+        else:
+            sub.stale = True
 
 
 def _rpc_context(conn: ConnectionActor) -> dict[str, Any]:

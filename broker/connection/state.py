@@ -29,6 +29,10 @@ class Subscription:
     recoverable: bool = False
     server_side: bool = False
     active: bool = False  # the subscribe reply was written; publications flow
+    join_leave: bool = False  # the client asked for (or the namespace forces) join/leave
+    # Its shard restarted while it was subscribing: publications buffered there are
+    # gone, so a recoverable subscription is resynced (2500) once its reply is out.
+    stale: bool = False
 
 
 @dataclass(slots=True)
@@ -59,6 +63,11 @@ class TokenBucket:
         self.burst = burst
         self._tokens = float(burst)
         self._stamp = now
+
+    @property
+    def stamp(self) -> float:
+        """When tokens were last added (the caller's clock)."""
+        return self._stamp
 
     def take(self, now: float, cost: float = 1.0) -> bool:
         """Spend ``cost`` tokens if there are enough; False means over the limit."""

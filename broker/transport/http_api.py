@@ -226,12 +226,15 @@ async def _batch(request: web.Request) -> web.Response:
     node = request.app[NODE].node
     replies = []
     for command in commands:
-        (name, args), = command.items() if isinstance(command, dict) and command else [("", 0)]
+        # exactly one method per command; anything else is answered "method not found"
+        single = isinstance(command, dict) and len(command) == 1
+        (name, args), = command.items() if single else [("", 0)]
         method = METHODS.get(name)
         if method is None or not isinstance(args, dict):
             replies.append({"error": {"code": 104, "message": "method not found"}})
-        else:
-            replies.append(await _call(method, node, args))
+        else:  # Centrifugo keys each reply by its method: {"publish": {...}} or {"error": ...}
+            reply = await _call(method, node, args)
+            replies.append({name: reply["result"]} if "result" in reply else reply)
     return web.Response(body=dumps({"replies": replies}), content_type="application/json")
 
 

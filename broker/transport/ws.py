@@ -8,6 +8,7 @@ they leave through the connection's outbox.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from functools import partial
 
@@ -16,7 +17,7 @@ from aiohttp import WSMsgType, web
 from actors import ChildSpec, Restart
 from broker.connection.actor import ConnectionActor, Frame, SocketClosed
 from broker.node import CONNECTIONS_ID
-from broker.protocol import codec_for_subprotocol
+from broker.protocol import codec_for_subprotocol, codes
 from broker.transport.keys import NODE
 
 log = logging.getLogger("chorus.ws")
@@ -42,7 +43,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="origin not allowed")
     ws = web.WebSocketResponse(
         protocols=SUBPROTOCOLS,
-        max_msg_size=config.websocket.message_size_limit,
+        # aiohttp refuses a message of exactly max_msg_size bytes; the config names the
+        # largest message allowed (Centrifugo's meaning), hence + 1.
+        max_msg_size=config.websocket.message_size_limit + 1,
         autoping=True,
         compress=False,
     )
@@ -50,9 +53,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         return ws
+    remote = request.remote or ""
+    if not node.connect_limiter.allow(remote, time.monotonic()):
+        # Refused before any actor exists; 3013 makes the SDK back off and retry.
+        limited = codes.DISCONNECT_TOO_MANY_REQUESTS
+        await ws.close(code=limited.code, message=limited.reason.encode())
+        return ws
     codec = codec_for_subprotocol(ws.ws_protocol)
     client_id = str(uuid.uuid4())
-    remote = request.remote or ""
     factory = partial(ConnectionActor, node, ws, transport, codec, remote, client_id)
     runtime = node.runtime
     ref = runtime.start_child(CONNECTIONS_ID, ChildSpec(

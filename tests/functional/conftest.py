@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import ClientSession, web
+from centrifuge import (
+    Client,
+    ClientEventHandler,
+    ClientInfo,
+    ConnectedContext,
+    ConnectingContext,
+    DisconnectedContext,
+    ErrorContext,
+    JoinContext,
+    LeaveContext,
+    Publication,
+    PublicationContext,
+    ServerJoinContext,
+    ServerLeaveContext,
+    ServerPublicationContext,
+    ServerSubscribedContext,
+    ServerUnsubscribedContext,
+    SubscribedContext,
+    SubscribingContext,
+    Subscription,
+    SubscriptionErrorContext,
+    SubscriptionEventHandler,
+    UnsubscribedContext,
+)
 
 from broker import Chorus
+from broker.auth import make_token
 from broker.config import config_from_mapping
 from broker.node import Node
 
@@ -66,13 +93,15 @@ class RunningNode:
 
 @asynccontextmanager
 async def run_node(mapping: dict[str, Any],
-                   setup: Callable[[Chorus], None] | None = None) -> AsyncIterator[RunningNode]:
+                   setup: Callable[[Chorus], None] | None = None, *,
+                   port: int | None = None) -> AsyncIterator[RunningNode]:
+    """A node serving ``mapping``; ``port`` reuses a port (a node "restarting" there)."""
     chorus = Chorus(config_from_mapping(mapping))
     if setup is not None:
         setup(chorus)
     runner = web.AppRunner(chorus.create_app(), access_log=None)
     await runner.setup()
-    port = free_port()
+    port = port if port is not None else free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     try:
@@ -87,3 +116,180 @@ async def chorus_node() -> AsyncIterator[RunningNode]:
     """A node with the default test config (token auth, subscribe allowed for clients)."""
     async with run_node(base_config()) as running:
         yield running
+
+
+# -- the official Python SDK (centrifuge-python) over real sockets --------------------------
+WAIT = 5.0  # seconds one expected event may take: generous for a loaded 2-core machine
+T = TypeVar("T")
+
+
+@pytest.fixture(params=[False, True], ids=["json", "protobuf"])
+def protobuf(request: pytest.FixtureRequest) -> bool:
+    """Run a test once over the JSON protocol and once over protobuf."""
+    return bool(request.param)
+
+
+async def next_event(queue: asyncio.Queue[T], timeout: float = WAIT) -> T:
+    """The next item an SDK handler put in ``queue``; fails the test after ``timeout``."""
+    return await asyncio.wait_for(queue.get(), timeout)
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll ``predicate`` (node-side state has no event to await) until true or fail."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+ConnectingHook = Callable[[ConnectingContext], Awaitable[None]]
+
+
+class ClientEvents(ClientEventHandler):
+    """Every client-level event of the SDK, queued for the test to await.
+
+    ``on_connecting_hook`` runs inside the SDK's teardown, before it schedules a
+    reconnect: what it awaits happens while the client is certainly disconnected.
+    """
+
+    def __init__(self, on_connecting_hook: ConnectingHook | None = None) -> None:
+        self.connecting: asyncio.Queue[ConnectingContext] = asyncio.Queue()
+        self.connected: asyncio.Queue[ConnectedContext] = asyncio.Queue()
+        self.disconnected: asyncio.Queue[DisconnectedContext] = asyncio.Queue()
+        self.errors: asyncio.Queue[ErrorContext] = asyncio.Queue()
+        self.subscribed: asyncio.Queue[ServerSubscribedContext] = asyncio.Queue()
+        self.unsubscribed: asyncio.Queue[ServerUnsubscribedContext] = asyncio.Queue()
+        self.publications: asyncio.Queue[ServerPublicationContext] = asyncio.Queue()
+        self.joins: asyncio.Queue[ServerJoinContext] = asyncio.Queue()
+        self.leaves: asyncio.Queue[ServerLeaveContext] = asyncio.Queue()
+        self.on_connecting_hook = on_connecting_hook
+
+    async def on_connecting(self, ctx: ConnectingContext) -> None:
+        self.connecting.put_nowait(ctx)
+        if self.on_connecting_hook is not None and ctx.code != 0:  # 0: connect() called
+            await self.on_connecting_hook(ctx)
+
+    async def on_connected(self, ctx: ConnectedContext) -> None:
+        self.connected.put_nowait(ctx)
+
+    async def on_disconnected(self, ctx: DisconnectedContext) -> None:
+        self.disconnected.put_nowait(ctx)
+
+    async def on_error(self, ctx: ErrorContext) -> None:
+        self.errors.put_nowait(ctx)
+
+    async def on_subscribed(self, ctx: ServerSubscribedContext) -> None:
+        self.subscribed.put_nowait(ctx)
+
+    async def on_unsubscribed(self, ctx: ServerUnsubscribedContext) -> None:
+        self.unsubscribed.put_nowait(ctx)
+
+    async def on_publication(self, ctx: ServerPublicationContext) -> None:
+        self.publications.put_nowait(ctx)
+
+    async def on_join(self, ctx: ServerJoinContext) -> None:
+        self.joins.put_nowait(ctx)
+
+    async def on_leave(self, ctx: ServerLeaveContext) -> None:
+        self.leaves.put_nowait(ctx)
+
+
+@dataclass
+class SubEvents(SubscriptionEventHandler):
+    """Every event of one SDK subscription, queued for the test to await."""
+
+    subscribing: asyncio.Queue[SubscribingContext] = field(default_factory=asyncio.Queue)
+    subscribed: asyncio.Queue[SubscribedContext] = field(default_factory=asyncio.Queue)
+    unsubscribed: asyncio.Queue[UnsubscribedContext] = field(default_factory=asyncio.Queue)
+    publications: asyncio.Queue[Publication] = field(default_factory=asyncio.Queue)
+    joins: asyncio.Queue[ClientInfo] = field(default_factory=asyncio.Queue)
+    leaves: asyncio.Queue[ClientInfo] = field(default_factory=asyncio.Queue)
+    errors: asyncio.Queue[SubscriptionErrorContext] = field(default_factory=asyncio.Queue)
+
+    async def on_subscribing(self, ctx: SubscribingContext) -> None:
+        self.subscribing.put_nowait(ctx)
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        self.subscribed.put_nowait(ctx)
+
+    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
+        self.unsubscribed.put_nowait(ctx)
+
+    async def on_publication(self, ctx: PublicationContext) -> None:
+        self.publications.put_nowait(ctx.pub)
+
+    async def on_join(self, ctx: JoinContext) -> None:
+        self.joins.put_nowait(ctx.info)
+
+    async def on_leave(self, ctx: LeaveContext) -> None:
+        self.leaves.put_nowait(ctx.info)
+
+    async def on_error(self, ctx: SubscriptionErrorContext) -> None:
+        self.errors.put_nowait(ctx)
+
+
+@dataclass
+class SdkClient:
+    """An SDK ``Client`` with its event queues and the payload rules of its protocol."""
+
+    client: Client
+    events: ClientEvents
+    protobuf: bool
+
+    @property
+    def client_id(self) -> str:
+        return str(self.client.client_id)
+
+    def payload(self, value: Any) -> Any:
+        """``value`` as the SDK takes data: as is for JSON, as JSON bytes for protobuf."""
+        return json.dumps(value).encode() if self.protobuf else value
+
+    def value(self, data: Any) -> Any:
+        """Received data as a JSON value in both modes (protobuf gives the raw bytes)."""
+        return json.loads(data) if isinstance(data, bytes | bytearray) else data
+
+    async def subscribe(self, channel: str, *, wait: bool = True,
+                        **options: Any) -> tuple[Subscription, SubEvents]:
+        """A new subscription with recorded events; ``wait`` until it is subscribed."""
+        events = SubEvents()
+        sub = self.client.new_subscription(channel, events=events, **options)
+        await sub.subscribe()
+        if wait:
+            await sub.ready(timeout=WAIT)
+        return sub, events
+
+
+@asynccontextmanager
+async def sdk_client(node: RunningNode, *, protobuf: bool = False, user: str = "alice",
+                     token: str | None = None, connect: bool = True,
+                     events: ClientEvents | None = None,
+                     **options: Any) -> AsyncIterator[SdkClient]:
+    """An SDK client of ``node`` (token for ``user`` unless ``token`` is given), connected
+    unless ``connect`` is False; always disconnected at the end so no reconnect outlives
+    the test. ``options`` go to ``centrifuge.Client`` (``get_token``, ``name``, ...)."""
+    if token is None:
+        token = make_token(SECRET, user)
+    recorder = events if events is not None else ClientEvents()
+    client = Client(node.ws_url, events=recorder, token=token, use_protobuf=protobuf,
+                    proxy=None, **options)
+    try:
+        if connect:
+            await client.connect()
+            await client.ready(timeout=WAIT)
+        yield SdkClient(client, recorder, protobuf)
+    finally:
+        await client.disconnect()
+
+
+def drop_transport(client: Client) -> None:
+    """Abort the TCP connection under the SDK without a close frame, as a network
+    failure does; both sides then see the socket gone and the SDK reconnects.
+
+    Uses the SDK's private ``_conn`` (a websockets connection): the SDK has no public
+    way to simulate a network failure.
+    """
+    conn = client._conn
+    assert conn is not None, "the client has no open connection to drop"
+    conn.transport.abort()
