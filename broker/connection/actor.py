@@ -74,6 +74,11 @@ class _Expired:
     pass
 
 
+@dataclass(slots=True)
+class _SubExpired:
+    channel: str
+
+
 class ConnectionActor(Actor):
     kind = "connection"
 
@@ -145,6 +150,8 @@ class ConnectionActor(Actor):
             self.disconnect(codes.DISCONNECT_NO_PONG)
         elif kind is _Expired:
             self._expired()
+        elif kind is _SubExpired:
+            self._subscription_expired(message.channel)
         else:
             return commands.handle_internal(self, message)
         return None
@@ -170,7 +177,10 @@ class ConnectionActor(Actor):
         cmd_id = command.get("id", 0)
         method = next((key for key in command if key != "id"), None)
         if method is None:
-            self._pong()
+            if cmd_id:  # an id without a method is not a pong
+                self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            else:
+                self._pong()
             return
         if self.session.phase is not Phase.CONNECTED and method != "connect":
             self.last_error = f"{method} before connect"
@@ -232,6 +242,19 @@ class ConnectionActor(Actor):
             self.disconnect(codes.DISCONNECT_STALE)
         elif session.expire_at and session.expire_at <= time.time():
             self.disconnect(codes.DISCONNECT_EXPIRED)
+
+    def watch_subscription_expiry(self, sub: Subscription) -> None:
+        """Close the connection (3006) if ``sub``'s token expires without a sub_refresh."""
+        if sub.expire_at:
+            delay = max(0.0, sub.expire_at - time.time())
+            self.start_timer(delay + self.config.client.expired_sub_close_delay,
+                             _SubExpired(sub.channel))
+
+    def _subscription_expired(self, channel: str) -> None:
+        sub = self.session.subs.get(channel)
+        if sub is not None and sub.expire_at and sub.expire_at <= time.time():
+            self.last_error = f"subscription to {channel} expired"
+            self.disconnect(codes.DISCONNECT_SUB_EXPIRED)
 
     # -- endings -------------------------------------------------------------------------------
     def disconnect(self, code: codes.DisconnectCode) -> None:

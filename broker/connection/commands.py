@@ -8,9 +8,10 @@ protocol error reply of the same name.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from broker.connection.state import (
 from broker.engine.base import UnrecoverablePosition
 from broker.protocol import codes
 from broker.shard.actor import Activate, Resync, Subscribe
-from broker.types import ClientInfo, Publication, StreamPosition
+from broker.types import ClientInfo, StreamPosition
 from broker.wire import client_info_dict, publication_dict
 
 if TYPE_CHECKING:
@@ -98,11 +99,40 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
         result["ttl"] = max(1, int(session.expire_at - time.time()))
     if config.client.connect_include_server_time:
         result["time"] = int(time.time() * 1000)
-    conn.answer(cmd_id, "connect", result)
     conn.schedule_expiry()
     conn.start_pinging()
-    for channel in (*channels, *conn.node.personal_channels(session.user)):
-        _server_subscribe(conn, channel, params.get("subs", {}).get(channel, {}))
+    wanted = params.get("subs")
+    recovery = wanted if isinstance(wanted, dict) else {}
+    subs = [sub for channel in dict.fromkeys((*channels,
+                                              *conn.node.personal_channels(session.user)))
+            if (sub := _server_side(conn, channel)) is not None]
+    prepared = [_prepare_subscription(conn, sub, recovery.get(sub.channel) or {})
+                for sub in subs]
+    if all(isinstance(p, tuple) for p in prepared):
+        _answer_connect(conn, cmd_id, result, subs, prepared)  # type: ignore[arg-type]
+        return
+    conn.run_effect(
+        _gather(prepared),
+        on_result=lambda ready: _answer_connect(conn, cmd_id, result, subs, ready),
+        on_error=lambda error: _subscription_failed(conn, subs[0], error))
+
+
+async def _gather(prepared: list[Prepared | Coroutine[Any, Any, Prepared]]) -> list[Prepared]:
+    waiting = [p for p in prepared if not isinstance(p, tuple)]
+    done = iter(await asyncio.gather(*waiting))
+    return [p if isinstance(p, tuple) else next(done) for p in prepared]
+
+
+def _answer_connect(conn: ConnectionActor, cmd_id: int, result: dict[str, Any],
+                    subs: list[Subscription], ready: list[Prepared]) -> None:
+    """The connect reply carries the server-side subscriptions (Centrifugo's ``subs``),
+    so the SDK recovers them like its own; they go live only after the reply."""
+    if subs:
+        result["subs"] = {sub.channel: sub_result for sub, (sub_result, _) in zip(
+            subs, ready, strict=True)}
+    conn.answer(cmd_id, "connect", result)
+    for sub, (_, offset) in zip(subs, ready, strict=True):
+        _finish_subscription(conn, sub, lambda _: None, {}, offset)
 
 
 # -- subscribe ------------------------------------------------------------------------
@@ -129,16 +159,38 @@ def cmd_subscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) ->
 
 
 def _server_subscribe(conn: ConnectionActor, channel: str, params: dict[str, Any]) -> None:
+    """A subscription the server decided on after connect (API ``subscribe``)."""
+    sub = _server_side(conn, channel)
+    if sub is not None:
+        _start_subscription(conn, sub, params, lambda result: conn.write(
+            {"push": {"channel": channel, "subscribe": result}}))
+
+
+def _server_side(conn: ConnectionActor, channel: str) -> Subscription | None:
     options = conn.config.channel_options(channel)
     if options is None or channel in conn.session.subs:
-        return
-    sub = Subscription(channel, options, server_side=True)
-    _start_subscription(conn, sub, params, lambda result: conn.write(
-        {"push": {"channel": channel, "subscribe": result}}))
+        return None
+    return Subscription(channel, options, server_side=True)
+
+
+Prepared = tuple[dict[str, Any], int]  # (subscribe result, offset the result covers)
 
 
 def _start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
                         send_result: Callable[[dict[str, Any]], None]) -> None:
+    prepared = _prepare_subscription(conn, sub, params)
+    if isinstance(prepared, tuple):
+        _finish_subscription(conn, sub, send_result, *prepared)
+        return
+    conn.run_effect(prepared,
+                    on_result=lambda ready: _finish_subscription(conn, sub, send_result, *ready),
+                    on_error=lambda error: _subscription_failed(conn, sub, error))
+
+
+def _prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
+                          ) -> Prepared | Coroutine[Any, Any, Prepared]:
+    """Register ``sub`` (pending in its shard, presence) and return its subscribe result —
+    at once, or as a coroutine when the engine must be asked (position, recovery)."""
     options, channel = sub.options, sub.channel
     conn.session.subs[channel] = sub
     sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
@@ -148,38 +200,44 @@ def _start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[s
         conn.node.spawn(conn.node.engine.add_presence(
             channel, conn.session.client_id, conn.client_info(sub),
             conn.config.client.presence_update_interval * 3))
+    if sub.expire_at:
+        conn.watch_subscription_expiry(sub)
     if options.history_size <= 0 or options.history_ttl <= 0:
         if not conn.node.remote:
-            _finish_subscription(conn, sub, send_result, {}, 0)
-            return
-        # Answer only once other nodes' publications reach this node.
-        conn.run_effect(conn.node.engine.subscribe(channel),
-                        on_result=lambda _: _finish_subscription(conn, sub, send_result, {}, 0),
-                        on_error=lambda error: _subscription_failed(conn, sub, error))
-        return
-    # Centrifugo: forced, or allowed and asked for (server-side subscriptions never ask)
-    sub.recoverable = options.force_recovery or (
-        options.allow_recovery and bool(params.get("recoverable")))
+            return {}, 0
+        return _engine_subscribed(conn, channel)  # answer once other nodes' pubs arrive
+    # Centrifugo: forced, or allowed and asked for; server-side ones cannot ask, so for
+    # them allowing is enough (their recovery state comes in the connect's ``subs``).
+    sub.recoverable = options.force_recovery or (options.allow_recovery and (
+        sub.server_side or bool(params.get("recoverable"))))
     recovering = sub.recoverable and bool(params.get("recover"))
     since = None
     if recovering:
         since = StreamPosition(int(params.get("offset", 0)), str(params.get("epoch", "")))
     limit = conn.config.client.recovery_max_publication_limit if recovering else 0
+    positioned = sub.recoverable or options.force_positioning or (
+        options.allow_positioning and bool(params.get("positioned")))
+    return _position(conn, sub, since, limit, recovering, positioned)
 
-    def done(outcome: tuple[list[Publication], StreamPosition, bool]) -> None:
-        pubs, top, recovered = outcome
-        result: dict[str, Any] = {"epoch": top.epoch, "offset": top.offset,
-                                  "positioned": True}
-        if sub.recoverable:
-            result["recoverable"] = True
-        if recovering:
-            result["was_recovering"] = True
-            result["recovered"] = recovered
-            result["publications"] = [publication_dict(p) for p in pubs]
-        _finish_subscription(conn, sub, send_result, result, top.offset)
 
-    conn.run_effect(conn.node.recover(channel, since, limit, options), on_result=done,
-                    on_error=lambda error: _subscription_failed(conn, sub, error))
+async def _engine_subscribed(conn: ConnectionActor, channel: str) -> Prepared:
+    await conn.node.engine.subscribe(channel)
+    return {}, 0
+
+
+async def _position(conn: ConnectionActor, sub: Subscription, since: StreamPosition | None,
+                    limit: int, recovering: bool, positioned: bool) -> Prepared:
+    pubs, top, recovered = await conn.node.recover(sub.channel, since, limit, sub.options)
+    result: dict[str, Any] = {"epoch": top.epoch, "offset": top.offset}
+    if positioned:
+        result["positioned"] = True
+    if sub.recoverable:
+        result["recoverable"] = True
+    if recovering:
+        result["was_recovering"] = True
+        result["recovered"] = recovered
+        result["publications"] = [publication_dict(p) for p in pubs]
+    return result, top.offset
 
 
 def _finish_subscription(conn: ConnectionActor, sub: Subscription,
@@ -325,6 +383,7 @@ def cmd_sub_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) 
         conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
         return
     sub.expire_at = claims.expire_at
+    conn.watch_subscription_expiry(sub)
     result: dict[str, Any] = {}
     if sub.expire_at:
         result = {"expires": True, "ttl": max(1, int(sub.expire_at - time.time()))}

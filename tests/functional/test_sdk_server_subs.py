@@ -80,10 +80,6 @@ async def test_personal_channel(protobuf: bool) -> None:
             assert (ctx.channel, sdk.value(ctx.pub.data)) == ("personal:#zoe", {"to": "zoe"})
 
 
-@pytest.mark.xfail(strict=True, reason="broker sends connect-time server-side subscriptions "
-                   "as separate subscribe pushes after the connect reply instead of in its "
-                   "`subs` map: on reconnect the SDK reports them unsubscribed and the "
-                   "recovered publications (in the push, which the SDK ignores) are lost")
 async def test_server_side_subscription_recovers_after_reconnect(protobuf: bool) -> None:
     config = base_config(channel={"namespaces": [{
         "name": "feed", "history_size": 10, "history_ttl": "60s", "force_recovery": True}]})

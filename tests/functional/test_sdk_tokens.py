@@ -173,9 +173,6 @@ async def test_subscription_refresh_keeps_the_subscription(protobuf: bool) -> No
         assert subscribed.channel == "$vault" and events.subscribing.qsize() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="broker does not enforce subscription expiry: no "
-                   "timer closes a connection whose subscription token expired unrefreshed "
-                   "(Centrifugo disconnects with 3006 after client.expired_sub_close_delay)")
 async def test_expired_subscription_without_refresh_is_ended() -> None:
     config = base_config(client={"expired_sub_close_delay": "0s"})
     async with run_node(config) as node, sdk_client(node) as sdk:
