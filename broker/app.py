@@ -154,6 +154,7 @@ async def _drain(node: Node, timeout: float, stop_tree: bool = True) -> None:
     So a publication acknowledged to its publisher (the publish call returned) was
     written to every live subscriber's socket before that subscriber's close frame."""
     node.draining = True
+    node.stop_pings()
     await node.settled(timeout / 4)
     count = len(node.connections)
     for client_id in list(node.connections):

@@ -215,8 +215,19 @@ def _endpoint(request: web.Request) -> str | None:
 
 
 @web.middleware
-async def http_metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Observe each request's latency by endpoint and status (after the node started)."""
+def http_metrics_middleware(request: web.Request,
+                            handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Observe each request's latency by endpoint and status (after the node started).
+
+    A plain function, not a coroutine: a WebSocket's handler runs for the connection's
+    whole life, and a timing frame kept around it would cost every connection memory.
+    """
+    if request.path.endswith("/connection/websocket"):
+        return handler(request)
+    return _timed(request, handler)
+
+
+async def _timed(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
     try:

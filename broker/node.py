@@ -23,10 +23,11 @@ from actors import Runtime
 from broker.auth import TokenVerifier
 from broker.cluster import USER_OPS, NodeDirectory, decode_control
 from broker.config import ChannelOptions, Config
-from broker.connection.outbox import FlushScheduler
+from broker.connection.outbox import FlushScheduler, ws_frame
+from broker.connection.pings import PingWheel
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
-from broker.protocol import codes
+from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, codes
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
 from broker.transport.ratelimit import ConnectRateLimiter
 from broker.types import ClientInfo, Publication, StreamPosition
@@ -78,10 +79,37 @@ class Node:
         self.slow_consumers = 0
         self.commands: Counter[str] = Counter()
         self._started_shards: set[int] = set()
+        self.pings: PingWheel | None = None
+        self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
+                            ((False, JSON_CODEC.encode_reply({})),
+                             (True, PROTOBUF_CODEC.encode_reply({})))}
+        if config.client.ping_interval > 0:
+            self.pings = PingWheel(config.client.ping_interval, config.client.pong_timeout,
+                                   self._no_pong)
+            self._ping_timer = runtime.loop.call_later(self.pings.resolution, self._ping_tick)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         engine.set_handlers(self._remote_publication, self._remote_control,
                             self._remote_join, self._remote_leave, self._unrecoverable)
+
+    # -- pings -------------------------------------------------------------------------------
+    def _ping_tick(self) -> None:
+        if self.pings is not None and not self.runtime.closed:
+            self.pings.tick()
+            self._ping_timer = self.runtime.loop.call_later(self.pings.resolution,
+                                                            self._ping_tick)
+
+    def _no_pong(self, conn: Any) -> None:
+        from broker.connection.actor import Disconnect
+
+        conn.awaiting_pong = False
+        self.runtime.tell(f"{CONNECTIONS_ID}/{conn.session.client_id}",
+                          Disconnect(codes.DISCONNECT_NO_PONG))
+
+    def stop_pings(self) -> None:
+        if self.pings is not None:
+            self._ping_timer.cancel()
+            self.pings = None
 
     # -- shards ---------------------------------------------------------------------------
     def shard_of(self, channel: str) -> int:

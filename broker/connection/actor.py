@@ -60,16 +60,6 @@ class Disconnect:
 
 
 @dataclass(slots=True)
-class _Tick:
-    """Server ping time."""
-
-
-@dataclass(slots=True)
-class _PongDue:
-    pass
-
-
-@dataclass(slots=True)
 class _Expired:
     pass
 
@@ -105,7 +95,7 @@ class ConnectionActor(Actor):
         self.frames_in = 0
         self.bytes_in = 0
         self.last_error = ""
-        self._pong_timer: Any = None
+        self.awaiting_pong = False
         self._expiry_timer: Any = None
         self._closing = False
 
@@ -132,6 +122,8 @@ class ConnectionActor(Actor):
         for channel in list(session.subs):
             self._drop_subscription(channel, send_leave=was_connected)
         self.node.connection_closed(self)
+        if self.node.pings is not None:
+            self.node.pings.remove(self)
         if not self._closing:
             self._close_socket(None)
 
@@ -144,10 +136,6 @@ class ConnectionActor(Actor):
             self.stop()
         elif kind is Disconnect:
             self.disconnect(message.code)
-        elif kind is _Tick:
-            self._send_ping()
-        elif kind is _PongDue:
-            self.disconnect(codes.DISCONNECT_NO_PONG)
         elif kind is _Expired:
             self._expired()
         elif kind is _SubExpired:
@@ -212,20 +200,16 @@ class ConnectionActor(Actor):
 
     # -- pings and expiry ---------------------------------------------------------------------
     def start_pinging(self) -> None:
-        interval = self.config.client.ping_interval
-        if interval > 0:
-            self.start_timer(interval, _Tick(), repeat=True)
+        """Join the node's ping wheel (see ``broker.connection.pings``)."""
+        if self.node.pings is not None:
+            self.node.pings.add(self)
 
-    def _send_ping(self) -> None:
-        self.outbox.push(self.codec.encode_reply({}))
-        timeout = self.config.client.pong_timeout
-        if timeout > 0 and self._pong_timer is None:
-            self._pong_timer = self.start_timer(timeout, _PongDue())
+    def send_ping(self) -> None:
+        """Called by the ping wheel: an empty reply, pre-encoded once per format."""
+        self.outbox.push(*self.node.ping_frames[self.codec.binary])
 
     def _pong(self) -> None:
-        if self._pong_timer is not None:
-            self._pong_timer.cancel()
-            self._pong_timer = None
+        self.awaiting_pong = False
 
     def schedule_expiry(self) -> None:
         expire_at = self.session.expire_at

@@ -1,0 +1,64 @@
+"""Server pings for every connection from one node-wide timer wheel.
+
+Centrifugo protocol v2: the server sends an empty reply (``{}``) every ``ping_interval``;
+the client answers with an empty command; no answer within ``pong_timeout`` means the
+connection is dead (disconnect 3012 "no pong"). One loop timer per connection would cost
+a timer handle each and an actor message every interval; instead the wheel has one slot
+per second, a connection sits in the slot of the second it connected, and each tick pings
+one slot and checks the pongs of the slot pinged ``pong_timeout`` seconds earlier. Pings
+are data-path writes (straight into outboxes, the frame built once per wire format); only
+a missing pong becomes an actor message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Pingable(Protocol):
+    awaiting_pong: bool
+
+    def send_ping(self) -> None: ...
+
+
+class PingWheel:
+    """Slots of connections; ``tick()`` every ``resolution`` seconds (one second, or the
+    interval when shorter) does one slot's pings and pongs."""
+
+    def __init__(self, interval: float, pong_timeout: float,
+                 on_no_pong: Callable[[Pingable], None]) -> None:
+        self.resolution = min(1.0, interval)
+        self.size = max(1, math.ceil(interval / self.resolution - 1e-9))
+        self.pong_lag = (min(self.size - 1, math.ceil(pong_timeout / self.resolution - 1e-9))
+                         if pong_timeout > 0 else -1)
+        self.on_no_pong = on_no_pong
+        self.slots: list[set[Pingable]] = [set() for _ in range(self.size)]
+        self.position = 0
+        self.pings = 0
+
+    def add(self, conn: Pingable) -> None:
+        """First ping one full interval from now (the slot just ticked)."""
+        conn.awaiting_pong = False
+        self.slots[(self.position - 1) % self.size].add(conn)
+
+    def remove(self, conn: Pingable) -> None:
+        for slot in self.slots:
+            slot.discard(conn)
+
+    def tick(self) -> None:
+        """Ping the current slot; fail the connections of the slot pinged
+        ``pong_timeout`` seconds ago that have not answered; advance."""
+        if self.pong_lag >= 0:
+            for conn in [c for c in self.slots[(self.position - self.pong_lag) % self.size]
+                         if c.awaiting_pong]:
+                self.on_no_pong(conn)
+        for conn in self.slots[self.position]:
+            conn.send_ping()
+            conn.awaiting_pong = self.pong_lag >= 0
+            self.pings += 1
+        self.position = (self.position + 1) % self.size
+
+    def __len__(self) -> int:
+        return sum(len(slot) for slot in self.slots)
