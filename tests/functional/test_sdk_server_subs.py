@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from broker.auth import make_token
 from tests.functional.conftest import (
     SECRET,
