@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import resource
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -188,6 +189,7 @@ def run_server(config: Config, *, reuse_port: bool = False) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without
         log.warning("uvloop not available; using the default asyncio loop")
+    raise_open_file_limit()
     ssl_context = None
     tls = config.http_server.tls
     if tls.enabled:
@@ -195,8 +197,21 @@ def run_server(config: Config, *, reuse_port: bool = False) -> None:
         ssl_context.load_cert_chain(tls.cert_pem_file, tls.key_pem_file)
     web.run_app(create_app(config), host=config.http_server.address or None,
                 port=config.http_server.port, ssl_context=ssl_context, access_log=None,
-                reuse_port=reuse_port,
+                reuse_port=reuse_port, backlog=4096,  # the kernel caps it at somaxconn
                 shutdown_timeout=config.chorus.shutdown_timeout, print=_announce(config))
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft open-file limit to the hard one: every connection is a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:  # pragma: no cover - a locked-down host
+            log.warning("could not raise the open-file limit from %d: %s", soft, error)
+            return soft
+        log.info("open-file limit raised from %d to %d", soft, hard)
+    return hard
 
 
 def _announce(config: Config) -> Callable[[str], None]:

@@ -95,7 +95,10 @@ def _http_ok(url: str) -> bool:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on ``port``: the servers set SO_REUSEADDR, so connections of an
+    earlier run still in TIME_WAIT do not count."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -171,7 +174,9 @@ def cluster_up(plan: ClusterPlan) -> dict[str, Any]:
         _start_nodes(plan, launcher)
         _start_nginx(plan, launcher, nginx)
     except BaseException:
-        cluster_down(state_dir, quiet=True)
+        if (state_dir / STATE_FILE).exists():  # something was started: stop it
+            with contextlib.suppress(ClusterError):
+                cluster_down(state_dir, quiet=True)
         raise
     return state
 
@@ -329,7 +334,8 @@ def cluster_down(state_dir: Path, *, quiet: bool = False) -> list[str]:
 def add_cluster_parser(sub: Any) -> None:
     """Add ``cluster up|down|status`` to the ``chorus`` subcommands."""
     cluster = sub.add_parser("cluster", help="run a local multi-node cluster (loopback)",
-                             description=__doc__.split("\n\n")[0] if __doc__ else None)
+                             description="Run Chorus on loopback: a Redis primary, its replica and "
+                             "3 Sentinels, N nodes and nginx in front (see deploy/README.md).")
     cluster.add_argument("action", choices=("up", "down", "status"))
     cluster.add_argument("-n", "--nodes", type=int, default=3, help="Chorus nodes (default 3)")
     cluster.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT, metavar="PORT",
@@ -354,6 +360,8 @@ def run_cluster(args: argparse.Namespace) -> int:
             names = cluster_down(state_dir)
             print(f"chorus cluster: stopped {len(names)} processes")
         else:
+            if not (state_dir / STATE_FILE).exists():
+                raise ClusterError(f"no cluster state in {state_dir}: nothing is up")
             state = json.loads((state_dir / STATE_FILE).read_text())
             for entry in state["processes"]:
                 running = "running" if _alive(entry["pid"]) and _ours(entry) else "GONE"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,11 @@ ENV_PREFIX = "CHORUS_"
 RESERVED_ENV = frozenset({"CHORUS_CONFIG"})
 
 Path = tuple[str, ...]
+
+
+# Kubernetes injects these for a Service named "chorus" (CHORUS_SERVICE_HOST,
+# CHORUS_PORT_8000_TCP_ADDR, ...); they are not configuration.
+_SERVICE_LINK = re.compile(r"^CHORUS_(SERVICE_(HOST|PORT)(_\w+)?|PORT(_\d+_(TCP|UDP)\w*)?)$")
 
 
 def env_name(*parts: str) -> str:
@@ -73,7 +79,8 @@ def apply_env(raw: Mapping[str, Any], env: Mapping[str, str], root: type) -> dic
     """Return a copy of ``raw`` with every ``CHORUS_`` variable of ``env`` applied."""
     out = _copy(raw)
     leaves, ns_fields = schema_leaves(root)
-    todo = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX) and k not in RESERVED_ENV}
+    todo = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)
+            and k not in RESERVED_ENV and not _SERVICE_LINK.match(k)}
     for path, f in ns_fields:
         list_var = env_name(*path)
         if list_var in todo:
