@@ -58,3 +58,19 @@ def test_idle_reports_memory_and_connect_rate(tmp_path: Path) -> None:
         assert f["connects_per_s"] > 0 and f["rss_after_kb"] > 0
         assert isinstance(f["kb_per_connection"], float)
     assert len(plots) == 2
+
+
+def test_fanout_drives_chorus_end_to_end(tmp_path: Path) -> None:
+    """The harness's Chorus adapter (protocol handshake, API publish) cannot rot."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "fanout", "--servers", "chorus", "--subscribers", "20",
+         "--publications", "5", "--warmup", "1", "--rate", "50", "--server-core", "-1",
+         "--client-core", "-1", "--workers", "1", "--no-calibrate", "--no-plots", "--quiet",
+         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    for point in json.loads(result.read_text())["points"]:
+        figures = point["figures"]
+        assert point["server"] == "chorus"
+        assert figures["deliveries"] == figures["expected"] == 20 * 5
+        assert figures["lost"] == figures["duplicates"] == 0
