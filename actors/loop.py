@@ -36,6 +36,10 @@ from actors.registry import Registry
 from actors.supervisor import ChildSpec, RestartChild, StartChild, TerminateChild
 
 log = logging.getLogger("actors")
+# simpleSystemBase logs every delivered message at DEBUG: message contents (client frames
+# with their tokens, payloads) would reach the logs, at a large cost per message. The
+# runtime logs what matters itself, so thespian's own chatter stops at INFO.
+logging.getLogger("Thespian").setLevel(logging.INFO)
 
 _PRUNE_EVERY = 1024
 

@@ -39,6 +39,7 @@ from broker.engine.base import Engine
 from broker.metrics import install_metrics
 from broker.monitor.health import readiness
 from broker.node import CONNECTIONS_ID, Node
+from broker.notify import NotificationStore
 from broker.protocol import codes
 from broker.transport.http_api import api_handler
 from broker.transport.keys import NODE, ChorusState
@@ -59,6 +60,25 @@ def make_engine(config: Config) -> Engine:
     from broker.engine.memory import MemoryEngine
 
     return MemoryEngine(history_meta_ttl=config.channel.history_meta_ttl)
+
+
+def make_notification_store(config: Config, engine: Engine) -> NotificationStore | None:
+    """The engine's twin store for durable notifications (None when disabled)."""
+    nc = config.notifications
+    if not nc.enabled:
+        return None
+    if config.engine.type == "redis":
+        from broker.engine.notify_redis import RedisNotificationStore, replica_client
+
+        topology = engine.topology  # type: ignore[attr-defined]
+        return RedisNotificationStore(
+            topology.client, prefix=config.engine.redis.prefix,
+            retention_count=nc.retention_count, retention_age=nc.retention_age,
+            read_client=replica_client(config) if nc.read_from_replica else None)
+    from broker.engine.notify_memory import MemoryNotificationStore
+
+    return MemoryNotificationStore(retention_count=nc.retention_count,
+                                   retention_age=nc.retention_age)
 
 
 class Chorus:
@@ -125,7 +145,8 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     runtime = Runtime(allow_crash=config.admin.allow_crash_actor,
                       on_root_failure=lambda event: log.critical("actor tree failed: %r", event))
     name = config.chorus.node_name or socket.gethostname()
-    node = Node(config, runtime, engine, name)  # sets the engine's handlers: before start
+    store = make_notification_store(config, engine)
+    node = Node(config, runtime, engine, name, store)  # sets the engine's handlers: first
     await engine.start()
     node.rpc_handlers.update(state.rpc_handlers)
     node.message_handlers.extend(state.message_handlers)
@@ -137,6 +158,9 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     finally:
         await _drain(node, config.chorus.shutdown_timeout)
         state._node = None
+        await node.cache.flush_all()  # write-behind publications reach the engine
+        if store is not None:
+            await store.close()
         await engine.close()
 
 

@@ -198,6 +198,10 @@ class ChannelOptions:
     allow_history_for_anonymous: bool = opt(False)
     allow_user_limited_channels: bool = opt(False)
     channel_regex: str = opt("")  # checked against the part after "namespace:"
+    # Chorus extension: the shard-level L1 history cache (see broker.cache).
+    cache_policy: str = opt("write_through", choices=(
+        "write_through", "write_behind", "read_through", "off"))
+    cache_flush_delay: float = opt(0.05, kind=DURATION, min=0.001)  # write-behind window
 
     def __post_init__(self) -> None:
         if self.force_recovery_mode == "":
@@ -300,6 +304,28 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Chorus extension: the shards' L1 cache (broker.cache). ``memory_budget`` is bytes
+    of cached publications per shard (0 = no L1 at all); ``ttl`` is how long an idle
+    channel stays cached under ``eviction: ttl``."""
+
+    eviction: str = opt("lru", choices=("lru", "lfu", "ttl"))
+    memory_budget: int = opt(4 * 1024 * 1024, min=0)
+    ttl: float = opt(60.0, kind=DURATION, min=0.001)
+    max_pending: int = opt(10000, min=1)  # write-behind publications buffered per shard
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsConfig:
+    """Chorus extension: durable per-user notifications (broker.notify)."""
+
+    enabled: bool = opt(True)
+    retention_count: int = opt(100, min=1)  # kept per user, newest win
+    retention_age: float = opt(7 * 24 * 3600.0, kind=DURATION, min=1.0)
+    read_from_replica: bool = opt(False)  # list from a Sentinel replica (tolerates lag)
+
+
+@dataclass(frozen=True, slots=True)
 class ChorusConfig:
     shard_count: int = opt(16, min=1, max=4096)
     shutdown_timeout: float = opt(10.0, kind=DURATION)
@@ -328,6 +354,8 @@ class Config:
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     chorus: ChorusConfig = field(default_factory=ChorusConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
 
     def namespace_of(self, channel: str) -> str:
         """The channel's namespace name: "" for none, ``"(unknown)"`` if not configured.

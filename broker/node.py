@@ -21,12 +21,14 @@ import orjson
 
 from actors import Runtime
 from broker.auth import TokenVerifier
+from broker.cache.layer import CacheLayer
 from broker.cluster import USER_OPS, NodeDirectory, decode_control
 from broker.config import ChannelOptions, Config
 from broker.connection.outbox import FlushScheduler, ws_frame
 from broker.connection.pings import PingWheel
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
+from broker.notify import NotificationStore, Notifier
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, codes
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
 from broker.transport.ratelimit import ConnectRateLimiter
@@ -50,7 +52,8 @@ class NodeDraining(Exception):
 
 
 class Node:
-    def __init__(self, config: Config, runtime: Runtime, engine: Engine, name: str) -> None:
+    def __init__(self, config: Config, runtime: Runtime, engine: Engine, name: str,
+                 notifications: NotificationStore | None = None) -> None:
         self.config = config
         self.runtime = runtime
         self.engine = engine
@@ -89,6 +92,10 @@ class Node:
             self._ping_timer = runtime.loop.call_later(self.pings.resolution, self._ping_tick)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
+        # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
+        self.cache = CacheLayer(engine, config.cache, self.shard_count, self.shard_of,
+                                lambda channel: self.tell_shard(channel, Resync(channel)))
+        self.notifier = Notifier(self, notifications) if notifications is not None else None
         engine.set_handlers(self._remote_publication, self._remote_control,
                             self._remote_join, self._remote_leave, self._unrecoverable)
 
@@ -120,8 +127,11 @@ class Node:
                           message)
 
     def shard_started(self, index: int) -> None:
-        """A shard (re)started empty; after a restart every connection re-registers."""
+        """A shard (re)started empty; after a restart every connection re-registers.
+
+        The shard's L1 and its unflushed write-behind buffer die with it."""
         if index in self._started_shards:
+            self.cache.crash(index)
             log.warning("shard %d restarted: connections re-register their channels", index)
             from broker.connection.commands import Resubscribe
 
@@ -150,14 +160,21 @@ class Node:
         started = time.perf_counter()
         options = self.options(channel)
         size = 0 if skip_history else options.history_size
+        policy = self.cache.policy(options) if size else "off"
         self.publishing += 1
         self._settled.clear()
         try:
-            outcome = await self.engine.publish(
-                channel, data, info=info, tags=tags, history_size=size,
-                history_ttl=options.history_ttl if size else 0.0,
-                idempotency_key=idempotency_key,
-                idempotent_ttl=300.0 if idempotency_key else 0.0)
+            if policy == "write_behind" and idempotency_key is None:
+                outcome = await self.cache.publish_behind(channel, data, options,
+                                                          info=info, tags=tags)
+            else:
+                outcome = await self.engine.publish(
+                    channel, data, info=info, tags=tags, history_size=size,
+                    history_ttl=options.history_ttl if size else 0.0,
+                    idempotency_key=idempotency_key,
+                    idempotent_ttl=300.0 if idempotency_key else 0.0)
+                if policy != "off":
+                    self.cache.published(channel, outcome[0], outcome[1], options)
         finally:
             self.publishing -= 1
             if not self.publishing:
@@ -193,16 +210,14 @@ class Node:
         """
         if self.remote:
             await self.engine.subscribe(channel)
+        cache = self.cache
         if since is None:
-            _, top = await self.engine.history(channel, limit=0,
-                                               history_ttl=options.history_ttl)
+            _, top = await cache.history(channel, options, limit=0)
             return [], top, False
         try:
-            pubs, top = await self.engine.history(channel, since=since, limit=limit + 1,
-                                                  history_ttl=options.history_ttl)
+            pubs, top = await cache.history(channel, options, since=since, limit=limit + 1)
         except UnrecoverablePosition:
-            _, top = await self.engine.history(channel, limit=0,
-                                               history_ttl=options.history_ttl)
+            _, top = await cache.history(channel, options, limit=0)
             return [], top, False
         if len(pubs) > limit:
             return [], top, False
@@ -216,8 +231,8 @@ class Node:
         position = None
         if since is not None:
             position = StreamPosition(int(since.get("offset", 0)), str(since.get("epoch", "")))
-        pubs, top = await self.engine.history(channel, since=position, limit=limit,
-                                              reverse=reverse, history_ttl=options.history_ttl)
+        pubs, top = await self.cache.history(channel, options, since=position, limit=limit,
+                                             reverse=reverse)
         return {"publications": [publication_dict(p) for p in pubs],
                 "offset": top.offset, "epoch": top.epoch}
 
@@ -265,6 +280,8 @@ class Node:
     # -- remote leg ---------------------------------------------------------------------------
     def _remote_publication(self, channel: str, pub: Publication,
                             position: StreamPosition | None) -> None:
+        if position is not None and self.cache.enabled:
+            self.cache.published(channel, pub, position, self.options(channel))
         self.tell_shard(channel, Deliver(channel, pub))
 
     def _remote_join(self, channel: str, info: ClientInfo) -> None:
@@ -277,6 +294,7 @@ class Node:
         """Publications were lost between nodes: subscribers re-sync (and learn it)."""
         log.warning("channel %s: missed publications are unrecoverable; subscribers resync",
                     channel)
+        self.cache.invalidate(channel)
         self.tell_shard(channel, Resync(channel))
 
     def _remote_control(self, data: bytes) -> None:

@@ -27,6 +27,7 @@ from broker.connection.state import (
     options_for,
 )
 from broker.engine.base import UnrecoverablePosition
+from broker.notify import RPC_METHODS as NOTIFY_RPC
 from broker.protocol import codes
 from broker.shard.actor import Activate, Resync, Subscribe
 from broker.types import ClientInfo, StreamPosition
@@ -133,6 +134,7 @@ def _answer_connect(conn: ConnectionActor, cmd_id: int, result: dict[str, Any],
     conn.answer(cmd_id, "connect", result)
     for sub, (_, offset) in zip(subs, ready, strict=True):
         _finish_subscription(conn, sub, lambda _: None, {}, offset)
+    _deliver_unread(conn)
 
 
 # -- subscribe ------------------------------------------------------------------------
@@ -337,6 +339,13 @@ def cmd_send(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None
 
 def cmd_rpc(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
     method = str(params.get("method", ""))
+    notifier = conn.node.notifier
+    if method in NOTIFY_RPC and notifier is not None:  # built in, before user handlers
+        conn.run_effect(
+            notifier.rpc(method, conn.session.user, params.get("data") or b"null"),
+            on_result=lambda data: conn.answer(cmd_id, "rpc", {"data": data}),
+            on_error=lambda error: _notify_rpc_failed(conn, cmd_id, error))
+        return
     handler = conn.node.rpc_handlers.get(method)
     if handler is None:
         raise Denied(codes.ERROR_METHOD_NOT_FOUND)
@@ -344,6 +353,33 @@ def cmd_rpc(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
         handler(_rpc_context(conn), params.get("data") or b"null"),
         on_result=lambda data: conn.answer(cmd_id, "rpc", {"data": data}),
         on_error=lambda error: _engine_failed(conn, cmd_id, error))
+
+
+def _notify_rpc_failed(conn: ConnectionActor, cmd_id: int, error: BaseException) -> None:
+    if isinstance(error, ValueError):
+        conn.reply_error(cmd_id, codes.ERROR_BAD_REQUEST)
+    else:
+        _engine_failed(conn, cmd_id, error)
+
+
+def _deliver_unread(conn: ConnectionActor) -> None:
+    """After connect: the user's unread notifications as publications of their personal
+    channel, to this connection only (see broker.notify)."""
+    notifier, user = conn.node.notifier, conn.session.user
+    if notifier is None or not user:
+        return
+    channel = notifier.personal_channel(user)
+    if channel not in conn.session.subs:
+        return
+
+    def write(frames: list[bytes]) -> None:
+        if channel in conn.session.subs:
+            for data in frames:
+                conn.write({"push": {"channel": channel, "pub": {"data": data}}})
+
+    conn.run_effect(notifier.unread_frames(user), on_result=write,
+                    on_error=lambda error: log.warning("unread notifications of %s: %r",
+                                                       user, error))
 
 
 def cmd_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:

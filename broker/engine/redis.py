@@ -299,7 +299,11 @@ class RedisEngine:
                                           args)
         pub, position, _ = publication_of(msg)
         result = (pub, position or _NO_POSITION)
-        return SuppressedPublish(result) if suppressed else result
+        if suppressed:
+            return SuppressedPublish(result)
+        if position is not None:  # a new epoch: subscribers learn it before the fan-out
+            self.receiver.own_publication(channel, position)
+        return result
 
     async def _join_leave(self, kind: bytes, channel: str, info: ClientInfo) -> None:
         body = encode_body(self.node_id, 0, b"", info, None)

@@ -261,6 +261,20 @@ class Receiver:
             self._deliver(channel, pub, position)
         return None
 
+    def own_publication(self, channel: str, position: StreamPosition) -> None:
+        """This node stored a publication at ``position`` and fans it out locally next.
+
+        If ``position`` opens an epoch this node has not seen yet (the stream was lost,
+        e.g. Redis restarted empty, and the reader has not noticed: it may still be
+        reconnecting), the channel's subscribers are told first. Otherwise the local
+        fan-out would hand them the new epoch's offsets as if they continued the old
+        stream — a silent gap. Found by tests/cluster/test_faults.py.
+        """
+        if position.offset and channel in self.channels and self.tracker.judge(
+                channel, position.offset, position.epoch) is Verdict.NEW_EPOCH:
+            self._unrecoverable(channel)
+            self.tracker.set(channel, position)
+
     # -- catch-up ------------------------------------------------------------------------
 
     async def catch_up(self, channel: str) -> None:

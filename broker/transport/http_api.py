@@ -18,6 +18,7 @@ from aiohttp import web
 
 from broker.engine.base import UnrecoverablePosition
 from broker.node import Node
+from broker.notify import Notifier, notification_dict
 from broker.protocol import codes
 from broker.shard.actor import ChannelSummary
 from broker.transport.keys import NODE
@@ -141,7 +142,9 @@ async def _history(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _history_remove(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    await node.engine.remove_history(_channel(params))
+    channel = _channel(params)
+    await node.engine.remove_history(channel)
+    node.cache.invalidate(channel)
     return {}
 
 
@@ -166,11 +169,57 @@ async def _info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return node.info()
 
 
+def _notifier(node: Node) -> Notifier:
+    if node.notifier is None:
+        raise ApiError(codes.ERROR_NOT_AVAILABLE, "notifications are disabled")
+    return node.notifier
+
+
+def _notify_user(params: dict[str, Any]) -> str:
+    user = params.get("user")
+    if not isinstance(user, str) or not user:
+        raise ApiError(codes.ERROR_BAD_REQUEST, "user required")
+    return user
+
+
+async def _notify(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Chorus extension: store a notification durably and deliver it live."""
+    if "payload" not in params:
+        raise ApiError(codes.ERROR_BAD_REQUEST, "payload required")
+    kind, ttl = params.get("type") or "", float(params.get("ttl") or 0)
+    if not isinstance(kind, str) or ttl < 0:
+        raise ApiError(codes.ERROR_BAD_REQUEST, "type must be a string, ttl >= 0")
+    stored = await _notifier(node).notify(_notify_user(params), orjson.dumps(params["payload"]),
+                                          type=kind, ttl=ttl)
+    return {"id": stored.id, "time": stored.time}
+
+
+async def _notifications(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    found = await _notifier(node).store.list(
+        _notify_user(params), unread_only=bool(params.get("unread_only")),
+        limit=int(params.get("limit") or 0))
+    return {"notifications": [notification_dict(n) for n in found]}
+
+
+async def _notifications_mark_read(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    ids = params.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ApiError(codes.ERROR_BAD_REQUEST, "ids required")
+    return {"marked": await _notifier(node).store.mark_read(_notify_user(params), ids)}
+
+
+async def _cache_stats(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Chorus extension: L1 cache statistics (hits, misses, evictions, bytes, ...)."""
+    return node.cache.as_dict()
+
+
 METHODS: dict[str, Method] = {
     "publish": _publish, "broadcast": _broadcast, "subscribe": _subscribe,
     "unsubscribe": _unsubscribe, "disconnect": _disconnect, "presence": _presence,
     "presence_stats": _presence_stats, "history": _history,
     "history_remove": _history_remove, "channels": _channels, "info": _info,
+    "notify": _notify, "notifications": _notifications,
+    "notifications_mark_read": _notifications_mark_read, "cache_stats": _cache_stats,
 }
 
 

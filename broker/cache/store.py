@@ -1,0 +1,196 @@
+"""One shard's L1: the recent history of its hot channels, under a memory budget.
+
+An entry mirrors the engine's stream of one channel: its epoch, its top offset and the
+publications the engine holds (the last ``history_size``, contiguous up to the top;
+none once ``history_ttl`` passed since the last publish, as in the engine). Reads are
+answered from the entry only when the answer is certainly the engine's; anything
+doubtful (another epoch, a position beyond the top or before the window) is a miss and
+goes to the engine, which raises what it raises. Pure: time is passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from broker.cache.lru import Candidate, choose_victims, expired_idle
+from broker.types import Publication, StreamPosition
+
+__all__ = ["CacheStats", "ChannelCache", "Entry"]
+
+OVERHEAD = 96  # rough bytes per cached publication beyond its payloads
+
+
+def pub_bytes(pub: Publication) -> int:
+    info = pub.info
+    extra = len(info.conn_info or b"") + len(info.chan_info or b"") if info else 0
+    return OVERHEAD + len(pub.data) + extra
+
+
+@dataclass(slots=True)
+class Entry:
+    epoch: str
+    top: int
+    size: int  # history_size
+    ttl: float  # history_ttl
+    expires: float  # publications vanish then (last publish + history_ttl)
+    last_access: float
+    pubs: deque[Publication] = field(default_factory=deque)
+    bytes: int = 0
+    uses: int = 0
+    pinned: int = 0  # write-behind publications not yet in the engine
+
+
+@dataclass(slots=True)
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    bytes: int = 0
+    entries: int = 0
+
+
+class ChannelCache:
+    """L1 of one shard. ``budget`` bytes; ``eviction`` lru|lfu|ttl; ``idle_ttl`` seconds."""
+
+    def __init__(self, budget: int, eviction: str = "lru", idle_ttl: float = 60.0) -> None:
+        self.budget, self.eviction, self.idle_ttl = budget, eviction, idle_ttl
+        self.entries: dict[str, Entry] = {}
+        self.stats = CacheStats()
+
+    # -- filling ----------------------------------------------------------------------
+    def load(self, channel: str, pubs: list[Publication], top: StreamPosition, *,
+             size: int, ttl: float, now: float) -> None:
+        """Cache the engine's whole window (a read with limit -1) for ``channel``."""
+        self._drop(channel)
+        entry = Entry(top.epoch, top.offset, size, ttl, now + ttl, now)
+        for pub in pubs[-size:]:
+            entry.pubs.append(pub)
+            entry.bytes += pub_bytes(pub)
+        self.entries[channel] = entry
+        self.stats.bytes += entry.bytes
+        self.evict(now, keep=channel)  # a newcomer is never its own victim (LFU: 0 uses)
+
+    def append(self, channel: str, pub: Publication, epoch: str, *, now: float,
+               create: bool = False, size: int = 0, ttl: float = 0.0) -> bool:
+        """Add a publication the engine accepted at ``pub.offset``; False if not cached.
+
+        Only a publication right after the top extends the entry; an older one is already
+        there; a gap (or another epoch) means the entry no longer mirrors the engine, so
+        it is dropped. ``create`` starts an entry from nothing only for offset 1 (a
+        stream's first publication: the whole window is known).
+        """
+        entry = self.entries.get(channel)
+        if entry is None:
+            if create and pub.offset == 1:
+                self.load(channel, [pub], StreamPosition(1, epoch), size=size, ttl=ttl, now=now)
+                return True
+            return False
+        if entry.epoch != epoch or pub.offset > entry.top + 1:
+            self._drop(channel)
+            return False
+        if pub.offset <= entry.top:
+            return True
+        if now >= entry.expires:
+            self._clear_pubs(entry)
+        entry.top, entry.expires = pub.offset, now + entry.ttl
+        entry.pubs.append(pub)
+        entry.bytes += pub_bytes(pub)
+        self.stats.bytes += pub_bytes(pub)
+        while len(entry.pubs) > entry.size:
+            gone = entry.pubs.popleft()
+            entry.bytes -= pub_bytes(gone)
+            self.stats.bytes -= pub_bytes(gone)
+        entry.uses += 1
+        entry.last_access = now
+        self.evict(now, keep=channel)
+        return True
+
+    # -- reading ----------------------------------------------------------------------
+    def read(self, channel: str, since: StreamPosition | None, limit: int, reverse: bool,
+             now: float) -> tuple[list[Publication], StreamPosition] | None:
+        """The engine's answer to ``history(...)`` from L1, or None (a miss)."""
+        entry = self.entries.get(channel)
+        if entry is not None and self.eviction == "ttl" and \
+                now - entry.last_access >= self.idle_ttl and not entry.pinned:
+            self._drop(channel, evicted=True)
+            entry = None
+        found = None if entry is None else self._answer(entry, since, limit, reverse, now)
+        if found is None:
+            self.stats.misses += 1
+            return None
+        assert entry is not None
+        self.stats.hits += 1
+        entry.uses += 1
+        entry.last_access = now
+        return found
+
+    @staticmethod
+    def _answer(entry: Entry, since: StreamPosition | None, limit: int, reverse: bool,
+                now: float) -> tuple[list[Publication], StreamPosition] | None:
+        top = StreamPosition(entry.top, entry.epoch)
+        pubs = list(entry.pubs) if now < entry.expires else []
+        if since is not None:
+            if since.epoch != entry.epoch or since.offset > entry.top:
+                return None
+            if reverse:
+                pubs = [p for p in pubs if p.offset < since.offset]
+            else:
+                first = pubs[0].offset if pubs else entry.top + 1
+                if since.offset + 1 < first:
+                    return None  # the engine says "no longer held"
+                pubs = [p for p in pubs if p.offset > since.offset]
+        if reverse:
+            pubs.reverse()
+        if limit == 0:
+            return [], top
+        return (pubs if limit < 0 else pubs[:limit]), top
+
+    def top(self, channel: str) -> StreamPosition | None:
+        entry = self.entries.get(channel)
+        return None if entry is None else StreamPosition(entry.top, entry.epoch)
+
+    # -- pinning, eviction --------------------------------------------------------------
+    def pin(self, channel: str, delta: int) -> None:
+        entry = self.entries.get(channel)
+        if entry is not None:
+            entry.pinned = max(0, entry.pinned + delta)
+
+    def invalidate(self, channel: str) -> None:
+        self._drop(channel)
+
+    def evict(self, now: float, keep: str | None = None) -> list[str]:
+        """Bring the shard under budget (and, for ``ttl``, drop idle entries); ``keep``
+        is never chosen (the entry being filled)."""
+        victims: list[str] = []
+        if self.eviction == "ttl":
+            victims = expired_idle(self._candidates(keep), now, self.idle_ttl)
+            for key in victims:
+                self._drop(key, evicted=True)
+        over = self.stats.bytes - self.budget
+        if over > 0:
+            more = choose_victims(self._candidates(keep), self.eviction, over=over, now=now,
+                                  ttl=self.idle_ttl)
+            for key in more:
+                self._drop(key, evicted=True)
+            victims += more
+        return victims
+
+    def _candidates(self, keep: str | None = None) -> list[Candidate]:
+        return [Candidate(k, e.bytes, e.last_access, e.uses, e.pinned > 0)
+                for k, e in self.entries.items() if k != keep]
+
+    def _clear_pubs(self, entry: Entry) -> None:
+        self.stats.bytes -= entry.bytes
+        entry.pubs.clear()
+        entry.bytes = 0
+
+    def _drop(self, channel: str, evicted: bool = False) -> None:
+        entry = self.entries.pop(channel, None)
+        if entry is not None:
+            self.stats.bytes -= entry.bytes
+            self.stats.evictions += evicted
+
+    def statistics(self) -> CacheStats:
+        s = self.stats
+        return CacheStats(s.hits, s.misses, s.evictions, s.bytes, len(self.entries))
