@@ -8,10 +8,9 @@ protocol error reply of the same name.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +25,24 @@ from broker.connection.state import (
     check_subscribe,
     options_for,
 )
+from broker.connection.subscriptions import (
+    Prepared,
+    finish_subscription,
+    gather,
+    prepare_subscription,
+    resubscribe,
+    server_side,
+    server_subscribe,
+    start_subscription,
+    subscription_failed,
+    unsubscribe_push,
+)
 from broker.engine.base import UnrecoverablePosition
 from broker.notify import RPC_METHODS as NOTIFY_RPC
 from broker.protocol import codes
-from broker.shard.actor import Activate, Resync, Subscribe
-from broker.types import ClientInfo, StreamPosition
-from broker.wire import client_info_dict, publication_dict
+from broker.shard.actor import Resync
+from broker.types import ClientInfo
+from broker.wire import client_info_dict
 
 if TYPE_CHECKING:
     from broker.connection.actor import ConnectionActor
@@ -106,22 +117,16 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
     recovery = wanted if isinstance(wanted, dict) else {}
     subs = [sub for channel in dict.fromkeys((*channels,
                                               *conn.node.personal_channels(session.user)))
-            if (sub := _server_side(conn, channel)) is not None]
-    prepared = [_prepare_subscription(conn, sub, recovery.get(sub.channel) or {})
+            if (sub := server_side(conn, channel)) is not None]
+    prepared = [prepare_subscription(conn, sub, recovery.get(sub.channel) or {})
                 for sub in subs]
     if all(isinstance(p, tuple) for p in prepared):
         _answer_connect(conn, cmd_id, result, subs, prepared)  # type: ignore[arg-type]
         return
     conn.run_effect(
-        _gather(prepared),
+        gather(prepared),
         on_result=lambda ready: _answer_connect(conn, cmd_id, result, subs, ready),
-        on_error=lambda error: _subscription_failed(conn, subs[0], error))
-
-
-async def _gather(prepared: list[Prepared | Coroutine[Any, Any, Prepared]]) -> list[Prepared]:
-    waiting = [p for p in prepared if not isinstance(p, tuple)]
-    done = iter(await asyncio.gather(*waiting))
-    return [p if isinstance(p, tuple) else next(done) for p in prepared]
+        on_error=lambda error: subscription_failed(conn, subs[0], error))
 
 
 def _answer_connect(conn: ConnectionActor, cmd_id: int, result: dict[str, Any],
@@ -133,7 +138,7 @@ def _answer_connect(conn: ConnectionActor, cmd_id: int, result: dict[str, Any],
             subs, ready, strict=True)}
     conn.answer(cmd_id, "connect", result)
     for sub, (_, offset) in zip(subs, ready, strict=True):
-        _finish_subscription(conn, sub, lambda _: None, {}, offset)
+        finish_subscription(conn, sub, lambda _: None, {}, offset)
     _deliver_unread(conn)
 
 
@@ -156,116 +161,8 @@ def cmd_subscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) ->
             raise Denied(codes.ERROR_PERMISSION_DENIED)
         sub.info, sub.expire_at = claims.info, claims.expire_at
     check_subscribe(conn.config, conn.session, channel, options, bool(token))
-    _start_subscription(conn, sub, params, lambda result: conn.answer(
+    start_subscription(conn, sub, params, lambda result: conn.answer(
         cmd_id, "subscribe", result))
-
-
-def _server_subscribe(conn: ConnectionActor, channel: str, params: dict[str, Any]) -> None:
-    """A subscription the server decided on after connect (API ``subscribe``)."""
-    sub = _server_side(conn, channel)
-    if sub is not None:
-        _start_subscription(conn, sub, params, lambda result: conn.write(
-            {"push": {"channel": channel, "subscribe": result}}))
-
-
-def _server_side(conn: ConnectionActor, channel: str) -> Subscription | None:
-    options = conn.config.channel_options(channel)
-    if options is None or channel in conn.session.subs:
-        return None
-    return Subscription(channel, options, server_side=True)
-
-
-Prepared = tuple[dict[str, Any], int]  # (subscribe result, offset the result covers)
-
-
-def _start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
-                        send_result: Callable[[dict[str, Any]], None]) -> None:
-    prepared = _prepare_subscription(conn, sub, params)
-    if isinstance(prepared, tuple):
-        _finish_subscription(conn, sub, send_result, *prepared)
-        return
-    conn.run_effect(prepared,
-                    on_result=lambda ready: _finish_subscription(conn, sub, send_result, *ready),
-                    on_error=lambda error: _subscription_failed(conn, sub, error))
-
-
-def _prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
-                          ) -> Prepared | Coroutine[Any, Any, Prepared]:
-    """Register ``sub`` (pending in its shard, presence) and return its subscribe result —
-    at once, or as a coroutine when the engine must be asked (position, recovery)."""
-    options, channel = sub.options, sub.channel
-    conn.session.subs[channel] = sub
-    sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
-    conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id, conn.outbox,
-                                            conn.codec.binary, sub.join_leave))
-    if options.presence:
-        conn.node.spawn(conn.node.engine.add_presence(
-            channel, conn.session.client_id, conn.client_info(sub),
-            conn.config.client.presence_update_interval * 3))
-    if sub.expire_at:
-        conn.watch_subscription_expiry(sub)
-    if options.history_size <= 0 or options.history_ttl <= 0:
-        if not conn.node.remote:
-            return {}, 0
-        return _engine_subscribed(conn, channel)  # answer once other nodes' pubs arrive
-    # Centrifugo: forced, or allowed and asked for; server-side ones cannot ask, so for
-    # them allowing is enough (their recovery state comes in the connect's ``subs``).
-    sub.recoverable = options.force_recovery or (options.allow_recovery and (
-        sub.server_side or bool(params.get("recoverable"))))
-    recovering = sub.recoverable and bool(params.get("recover"))
-    since = None
-    if recovering:
-        since = StreamPosition(int(params.get("offset", 0)), str(params.get("epoch", "")))
-    limit = conn.config.client.recovery_max_publication_limit if recovering else 0
-    positioned = sub.recoverable or options.force_positioning or (
-        options.allow_positioning and bool(params.get("positioned")))
-    return _position(conn, sub, since, limit, recovering, positioned)
-
-
-async def _engine_subscribed(conn: ConnectionActor, channel: str) -> Prepared:
-    await conn.node.engine.subscribe(channel)
-    return {}, 0
-
-
-async def _position(conn: ConnectionActor, sub: Subscription, since: StreamPosition | None,
-                    limit: int, recovering: bool, positioned: bool) -> Prepared:
-    pubs, top, recovered = await conn.node.recover(sub.channel, since, limit, sub.options)
-    result: dict[str, Any] = {"epoch": top.epoch, "offset": top.offset}
-    if positioned:
-        result["positioned"] = True
-    if sub.recoverable:
-        result["recoverable"] = True
-    if recovering:
-        result["was_recovering"] = True
-        result["recovered"] = recovered
-        result["publications"] = [publication_dict(p) for p in pubs]
-    return result, top.offset
-
-
-def _finish_subscription(conn: ConnectionActor, sub: Subscription,
-                         send_result: Callable[[dict[str, Any]], None],
-                         result: dict[str, Any], after_offset: int) -> None:
-    if conn.session.subs.get(sub.channel) is not sub:
-        return  # unsubscribed while the engine answered
-    if sub.expire_at:  # the SDK schedules its sub_refresh from these
-        result["expires"] = True
-        result["ttl"] = max(1, int(sub.expire_at - time.time()))
-    send_result(result)
-    sub.active = True
-    conn.node.tell_shard(sub.channel, Activate(sub.channel, conn.session.client_id,
-                                               after_offset))
-    if sub.options.join_leave:
-        conn.node.join_leave(sub.channel, conn.client_info(sub), join=True)
-    if sub.stale and sub.recoverable:  # see _resubscribe
-        _unsubscribe_push(conn, sub.channel, 2500, "insufficient state", send_leave=False)
-
-
-def _subscription_failed(conn: ConnectionActor, sub: Subscription,
-                         error: BaseException) -> None:
-    log.warning("subscribe to %s failed: %r", sub.channel, error)
-    conn._drop_subscription(sub.channel, send_leave=False)
-    conn.last_error = f"engine: {error!r}"
-    conn.disconnect(codes.DISCONNECT_SERVER_ERROR)
 
 
 # -- the other commands ----------------------------------------------------------------
@@ -436,52 +333,18 @@ def _engine_failed(conn: ConnectionActor, cmd_id: int, error: BaseException) -> 
 def handle_internal(conn: ConnectionActor, message: Any) -> Any:
     if isinstance(message, ServerSubscribe):
         if conn.session.phase is Phase.CONNECTED:
-            _server_subscribe(conn, message.channel, {})
+            server_subscribe(conn, message.channel, {})
     elif isinstance(message, ServerUnsubscribe):
-        _unsubscribe_push(conn, message.channel, 2000, "server unsubscribe", send_leave=True)
+        unsubscribe_push(conn, message.channel, 2000, "server unsubscribe", send_leave=True)
     elif isinstance(message, Resync):
         # Centrifugo's "insufficient state": the SDK resubscribes from its position and
         # learns from ``recovered: false`` that publications were missed.
-        _unsubscribe_push(conn, message.channel, 2500, "insufficient state", send_leave=False)
+        unsubscribe_push(conn, message.channel, 2500, "insufficient state", send_leave=False)
     elif isinstance(message, Resubscribe):
-        _resubscribe(conn, message.index)
+        resubscribe(conn, message.index)
     else:
         raise TypeError(f"connection got an unexpected message: {message!r}")
     return None
-
-
-def _unsubscribe_push(conn: ConnectionActor, channel: str, code: int, reason: str, *,
-                      send_leave: bool) -> None:
-    if channel in conn.session.subs:
-        conn._drop_subscription(channel, send_leave=send_leave)
-        unsubscribe = {"code": code, "reason": reason}
-        conn.write({"push": {"channel": channel, "unsubscribe": unsubscribe}})
-
-
-def _resubscribe(conn: ConnectionActor, index: int) -> None:
-    """Shard ``index`` restarted empty: register this connection's channels there again.
-
-    A restarted shard lost whatever it held for us: a publication it was fanning out
-    when it failed, and the buffer of a subscription still being answered. So no
-    recoverable subscription is left to chance: a live one gets Centrifugo's
-    "insufficient state" unsubscribe (2500) and the SDK resubscribes with recovery from
-    its own last offset; one still subscribing re-registers as pending and is resynced
-    the same way right after its reply. At-most-once subscriptions (no history) simply
-    re-register: they were never promised the publications of the gap.
-    """
-    client_id, binary = conn.session.client_id, conn.codec.binary
-    for channel, sub in list(conn.session.subs.items()):
-        if conn.node.shard_of(channel) != index:
-            continue
-        if sub.active and sub.recoverable:
-            _unsubscribe_push(conn, channel, 2500, "insufficient state", send_leave=False)
-            continue
-        conn.node.tell_shard(channel, Subscribe(channel, client_id, conn.outbox, binary,
-                                                sub.join_leave))
-        if sub.active:
-            conn.node.tell_shard(channel, Activate(channel, client_id, 0))
-        else:
-            sub.stale = True
 
 
 def _rpc_context(conn: ConnectionActor) -> dict[str, Any]:

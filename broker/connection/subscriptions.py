@@ -1,0 +1,176 @@
+"""Subscribing a connection to a channel: register, position or recover, go live.
+
+A subscription is registered *pending* in its shard first (publications are buffered),
+then its position or recovery is read from the engine, then the subscribe result is
+written, and only then does the shard make it live and hand back what was buffered past
+that position: each offset reaches the client once, in order, never skipped silently.
+Connect-time (server-side) subscriptions go through the same steps and ride in the
+connect reply's ``subs`` map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from broker.connection.state import Subscription
+from broker.protocol import codes
+from broker.shard.actor import Activate, Subscribe
+from broker.types import StreamPosition
+from broker.wire import publication_dict
+
+if TYPE_CHECKING:
+    from broker.connection.actor import ConnectionActor
+
+log = logging.getLogger("chorus.connection")
+
+
+Prepared = tuple[dict[str, Any], int]  # (subscribe result, offset the result covers)
+
+
+async def gather(prepared: list[Prepared | Coroutine[Any, Any, Prepared]]) -> list[Prepared]:
+    waiting = [p for p in prepared if not isinstance(p, tuple)]
+    done = iter(await asyncio.gather(*waiting))
+    return [p if isinstance(p, tuple) else next(done) for p in prepared]
+
+
+def server_subscribe(conn: ConnectionActor, channel: str, params: dict[str, Any]) -> None:
+    """A subscription the server decided on after connect (API ``subscribe``)."""
+    sub = server_side(conn, channel)
+    if sub is not None:
+        start_subscription(conn, sub, params, lambda result: conn.write(
+            {"push": {"channel": channel, "subscribe": result}}))
+
+
+def server_side(conn: ConnectionActor, channel: str) -> Subscription | None:
+    options = conn.config.channel_options(channel)
+    if options is None or channel in conn.session.subs:
+        return None
+    return Subscription(channel, options, server_side=True)
+
+
+def start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
+                        send_result: Callable[[dict[str, Any]], None]) -> None:
+    prepared = prepare_subscription(conn, sub, params)
+    if isinstance(prepared, tuple):
+        finish_subscription(conn, sub, send_result, *prepared)
+        return
+    conn.run_effect(prepared,
+                    on_result=lambda ready: finish_subscription(conn, sub, send_result, *ready),
+                    on_error=lambda error: subscription_failed(conn, sub, error))
+
+
+def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
+                          ) -> Prepared | Coroutine[Any, Any, Prepared]:
+    """Register ``sub`` (pending in its shard, presence) and return its subscribe result —
+    at once, or as a coroutine when the engine must be asked (position, recovery)."""
+    options, channel = sub.options, sub.channel
+    conn.session.subs[channel] = sub
+    sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
+    conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id, conn.outbox,
+                                            conn.codec.binary, sub.join_leave))
+    if options.presence:
+        conn.node.spawn(conn.node.engine.add_presence(
+            channel, conn.session.client_id, conn.client_info(sub),
+            conn.config.client.presence_update_interval * 3))
+    if sub.expire_at:
+        conn.watch_subscription_expiry(sub)
+    if options.history_size <= 0 or options.history_ttl <= 0:
+        if not conn.node.remote:
+            return {}, 0
+        return engine_subscribed(conn, channel)  # answer once other nodes' pubs arrive
+    # Centrifugo: forced, or allowed and asked for; server-side ones cannot ask, so for
+    # them allowing is enough (their recovery state comes in the connect's ``subs``).
+    sub.recoverable = options.force_recovery or (options.allow_recovery and (
+        sub.server_side or bool(params.get("recoverable"))))
+    recovering = sub.recoverable and bool(params.get("recover"))
+    since = None
+    if recovering:
+        since = StreamPosition(int(params.get("offset", 0)), str(params.get("epoch", "")))
+    limit = conn.config.client.recovery_max_publication_limit if recovering else 0
+    positioned = sub.recoverable or options.force_positioning or (
+        options.allow_positioning and bool(params.get("positioned")))
+    return position(conn, sub, since, limit, recovering, positioned)
+
+
+async def engine_subscribed(conn: ConnectionActor, channel: str) -> Prepared:
+    await conn.node.engine.subscribe(channel)
+    return {}, 0
+
+
+async def position(conn: ConnectionActor, sub: Subscription, since: StreamPosition | None,
+                    limit: int, recovering: bool, positioned: bool) -> Prepared:
+    pubs, top, recovered = await conn.node.recover(sub.channel, since, limit, sub.options)
+    result: dict[str, Any] = {"epoch": top.epoch, "offset": top.offset}
+    if positioned:
+        result["positioned"] = True
+    if sub.recoverable:
+        result["recoverable"] = True
+    if recovering:
+        result["was_recovering"] = True
+        result["recovered"] = recovered
+        result["publications"] = [publication_dict(p) for p in pubs]
+    return result, top.offset
+
+
+def finish_subscription(conn: ConnectionActor, sub: Subscription,
+                         send_result: Callable[[dict[str, Any]], None],
+                         result: dict[str, Any], after_offset: int) -> None:
+    if conn.session.subs.get(sub.channel) is not sub:
+        return  # unsubscribed while the engine answered
+    if sub.expire_at:  # the SDK schedules its sub_refresh from these
+        result["expires"] = True
+        result["ttl"] = max(1, int(sub.expire_at - time.time()))
+    send_result(result)
+    sub.active = True
+    conn.node.tell_shard(sub.channel, Activate(sub.channel, conn.session.client_id,
+                                               after_offset))
+    if sub.options.join_leave:
+        conn.node.join_leave(sub.channel, conn.client_info(sub), join=True)
+    if sub.stale and sub.recoverable:  # see resubscribe
+        unsubscribe_push(conn, sub.channel, 2500, "insufficient state", send_leave=False)
+
+
+def subscription_failed(conn: ConnectionActor, sub: Subscription,
+                         error: BaseException) -> None:
+    log.warning("subscribe to %s failed: %r", sub.channel, error)
+    conn._drop_subscription(sub.channel, send_leave=False)
+    conn.last_error = f"engine: {error!r}"
+    conn.disconnect(codes.DISCONNECT_SERVER_ERROR)
+
+
+def unsubscribe_push(conn: ConnectionActor, channel: str, code: int, reason: str, *,
+                      send_leave: bool) -> None:
+    if channel in conn.session.subs:
+        conn._drop_subscription(channel, send_leave=send_leave)
+        unsubscribe = {"code": code, "reason": reason}
+        conn.write({"push": {"channel": channel, "unsubscribe": unsubscribe}})
+
+
+def resubscribe(conn: ConnectionActor, index: int) -> None:
+    """Shard ``index`` restarted empty: register this connection's channels there again.
+
+    A restarted shard lost whatever it held for us: a publication it was fanning out
+    when it failed, and the buffer of a subscription still being answered. So no
+    recoverable subscription is left to chance: a live one gets Centrifugo's
+    "insufficient state" unsubscribe (2500) and the SDK resubscribes with recovery from
+    its own last offset; one still subscribing re-registers as pending and is resynced
+    the same way right after its reply. At-most-once subscriptions (no history) simply
+    re-register: they were never promised the publications of the gap.
+    """
+    client_id, binary = conn.session.client_id, conn.codec.binary
+    for channel, sub in list(conn.session.subs.items()):
+        if conn.node.shard_of(channel) != index:
+            continue
+        if sub.active and sub.recoverable:
+            unsubscribe_push(conn, channel, 2500, "insufficient state", send_leave=False)
+            continue
+        conn.node.tell_shard(channel, Subscribe(channel, client_id, conn.outbox, binary,
+                                                sub.join_leave))
+        if sub.active:
+            conn.node.tell_shard(channel, Activate(channel, client_id, 0))
+        else:
+            sub.stale = True
