@@ -120,6 +120,21 @@ class _NodeCollector:
     def __init__(self, metrics: NodeMetrics) -> None:
         self.metrics = metrics
 
+    @staticmethod
+    def _cache(node: Node) -> Iterator[Metric]:
+        """The shards' L1 cache (broker.cache): hits, misses, evictions, bytes."""
+        cache = getattr(node, "cache", None)
+        if cache is None:
+            return
+        stats = cache.as_dict()
+        for key in ("hits", "misses", "evictions", "flushed", "lost"):
+            yield CounterMetricFamily(f"chorus_cache_{key}", f"L1 cache {key}",
+                                      value=stats[key])
+        yield _gauge("chorus_cache_bytes", "Bytes held by the L1 cache", stats["bytes"])
+        yield _gauge("chorus_cache_entries", "Channels held by the L1 cache", stats["entries"])
+        yield _gauge("chorus_cache_write_behind_pending",
+                     "Write-behind publications not yet in the engine", stats["pending"])
+
     def collect(self) -> Iterator[Metric]:
         metrics, node = self.metrics, self.metrics.node
         board = metrics.board
@@ -153,6 +168,7 @@ class _NodeCollector:
                         (([ns], v) for ns, v in metrics.delivered_by_namespace.items()))
         yield from self._actors(node, board)
         yield from self._engine(node, board)
+        yield from self._cache(node)
         yield _labelled(GaugeMetricFamily("chorus_alerts_active", "Firing alerts (1 each)",
                                           labels=["alert", "severity"]),
                         (([a.rule.name, a.rule.severity], 1.0) for a in board.active_alerts))

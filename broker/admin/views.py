@@ -95,7 +95,8 @@ def nodes(node: Node) -> dict[str, Any]:
             "actor_restarts": board.restarts.update(records).copy(),
             "readiness": readiness(node), "sample": board.latest,
             "sampled_at": board.taken_at, "chart": board.chart_series(CHART_METRICS),
-            "allow_crash_actor": node.config.admin.allow_crash_actor}
+            "allow_crash_actor": node.config.admin.allow_crash_actor,
+            "cache": node.cache.as_dict()}
     return {"nodes": [info]}
 
 

@@ -144,7 +144,9 @@ function renderNode(node) {
     stat("subscriptions", fmtNum(node.num_subs)), stat("channels", fmtNum(s.channels)),
     stat("engine", node.engine + (s.engine_up === 0 ? " (down)" : "")),
     stat("RSS", fmtBytes(s.rss_bytes)), stat("open files", `${fmtNum(s.open_files)} / ${fmtNum(s.open_files_limit)}`),
-    stat("actor restarts", fmtNum(Object.values(node.actor_restarts).reduce((a, b) => a + b, 0))), stat("uptime", fmtAgo(Date.now() / 1000 - node.uptime)));
+    stat("actor restarts", fmtNum(Object.values(node.actor_restarts).reduce((a, b) => a + b, 0))), stat("uptime", fmtAgo(Date.now() / 1000 - node.uptime)),
+    stat("L1 cache hit ratio", node.cache ? `${(100 * node.cache.hit_ratio).toFixed(0)} % of ${fmtNum(node.cache.hits + node.cache.misses)}` : "-"),
+    stat("L1 cache", node.cache ? `${fmtBytes(node.cache.bytes)} · ${fmtNum(node.cache.evictions)} evicted` : "-"));
   $("charts").replaceChildren(...CHARTS.map(([key, label, color, fmt]) => {
     const values = node.chart[key] || [];
     const last = values.length ? values[values.length - 1] : null;
