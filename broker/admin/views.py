@@ -7,6 +7,7 @@ with 100K connections answers the console's 2-second poll with a small document.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import TYPE_CHECKING, Any
 
 from broker.monitor.health import readiness
@@ -97,7 +98,8 @@ def nodes(node: Node) -> dict[str, Any]:
             "sampled_at": board.taken_at, "chart": board.chart_series(CHART_METRICS),
             "allow_crash_actor": node.config.admin.allow_crash_actor,
             "cache": node.cache.as_dict()}
-    return {"nodes": [info]}
+    others = [{**n, "remote": True} for n in node.directory.alive(time.time())]
+    return {"nodes": [info, *others]}
 
 
 def alerts(node: Node) -> dict[str, Any]:
