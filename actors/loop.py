@@ -44,6 +44,10 @@ logging.getLogger("Thespian").setLevel(logging.INFO)
 _PRUNE_EVERY = 1024
 
 
+def _no_wakeups() -> None:
+    """Stands in for simpleSystemBase._realizeWakeups (see ``Runtime.__init__``)."""
+
+
 class Cancellable(Protocol):
     def cancel(self) -> None: ...
 
@@ -91,7 +95,13 @@ class Runtime:
         self.root: ActorRef | None = None
         self.root_down: ChildFailed | ChildExited | None = None
         self._system: Any = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
-        self._base_tell = self._system._systemBase.tell
+        base = self._system._systemBase
+        # simpleSystemBase scans its wakeup list (``wakeupAfter`` timers) before every
+        # delivery. The runtime never uses thespian wakeups — timers come from the loop —
+        # so the scan is pure cost on every tell; skip it.
+        if not base._wakeUps:
+            base._realizeWakeups = _no_wakeups
+        self._base_tell = base.tell
         self._dispatching = False
         self._backlog: deque[tuple[Any, Any]] = deque()
         self._root_stopped = asyncio.Event()
