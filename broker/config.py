@@ -202,6 +202,8 @@ class ChannelOptions:
     cache_policy: str = opt("write_through", choices=(
         "write_through", "write_behind", "read_through", "off"))
     cache_flush_delay: float = opt(0.05, kind=DURATION, min=0.001)  # write-behind window
+    # Centrifugo v6: cache mode answers every subscriber, not only those sending recover.
+    auto_cache_recover: bool = opt(False)
 
     def __post_init__(self) -> None:
         if self.force_recovery_mode == "":
@@ -313,6 +315,15 @@ class CacheConfig:
     memory_budget: int = opt(4 * 1024 * 1024, min=0)
     ttl: float = opt(60.0, kind=DURATION, min=0.001)
     max_pending: int = opt(10000, min=1)  # write-behind publications buffered per shard
+    prewarm: int = opt(32, min=0)  # hottest channels reloaded per (re)started shard; 0 = off
+    # Adaptive policy (broker.cache.adaptive): rates over ``adaptive_window`` move a
+    # write_through channel to write_behind and back, and shrink/grow its L1 share.
+    adaptive: bool = opt(False)
+    adaptive_window: float = opt(5.0, kind=DURATION, min=0.01)
+    adaptive_write_behind_rate: float = opt(50.0, min=0.0)  # publishes/s
+    adaptive_read_ratio: float = opt(0.1, min=0.0)  # reads per publish, at most
+    adaptive_cold_read_rate: float = opt(1.0, min=0.0)  # reads/s under which L1 shrinks
+    adaptive_min_l1: int = opt(1, min=1)  # publications a cold channel keeps in L1
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,8 @@ class Node:
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
         self.cache = CacheLayer(engine, config.cache, self.shard_count, self.shard_of,
-                                lambda channel: self.tell_shard(channel, Resync(channel)))
+                                lambda channel: self.tell_shard(channel, Resync(channel)),
+                                options=self.options)
         self.notifier = Notifier(self, notifications) if notifications is not None else None
         engine.set_handlers(self._remote_publication, self._remote_control,
                             self._remote_join, self._remote_leave, self._unrecoverable)
@@ -138,6 +139,7 @@ class Node:
             for client_id in list(self.connections):
                 self.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Resubscribe(index))
         self._started_shards.add(index)
+        self.cache.prewarm(index)  # its hottest channels, before they are read
 
     # -- publishing -------------------------------------------------------------------------
     def options(self, channel: str) -> ChannelOptions:
@@ -160,7 +162,7 @@ class Node:
         started = time.perf_counter()
         options = self.options(channel)
         size = 0 if skip_history else options.history_size
-        policy = self.cache.policy(options) if size else "off"
+        policy = self.cache.policy(options, channel) if size else "off"
         self.publishing += 1
         self._settled.clear()
         try:
@@ -281,7 +283,7 @@ class Node:
     def _remote_publication(self, channel: str, pub: Publication,
                             position: StreamPosition | None) -> None:
         if position is not None and self.cache.enabled:
-            self.cache.published(channel, pub, position, self.options(channel))
+            self.cache.published(channel, pub, position, self.options(channel), remote=True)
         self.tell_shard(channel, Deliver(channel, pub))
 
     def _remote_join(self, channel: str, info: ClientInfo) -> None:

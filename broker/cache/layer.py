@@ -4,6 +4,10 @@ One ``ChannelCache`` and one ``WriteBehindBuffer`` per shard index (the shard th
 the channel owns its cache state: a shard restart drops both, see ``crash``). All of it
 runs on the event loop thread; the only awaits are engine calls. See broker.cache.policy
 for each policy's promise, and its durability window for write-behind.
+
+Beyond the policies: last-value reads (``latest``, broker.cache.lastvalue), prewarm of a
+(re)started shard's hottest channels (``prewarm``, hotness in broker.cache.heat, which
+outlives the shard), and the adaptive policy (broker.cache.adaptive) when configured.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from broker.cache.adaptive import AdaptiveLimits, AdaptivePolicy, Change
+from broker.cache.heat import HeatMap
 from broker.cache.policy import Pending, WriteBehindBuffer
 from broker.cache.store import CacheStats, ChannelCache
+from broker.cache.warm import Prewarmer
 from broker.engine.base import EngineError
 from broker.types import ClientInfo, Publication, StreamPosition
 
@@ -47,7 +55,8 @@ class CacheLayer:
 
     def __init__(self, engine: Engine, config: CacheConfig, shards: int,
                  shard_of: Callable[[str], int], resync: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 options: Callable[[str], ChannelOptions] | None = None) -> None:
         self.engine, self.config = engine, config
         self.enabled = config.memory_budget > 0
         self._shard_of, self._resync, self._clock = shard_of, resync, clock
@@ -56,26 +65,74 @@ class CacheLayer:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._flushing: dict[int, asyncio.Task[None]] = {}
         self.lost = 0
+        self.heat = HeatMap()  # the node's, not a shard's: it survives shard restarts
+        self.adaptive: AdaptivePolicy | None = None
+        if config.adaptive:
+            self.adaptive = AdaptivePolicy(AdaptiveLimits(
+                config.adaptive_window, config.adaptive_write_behind_rate,
+                config.adaptive_read_ratio, config.adaptive_cold_read_rate,
+                config.adaptive_min_l1), start=clock())
+        self.changes: deque[Change] = deque(maxlen=100)  # adaptive changes, newest last
+        self.warm = Prewarmer(self, options)
 
     def _fresh_cache(self) -> ChannelCache:
         c = self.config
         return ChannelCache(c.memory_budget, c.eviction, c.ttl)
 
-    def policy(self, options: ChannelOptions) -> str:
+    def policy(self, options: ChannelOptions, channel: str = "") -> str:
+        """The policy in force for ``channel`` (the adaptive override, if any)."""
         if not self.enabled or not options.history_enabled:
             return "off"
-        return options.cache_policy
+        configured = options.cache_policy
+        if self.adaptive is None or not channel:
+            return configured
+        chosen = self.adaptive.policy(channel, configured)
+        if chosen != "write_behind" and configured != "write_behind":
+            entry = self.caches[self._shard_of(channel)].entries.get(channel)
+            if entry is not None and entry.pinned:
+                # Back from write-behind: the engine must first get what L1 acked,
+                # or an engine-first publish would reuse an acknowledged offset.
+                return "write_behind"
+        return chosen
+
+    def l1_size(self, channel: str, options: ChannelOptions) -> int:
+        if self.adaptive is None:
+            return options.history_size
+        return self.adaptive.l1_size(channel, options.history_size)
+
+    def _record(self, channel: str, kind: str, options: ChannelOptions) -> None:
+        """Count an access: hotness for prewarm, rates for the adaptive policy."""
+        now = self._clock()
+        self.heat.touch(channel, now)
+        if self.adaptive is None:
+            return
+        for change in self.adaptive.record(channel, kind, now, options.cache_policy,
+                                           options.history_size):
+            self._apply(change)
+
+    def _apply(self, change: Change) -> None:
+        log.info("adaptive cache: %s %s %s -> %s (%s)", change.channel, change.kind,
+                 change.old, change.new, change.reason)
+        self.changes.append(change)
+        if change.kind == "l1_size":
+            assert isinstance(change.new, int)
+            self.caches[self._shard_of(change.channel)].resize(change.channel, change.new)
 
     # -- writes -------------------------------------------------------------------------
     def published(self, channel: str, pub: Publication, position: StreamPosition,
-                  options: ChannelOptions) -> None:
-        """The engine accepted ``pub`` (write-through, read-through, or a remote node's)."""
-        policy = self.policy(options)
+                  options: ChannelOptions, *, remote: bool = False) -> None:
+        """The engine accepted ``pub`` (write-through, read-through, or a remote node's:
+        ``remote``, not counted as this node's publish rate)."""
+        policy = self.policy(options, channel)
         if policy == "off" or not position.epoch:
             return
+        if not remote:
+            self._record(channel, "publish", options)
         self.caches[self._shard_of(channel)].append(
-            channel, pub, position.epoch, now=self._clock(), create=policy == "write_through",
-            size=options.history_size, ttl=options.history_ttl)
+            channel, pub, position.epoch, now=self._clock(),
+            create=policy == "write_through",
+            size=self.l1_size(channel, options), ttl=options.history_ttl,
+            full=options.history_size)
 
     async def publish_behind(self, channel: str, data: bytes, options: ChannelOptions, *,
                              info: ClientInfo | None, tags: dict[str, str] | None,
@@ -86,6 +143,8 @@ class CacheLayer:
         be read, or if the shard's buffer is full (nothing acknowledged).
         """
         index = self._shard_of(channel)
+        await self.warm.ready(channel)
+        self._record(channel, "publish", options)
         if self.caches[index].top(channel) is None:
             await self._load(channel, options)
         cache, buffer = self.caches[index], self.buffers[index]
@@ -146,7 +205,9 @@ class CacheLayer:
             self._resync(pending.channel)
 
     async def flush_all(self) -> None:
-        """Write every buffer now (graceful shutdown)."""
+        """Write every buffer now, and the hot-channel list for the next node
+        (graceful shutdown)."""
+        await self.warm.save_hot()
         for index in range(len(self.buffers)):
             timer = self._timers.pop(index, None)
             if timer is not None:
@@ -178,16 +239,21 @@ class CacheLayer:
                                               history_ttl=options.history_ttl)
         cache = self.caches[self._shard_of(channel)]
         if cache.top(channel) is None:  # nobody filled it while we awaited
-            cache.load(channel, pubs, top, size=options.history_size,
-                       ttl=options.history_ttl, now=self._clock())
+            cache.load(channel, pubs, top, size=self.l1_size(channel, options),
+                       ttl=options.history_ttl, now=self._clock(),
+                       full=options.history_size)
 
     async def history(self, channel: str, options: ChannelOptions, *,
                       since: StreamPosition | None = None, limit: int = 0,
                       reverse: bool = False) -> tuple[list[Publication], StreamPosition]:
-        """Broker.history through L1 (same results and errors as the engine's)."""
-        if self.policy(options) == "off":
+        """Broker.history through L1 (same results and errors as the engine's).
+
+        A channel being prewarmed is served once its warm-up is done."""
+        if self.policy(options, channel) == "off":
             return await self.engine.history(channel, since=since, limit=limit,
                                              reverse=reverse, history_ttl=options.history_ttl)
+        await self.warm.ready(channel)
+        self._record(channel, "read", options)
         cache = self.caches[self._shard_of(channel)]
         found = cache.read(channel, since, limit, reverse, self._clock())
         if found is not None:
@@ -200,6 +266,34 @@ class CacheLayer:
                 return found
         return await self.engine.history(channel, since=since, limit=limit,
                                           reverse=reverse, history_ttl=options.history_ttl)
+
+    async def latest(self, channel: str, options: ChannelOptions,
+                     ) -> tuple[Publication | None, StreamPosition]:
+        """The channel's latest publication (None if none is held) and its top: from L1
+        when it holds the channel, else the engine (history limit 1, reverse), which
+        then fills L1 when that is the whole window (``history_size`` 1).
+
+        Error handling: engine errors propagate."""
+        policy = self.policy(options, channel)
+        if policy != "off":
+            await self.warm.ready(channel)
+            self._record(channel, "read", options)
+            found = self.caches[self._shard_of(channel)].read(
+                channel, None, 1, True, self._clock())
+            if found is not None:
+                return (found[0][0] if found[0] else None), found[1]
+        pubs, top = await self.engine.history(channel, limit=1, reverse=True,
+                                              history_ttl=options.history_ttl)
+        cache = self.caches[self._shard_of(channel)]
+        if policy != "off" and options.history_size == 1 and cache.top(channel) is None:
+            cache.load(channel, pubs, top, size=1, ttl=options.history_ttl,
+                       now=self._clock())
+        return (pubs[0] if pubs else None), top
+
+    def prewarm(self, index: int) -> None:
+        """Shard ``index`` (re)started: reload its hottest channels (see Prewarmer)."""
+        if self.enabled:
+            self.warm.start(index)
 
     def invalidate(self, channel: str) -> None:
         if self.enabled:
@@ -226,4 +320,13 @@ class CacheLayer:
         return {"hits": c.hits, "misses": c.misses, "evictions": c.evictions,
                 "bytes": c.bytes, "entries": c.entries, "pending": s.pending,
                 "flushed": s.flushed, "lost": s.lost, "max_flush_lag": s.max_flush_lag,
-                "hit_ratio": s.hit_ratio}
+                "hit_ratio": s.hit_ratio, "prewarm": self.warm.as_dict(),
+                "adaptive": self._adaptive_dict()}
+
+    def _adaptive_dict(self) -> dict[str, Any]:
+        adaptive = self.adaptive
+        if adaptive is None:
+            return {"enabled": False}
+        return {"enabled": True, "policies": dict(adaptive.policies),
+                "l1_sizes": dict(adaptive.l1_sizes),
+                "changes": [c.as_dict() for c in self.changes]}

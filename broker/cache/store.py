@@ -2,7 +2,9 @@
 
 An entry mirrors the engine's stream of one channel: its epoch, its top offset and the
 publications the engine holds (the last ``history_size``, contiguous up to the top;
-none once ``history_ttl`` passed since the last publish, as in the engine). Reads are
+none once ``history_ttl`` passed since the last publish, as in the engine), or only the
+newest ``size`` of them when the adaptive policy shrank the channel's L1 share (the
+entry is then *trimmed*: reads that need older publications miss). Reads are
 answered from the entry only when the answer is certainly the engine's; anything
 doubtful (another epoch, a position beyond the top or before the window) is a miss and
 goes to the engine, which raises what it raises. Pure: time is passed in.
@@ -39,6 +41,8 @@ class Entry:
     bytes: int = 0
     uses: int = 0
     pinned: int = 0  # write-behind publications not yet in the engine
+    full: int = 0  # the engine's history_size (``size`` is what L1 keeps, <= full)
+    trimmed: bool = False  # L1 dropped publications the engine may still hold
 
 
 @dataclass(slots=True)
@@ -60,10 +64,13 @@ class ChannelCache:
 
     # -- filling ----------------------------------------------------------------------
     def load(self, channel: str, pubs: list[Publication], top: StreamPosition, *,
-             size: int, ttl: float, now: float) -> None:
-        """Cache the engine's whole window (a read with limit -1) for ``channel``."""
+             size: int, ttl: float, now: float, full: int = 0) -> None:
+        """Cache the engine's whole window (a read with limit -1) for ``channel``,
+        keeping its newest ``size`` publications (``full``: the engine's history size,
+        default ``size``)."""
         self._drop(channel)
-        entry = Entry(top.epoch, top.offset, size, ttl, now + ttl, now)
+        entry = Entry(top.epoch, top.offset, size, ttl, now + ttl, now, full=full or size)
+        entry.trimmed = len(pubs) > size and size < entry.full
         for pub in pubs[-size:]:
             entry.pubs.append(pub)
             entry.bytes += pub_bytes(pub)
@@ -72,7 +79,7 @@ class ChannelCache:
         self.evict(now, keep=channel)  # a newcomer is never its own victim (LFU: 0 uses)
 
     def append(self, channel: str, pub: Publication, epoch: str, *, now: float,
-               create: bool = False, size: int = 0, ttl: float = 0.0) -> bool:
+               create: bool = False, size: int = 0, ttl: float = 0.0, full: int = 0) -> bool:
         """Add a publication the engine accepted at ``pub.offset``; False if not cached.
 
         Only a publication right after the top extends the entry; an older one is already
@@ -83,7 +90,8 @@ class ChannelCache:
         entry = self.entries.get(channel)
         if entry is None:
             if create and pub.offset == 1:
-                self.load(channel, [pub], StreamPosition(1, epoch), size=size, ttl=ttl, now=now)
+                self.load(channel, [pub], StreamPosition(1, epoch), size=size, ttl=ttl,
+                          now=now, full=full)
                 return True
             return False
         if entry.epoch != epoch or pub.offset > entry.top + 1:
@@ -97,10 +105,7 @@ class ChannelCache:
         entry.pubs.append(pub)
         entry.bytes += pub_bytes(pub)
         self.stats.bytes += pub_bytes(pub)
-        while len(entry.pubs) > entry.size:
-            gone = entry.pubs.popleft()
-            entry.bytes -= pub_bytes(gone)
-            self.stats.bytes -= pub_bytes(gone)
+        self._trim(entry)
         entry.uses += 1
         entry.last_access = now
         self.evict(now, keep=channel)
@@ -130,6 +135,9 @@ class ChannelCache:
                 now: float) -> tuple[list[Publication], StreamPosition] | None:
         top = StreamPosition(entry.top, entry.epoch)
         pubs = list(entry.pubs) if now < entry.expires else []
+        # A trimmed entry lacks the engine's older publications: a read that would
+        # reach past its oldest one is a miss.
+        trimmed = entry.trimmed and bool(pubs) and limit != 0
         if since is not None:
             if since.epoch != entry.epoch or since.offset > entry.top:
                 return None
@@ -138,13 +146,38 @@ class ChannelCache:
             else:
                 first = pubs[0].offset if pubs else entry.top + 1
                 if since.offset + 1 < first:
-                    return None  # the engine says "no longer held"
+                    return None  # the engine says "no longer held", or L1 is trimmed
                 pubs = [p for p in pubs if p.offset > since.offset]
+                trimmed = False
+        elif trimmed and not reverse:
+            return None
+        if trimmed and (limit < 0 or len(pubs) < limit):
+            return None
         if reverse:
             pubs.reverse()
         if limit == 0:
             return [], top
         return (pubs if limit < 0 else pubs[:limit]), top
+
+    def resize(self, channel: str, size: int) -> None:
+        """Keep at most ``size`` publications of ``channel`` in L1 from now on. Growing
+        drops the entry (the next read reloads the whole window)."""
+        entry = self.entries.get(channel)
+        if entry is None:
+            return
+        if size > entry.size:
+            if not entry.pinned:
+                self._drop(channel)
+            return
+        entry.size = size
+        self._trim(entry)
+
+    def _trim(self, entry: Entry) -> None:
+        while len(entry.pubs) > entry.size:
+            gone = entry.pubs.popleft()
+            entry.bytes -= pub_bytes(gone)
+            self.stats.bytes -= pub_bytes(gone)
+            entry.trimmed = entry.trimmed or entry.size < entry.full
 
     def top(self, channel: str) -> StreamPosition | None:
         entry = self.entries.get(channel)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from broker.cache.lastvalue import last_value_result, wants_last_value
 from broker.connection.state import Subscription
 from broker.protocol import codes
 from broker.shard.actor import Activate, Subscribe
@@ -93,6 +94,8 @@ def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[
     limit = conn.config.client.recovery_max_publication_limit if recovering else 0
     positioned = sub.recoverable or options.force_positioning or (
         options.allow_positioning and bool(params.get("positioned")))
+    if wants_last_value(options, sub.recoverable, recovering):  # Centrifugo cache mode
+        return last_value_result(conn.node, channel, options, since, positioned)
     return position(conn, sub, since, limit, recovering, positioned)
 
 
