@@ -27,10 +27,12 @@ from bench.progress import Progress
 from bench.report import add_ratios, machine_info, markdown, run_calibration, write_json
 from bench.scenario_fanout import FanoutScenario
 from bench.scenario_idle import IdleScenario
+from bench.scenario_multinode import MultinodeScenario
 from bench.scenarios import Context, Scenario
 from bench.servers import ADAPTERS
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (FanoutScenario(), IdleScenario())}
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s for s in (FanoutScenario(), IdleScenario(), MultinodeScenario())}
 DEFAULT_SERVERS = "baseline-send_str,baseline-prebuilt,chorus"
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,19 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "baseline servers measured in the same run.",
         epilog="Examples:\n  python -m bench fanout --subscribers 1000,5000,10000\n"
                "  python -m bench fanout --mode burst --servers baseline-send_str,chorus\n"
-               "  python -m bench idle --connections 10000 --channels 4",
+               "  python -m bench idle --connections 10000 --channels 4\n"
+               "  python -m bench multinode --subscribers 3000 --repeat 3",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="scenario")
     for scenario in SCENARIOS.values():
         p = sub.add_parser(scenario.name, help=scenario.help, description=scenario.help,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         scenario.add_arguments(p)
-        _common(p)
+        _common(p, getattr(scenario, "default_servers", DEFAULT_SERVERS))
     return parser
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--servers", default=DEFAULT_SERVERS,
+def _common(p: argparse.ArgumentParser, servers: str = DEFAULT_SERVERS) -> None:
+    p.add_argument("--servers", default=servers,
                    help=f"comma-separated, from: {', '.join(ADAPTERS)}")
     p.add_argument("--server-core", type=_core, default=0,
                    help="pin the server to this core with taskset (-1: no pinning)")
@@ -145,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     record, stem = run(args)
     scenario = SCENARIOS[args.scenario]
     text = markdown(record, scenario.x_key, scenario.columns, scenario.ratio_keys)
+    summary = getattr(scenario, "summary", None)
+    if summary is not None:  # e.g. multinode: medians over repeated runs
+        text += summary(record)
     stem.with_suffix(".md").write_text(text)
     print(file=sys.stderr)
     print(text)

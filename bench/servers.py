@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import resource
 import signal
 import socket
@@ -51,6 +52,8 @@ class ServerAdapter:
     app_ping: bytes | None = None
     # True when `channels` in the handshake is meaningful (idle scenario's K).
     has_channels = False
+    # Processes that listen on the port (the server is ready when all of them do).
+    processes = 1
 
     def command(self, port: int, workdir: Path) -> list[str]:
         """The argv that serves on 127.0.0.1:`port`; may write config into `workdir`."""
@@ -140,10 +143,39 @@ class ChorusAdapter(ServerAdapter):
         return b'{"channel":"bench","data":' + payload + b"}"
 
 
+REDIS_URL_ENV = "BENCH_REDIS_URL"  # not CHORUS_*: chorus rejects unknown CHORUS_ vars
+
+
+class ChorusRedisAdapter(ChorusAdapter):
+    """Chorus on the Redis engine, ``workers`` processes (``chorus serve --workers N``).
+
+    The Redis address comes from ``$BENCH_REDIS_URL`` (``python -m bench
+    multinode`` starts a private redis-server and sets it). Raises RuntimeError without it.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self.processes = workers
+        self.name = "chorus-redis" if workers == 1 else f"chorus-workers{workers}"
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        url = os.environ.get(REDIS_URL_ENV)
+        if not url:
+            raise RuntimeError(f"{self.name} needs ${REDIS_URL_ENV} (python -m bench multinode "
+                               "starts its own redis-server)")
+        argv = super().command(port, workdir)
+        config = Path(argv[argv.index("--config") + 1])
+        with config.open("a") as out:  # the same config as `chorus`, plus the engine
+            out.write(f"engine:\n  type: redis\n  redis:\n    address: [\"{url}\"]\n")
+        return argv + (["--workers", str(self.workers)] if self.workers > 1 else [])
+
+
 ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "baseline-send_str": lambda: BaselineAdapter("send_str"),
     "baseline-prebuilt": lambda: BaselineAdapter("prebuilt"),
     "chorus": ChorusAdapter,
+    "chorus-redis": ChorusRedisAdapter,
+    "chorus-workers2": lambda: ChorusRedisAdapter(workers=2),
 }
 
 
@@ -194,6 +226,34 @@ def proc_cpu_times(pid: int) -> tuple[float, float]:
 def proc_cpu_seconds(pid: int) -> float:
     """utime + stime of `pid` (its threads included) from /proc/<pid>/stat."""
     return sum(proc_cpu_times(pid))
+
+
+def proc_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (worker processes), from /proc/.../children."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        path = Path(f"/proc/{pids[i]}/task/{pids[i]}/children")
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in path.read_text().split()]
+        i += 1
+    return pids
+
+
+def _tree_sum(pid: int, read: Callable[[int], tuple[float, float]]) -> tuple[float, float]:
+    """Sum `read` over the process tree of `pid`; a process gone meanwhile counts 0."""
+    user = system = 0.0
+    for p in proc_tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            u, s = read(p)
+            user, system = user + u, system + s
+    return user, system
+
+
+def listeners(port: int) -> set[int]:
+    """Pids listening on TCP `port` (from `ss`)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True,
+                         text=True, check=False).stdout
+    return {int(p) for p in re.findall(r"pid=(\d+)", out)}
 
 
 def proc_rss_kb(pid: int) -> int:
@@ -248,9 +308,14 @@ class ServerProcess:
                                    f"\n{self.log_tail()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                    pass
             except OSError:
                 time.sleep(0.05)
+                continue
+            procs = self.adapter.processes
+            if procs == 1 or len(listeners(self.port)) >= procs:  # every worker is up
+                return
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.adapter.name} did not listen on {self.port}:\n"
                            f"{self.log_tail()}")
@@ -260,16 +325,17 @@ class ServerProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def cpu_seconds(self) -> float:
-        """CPU seconds used by the server so far."""
-        return proc_cpu_seconds(self.pid)
+        """CPU seconds used by the server so far (worker processes included)."""
+        return sum(self.cpu_times())
 
     def cpu_times(self) -> tuple[float, float]:
-        """(user, system) CPU seconds used by the server so far."""
-        return proc_cpu_times(self.pid)
+        """(user, system) CPU seconds used by the server so far, summed over its live
+        process tree (a `--workers N` parent and its workers)."""
+        return _tree_sum(self.pid, proc_cpu_times)
 
     def rss_kb(self) -> int:
-        """Current resident set size of the server in KB."""
-        return proc_rss_kb(self.pid)
+        """Current resident set size of the server in KB (process tree summed)."""
+        return int(_tree_sum(self.pid, lambda p: (float(proc_rss_kb(p)), 0.0))[0])
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's combined stdout/stderr."""

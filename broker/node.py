@@ -212,18 +212,37 @@ class Node:
         """
         if self.remote:
             await self.engine.subscribe(channel)
-        cache = self.cache
+        read = self._recovery_source(channel, options)
         if since is None:
-            _, top = await cache.history(channel, options, limit=0)
+            _, top = await read(channel, options, limit=0)
             return [], top, False
         try:
-            pubs, top = await cache.history(channel, options, since=since, limit=limit + 1)
+            pubs, top = await read(channel, options, since=since, limit=limit + 1)
         except UnrecoverablePosition:
-            _, top = await cache.history(channel, options, limit=0)
+            _, top = await read(channel, options, limit=0)
             return [], top, False
         if len(pubs) > limit:
             return [], top, False
         return pubs, top, True
+
+    def _recovery_source(self, channel: str, options: ChannelOptions) -> Callable[
+            ..., Coroutine[Any, Any, tuple[list[Publication], StreamPosition]]]:
+        """Where a subscribe reads its position: the L1 cache, or the engine itself.
+
+        With other nodes behind the engine, L1 knows only what this node delivered; after
+        a Redis restart or a cut it can hold a stale top, and a recovery answered from it
+        would skip publications silently. So positions come from the engine — except for
+        write-behind channels, whose newest publications exist only in L1 until flushed.
+        """
+        if self.remote and self.cache.policy(options, channel) != "write_behind":
+            return self._engine_history
+        return self.cache.history
+
+    async def _engine_history(self, channel: str, options: ChannelOptions, *,
+                              since: StreamPosition | None = None, limit: int = 0,
+                              ) -> tuple[list[Publication], StreamPosition]:
+        return await self.engine.history(channel, since=since, limit=limit,
+                                         history_ttl=options.history_ttl)
 
     async def history(self, channel: str, options: ChannelOptions, *, limit: int,
                       since: dict[str, Any] | None, reverse: bool) -> dict[str, Any]:

@@ -162,7 +162,6 @@ class Receiver:
             self._waiters.pop(key, None)
 
     async def unsubscribe(self, channel: str) -> None:
-        log.warning("DBG unsubscribe %s", channel)
         self.channels.discard(channel)
         self.tracker.forget(channel)
         name = self.keys.pubsub(channel)
@@ -203,7 +202,6 @@ class Receiver:
                 metas = await pipe.execute()
             for channel, (epoch, top) in zip(group, metas, strict=True):
                 position = StreamPosition(int(top or 0), epoch.decode() if epoch else "")
-                log.warning("DBG baseline %s %s", channel, position)
                 self.tracker.set(channel, position)
                 self._resolve(channel)
 
@@ -250,7 +248,6 @@ class Receiver:
     def _publication(self, channel: str, data: bytes) -> Awaitable[None] | None:
         offset, epoch, start = decode_published(data)
         verdict = self.tracker.judge(channel, offset, epoch)
-        if offset < 4: log.warning("DBG live %s %s:%s verdict %s last %s", channel, offset, epoch, verdict, self.tracker.get(channel))
         if verdict is Verdict.DUPLICATE:
             return None
         if verdict is Verdict.GAP:
@@ -273,7 +270,6 @@ class Receiver:
         fan-out would hand them the new epoch's offsets as if they continued the old
         stream — a silent gap. Found by tests/cluster/test_faults.py.
         """
-        log.warning("DBG own %s %s last %s", channel, position, self.tracker.get(channel))
         if position.offset and channel in self.channels and self.tracker.judge(
                 channel, position.offset, position.epoch) is Verdict.NEW_EPOCH:
             self._unrecoverable(channel)
@@ -287,7 +283,6 @@ class Receiver:
         if last is None:
             return
         pubs, top, status = await self._read_stream(channel, last if last.epoch else None)
-        log.warning("DBG catchup %s last %s top %s status %s pubs %s now %s", channel, last, top, status, [p.offset for p, _ in pubs], self.tracker.get(channel))
         if channel not in self.channels:
             return  # unsubscribed while reading
         if top.epoch == "":
