@@ -316,6 +316,9 @@ class CacheConfig:
     ttl: float = opt(60.0, kind=DURATION, min=0.001)
     max_pending: int = opt(10000, min=1)  # write-behind publications buffered per shard
     prewarm: int = opt(32, min=0)  # hottest channels reloaded per (re)started shard; 0 = off
+    # Under ``eviction: ttl``: a hot channel is reloaded from the engine once idle for
+    # this fraction of ``ttl``, so it never expires while hot (broker.cache.refresh); 0 = off
+    refresh_ahead: float = opt(0.0, min=0.0)
     # Adaptive policy (broker.cache.adaptive): rates over ``adaptive_window`` move a
     # write_through channel to write_behind and back, and shrink/grow its L1 share.
     adaptive: bool = opt(False)
@@ -324,6 +327,11 @@ class CacheConfig:
     adaptive_read_ratio: float = opt(0.1, min=0.0)  # reads per publish, at most
     adaptive_cold_read_rate: float = opt(1.0, min=0.0)  # reads/s under which L1 shrinks
     adaptive_min_l1: int = opt(1, min=1)  # publications a cold channel keeps in L1
+
+    def __post_init__(self) -> None:
+        if self.refresh_ahead >= 1.0:  # opt's max is not checked for floats
+            raise ConfigError(f"cache.refresh_ahead: expected a fraction below 1 (0 = off), "
+                              f"got {self.refresh_ahead}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ for each policy's promise, and its durability window for write-behind.
 
 Beyond the policies: last-value reads (``latest``, broker.cache.lastvalue), prewarm of a
 (re)started shard's hottest channels (``prewarm``, hotness in broker.cache.heat, which
-outlives the shard), and the adaptive policy (broker.cache.adaptive) when configured.
+outlives the shard), refresh-ahead of hot channels under ``eviction: ttl``
+(broker.cache.refresh: its tick starts with the first shard's ``prewarm`` and stops in
+``flush_all``), and the adaptive policy (broker.cache.adaptive) when configured.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from broker.cache.adaptive import AdaptiveLimits, AdaptivePolicy, Change
 from broker.cache.heat import HeatMap
 from broker.cache.policy import Pending, WriteBehindBuffer
+from broker.cache.refresh import Refresher
 from broker.cache.store import CacheStats, ChannelCache
 from broker.cache.warm import Prewarmer
 from broker.engine.base import EngineError
@@ -74,6 +77,7 @@ class CacheLayer:
                 config.adaptive_min_l1), start=clock())
         self.changes: deque[Change] = deque(maxlen=100)  # adaptive changes, newest last
         self.warm = Prewarmer(self, options)
+        self.refresher = Refresher(self, options)
 
     def _fresh_cache(self) -> ChannelCache:
         c = self.config
@@ -206,7 +210,8 @@ class CacheLayer:
 
     async def flush_all(self) -> None:
         """Write every buffer now, and the hot-channel list for the next node
-        (graceful shutdown)."""
+        (graceful shutdown); refresh-ahead stops (the engine is about to close)."""
+        await self.refresher.stop()
         await self.warm.save_hot()
         for index in range(len(self.buffers)):
             timer = self._timers.pop(index, None)
@@ -291,9 +296,11 @@ class CacheLayer:
         return (pubs[0] if pubs else None), top
 
     def prewarm(self, index: int) -> None:
-        """Shard ``index`` (re)started: reload its hottest channels (see Prewarmer)."""
+        """Shard ``index`` (re)started: reload its hottest channels (see Prewarmer),
+        and keep hot channels fresh from now on (refresh-ahead, if configured)."""
         if self.enabled:
             self.warm.start(index)
+            self.refresher.start()
 
     def invalidate(self, channel: str) -> None:
         if self.enabled:
@@ -320,7 +327,8 @@ class CacheLayer:
         return {"hits": c.hits, "misses": c.misses, "evictions": c.evictions,
                 "bytes": c.bytes, "entries": c.entries, "pending": s.pending,
                 "flushed": s.flushed, "lost": s.lost, "max_flush_lag": s.max_flush_lag,
-                "hit_ratio": s.hit_ratio, "prewarm": self.warm.as_dict(),
+                "hit_ratio": s.hit_ratio, "refreshes": self.refresher.refreshes,
+                "refresh": self.refresher.as_dict(), "prewarm": self.warm.as_dict(),
                 "adaptive": self._adaptive_dict()}
 
     def _adaptive_dict(self) -> dict[str, Any]:

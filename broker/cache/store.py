@@ -78,6 +78,26 @@ class ChannelCache:
         self.stats.bytes += entry.bytes
         self.evict(now, keep=channel)  # a newcomer is never its own victim (LFU: 0 uses)
 
+    def refresh(self, channel: str, pubs: list[Publication], top: StreamPosition, *,
+                size: int, ttl: float, now: float, full: int = 0) -> bool:
+        """Refresh-ahead: replace ``channel``'s entry with the engine's window (a read
+        with limit -1 just answered) keeping its use count, and restart its idle clock.
+
+        False if the entry left meanwhile (evicted, invalidated, shard restarted): it is
+        not re-created. An entry that moved past the answer while the engine replied (a
+        newer publication appended, or write-behind publications pinned) is kept as it
+        is, only its idle clock restarts: it is at least as fresh as the answer."""
+        entry = self.entries.get(channel)
+        if entry is None:
+            return False
+        if entry.pinned or (entry.epoch == top.epoch and entry.top > top.offset):
+            entry.last_access = now
+            return True
+        uses = entry.uses
+        self.load(channel, pubs, top, size=size, ttl=ttl, now=now, full=full)
+        self.entries[channel].uses = uses  # load keeps ``channel`` (keep=channel)
+        return True
+
     def append(self, channel: str, pub: Publication, epoch: str, *, now: float,
                create: bool = False, size: int = 0, ttl: float = 0.0, full: int = 0) -> bool:
         """Add a publication the engine accepted at ``pub.offset``; False if not cached.
