@@ -81,6 +81,10 @@ class Node:
         self.publications = 0
         self.slow_consumers = 0
         self.commands: Counter[str] = Counter()
+        # Kept as subscriptions come and go, so monitors and ``info`` never walk every
+        # connection.
+        self.subscriptions = 0
+        self.channel_subscribers: Counter[str] = Counter()
         self._started_shards: set[int] = set()
         self.pings: PingWheel | None = None
         self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
@@ -283,6 +287,18 @@ class Node:
             if not clients:
                 del self.users[conn.session.user]
 
+    def subscribed(self, channel: str) -> None:
+        self.subscriptions += 1
+        self.channel_subscribers[channel] += 1
+
+    def unsubscribed(self, channel: str) -> None:
+        self.subscriptions -= 1
+        left = self.channel_subscribers[channel] - 1
+        if left > 0:
+            self.channel_subscribers[channel] = left
+        else:
+            del self.channel_subscribers[channel]
+
     def personal_channels(self, user: str) -> list[str]:
         personal = self.config.client.subscribe_to_user_personal_channel
         if not personal.enabled or not user:
@@ -392,7 +408,5 @@ class Node:
     def local_info(self) -> dict[str, Any]:
         return {"uid": self.uid, "name": self.name, "version": "chorus",
                 "num_clients": len(self.connections), "num_users": len(self.users),
-                "num_subs": sum(len(c.session.subs) for c in self.connections.values()),
-                "num_channels": len({ch for c in self.connections.values()
-                                     for ch in c.session.subs}),
+                "num_subs": self.subscriptions, "num_channels": len(self.channel_subscribers),
                 "uptime": int(time.time() - self.started_at)}

@@ -267,6 +267,7 @@ class ConnectionActor(Actor):
         sub = self.session.subs.pop(channel, None)
         if sub is None:
             return
+        self.node.unsubscribed(channel)
         self.node.tell_shard(channel, Unsubscribe(channel, self.session.client_id))
         if sub.options.presence:
             self.node.spawn(self.node.engine.remove_presence(

@@ -70,6 +70,7 @@ def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[
     at once, or as a coroutine when the engine must be asked (position, recovery)."""
     options, channel = sub.options, sub.channel
     conn.session.subs[channel] = sub
+    conn.node.subscribed(channel)
     sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
     conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id, conn.outbox,
                                             conn.codec.binary, sub.join_leave))
