@@ -55,13 +55,17 @@ class FlushScheduler:
     counts ticks so an outbox can tell whether it already wrote during this one.
     """
 
-    __slots__ = ("_dirty", "_loop", "scheduled", "tick")
+    __slots__ = ("_dirty", "_loop", "busy", "scheduled", "tick")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[Outbox] = []
         self.scheduled = False
         self.tick = 0
+        # True after a tick in which some outbox coalesced several frames: under such a
+        # burst even the first frame of a tick waits, so each connection gets one write
+        # per tick instead of two.
+        self.busy = False
 
     def touch(self) -> None:
         """Make sure this tick ends (and queued frames flush) soon."""
@@ -77,8 +81,11 @@ class FlushScheduler:
         self.scheduled = False
         self.tick += 1
         dirty, self._dirty = self._dirty, []
+        busy = False
         for outbox in dirty:
-            outbox.flush()
+            if outbox.flush() > 1:
+                busy = True
+        self.busy = busy
 
     # Kept for callers that only want "flush what is queued now".
     flush_all = end_tick
@@ -91,7 +98,8 @@ class Outbox:
     WebSocket frame built once for every subscriber — no allocation per delivery).
     Frames that follow within the same tick are queued and leave together, as one
     WebSocket message in one write, when the tick ends. A paced stream therefore costs
-    one write per delivery, like a bare server, and a burst coalesces.
+    one write per delivery, like a bare server, and a burst coalesces; while the node is
+    in a burst (``FlushScheduler.busy``) the first frame waits too.
     """
 
     __slots__ = (
@@ -146,7 +154,7 @@ class Outbox:
                 self._overflow()
             return
         scheduler = self._scheduler
-        if self._tick != scheduler.tick:  # first frame this tick: straight out
+        if self._tick != scheduler.tick and not scheduler.busy:  # first this tick: out now
             self._tick = scheduler.tick
             if not scheduler.scheduled:
                 scheduler.touch()
@@ -162,11 +170,11 @@ class Outbox:
         """Bytes queued here plus bytes the transport has not handed to the kernel yet."""
         return self._pending + self._transport.get_write_buffer_size()
 
-    def flush(self) -> None:
-        """Write everything queued as one WebSocket message (idempotent when empty)."""
+    def flush(self) -> int:
+        """Write everything queued as one WebSocket message; returns how many frames."""
         frames = self._frames
         if not frames or self.closed:
-            return
+            return 0
         if len(frames) == 1:
             wire = self._first_wire
             if wire is None:
@@ -179,6 +187,7 @@ class Outbox:
         self._first_wire = None
         self._tick = self._scheduler.tick
         self._write(wire, len(frames))
+        return len(frames)
 
     def _write(self, wire: bytes, count: int) -> None:
         transport = self._transport

@@ -126,3 +126,24 @@ def test_closing_transport_drops_frames_without_writing() -> None:
     transport.closing = True
     outbox.push(b"x")
     assert transport.writes == []
+
+
+def test_after_a_coalescing_tick_the_first_frame_waits_too() -> None:
+    outbox, transport, _, scheduler = make()
+    outbox.push(b"a")
+    outbox.push(b"b")
+    outbox.push(b"c")
+    scheduler.end_tick()  # b and c coalesced: the node is in a burst
+    assert scheduler.busy
+    outbox.push(b"d")
+    assert len(transport.writes) == 2  # d waits for the end of the tick
+    outbox.push(b"e")
+    scheduler.end_tick()
+    assert transport.writes[-1] == ws_frame(b"d\ne", False)
+    outbox.push(b"f")  # still busy after another coalesced tick
+    scheduler.end_tick()
+    assert not scheduler.busy  # one frame per outbox: the burst is over
+    assert transport.writes[-1] == ws_frame(b"f", False)
+    scheduler.end_tick()
+    outbox.push(b"g")  # written through again
+    assert transport.writes[-1] == ws_frame(b"g", False)
