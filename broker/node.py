@@ -287,6 +287,15 @@ class Node:
             if not clients:
                 del self.users[conn.session.user]
 
+    def get_connection_health(self, client_id: str | None = None) -> list[dict[str, Any]]:
+        """Per-connection health (user, client, remote, protocol, since, subscriptions,
+        messages and bytes in/out, outbox depth and peak, last error): every connection,
+        or the one named (an empty list if it is gone)."""
+        if client_id is not None:
+            conn = self.connections.get(client_id)
+            return [] if conn is None else [conn.health()]
+        return [conn.health() for conn in self.connections.values()]
+
     def subscribed(self, channel: str) -> None:
         self.subscriptions += 1
         self.channel_subscribers[channel] += 1

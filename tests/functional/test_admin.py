@@ -247,3 +247,18 @@ async def test_alerts_route_and_webhook(rule: str) -> None:
         assert resolved["status"] == "resolved"
         await wait_until(lambda: node.node.metrics.board.webhook_sent == 2, "webhook count")
         assert (await call(node, "GET", "alerts"))[1]["active"] == []
+
+
+async def test_get_connection_health_reports_each_connection() -> None:
+    from tests.functional.conftest import base_config, run_node
+
+    async with run_node(base_config(client={"insecure": True})) as node:
+        ws = await node.session.ws_connect(node.ws_url)
+        await ws.send_str('{"id":1,"connect":{}}')
+        await ws.receive(timeout=5)
+        [health] = node.node.get_connection_health()
+        assert health["protocol"] == "json" and health["messages_in"] == 1
+        assert health["messages_out"] >= 1 and health["outbox_bytes"] >= 0
+        assert node.node.get_connection_health(health["client"]) == [health]
+        assert node.node.get_connection_health("gone") == []
+        await ws.close()
