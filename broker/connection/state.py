@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from broker.config import ChannelOptions, Config
 from broker.protocol import codes
+
+if TYPE_CHECKING:
+    from broker.shard.filters import Predicate
 
 
 class Phase(Enum):
@@ -33,6 +37,8 @@ class Subscription:
     # Its shard restarted while it was subscribing: publications buffered there are
     # gone, so a recoverable subscription is resynced (2500) once its reply is out.
     stale: bool = False
+    delta: bool = False  # fossil deltas negotiated (asked for and allowed)
+    tags_filter: Predicate | None = None  # compiled from the request's ``tf``
 
 
 @dataclass(slots=True)

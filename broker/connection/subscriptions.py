@@ -17,9 +17,10 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from broker.cache.lastvalue import last_value_result, wants_last_value
-from broker.connection.state import Subscription
+from broker.connection.state import Denied, Subscription
 from broker.protocol import codes
-from broker.shard.actor import Activate, Subscribe
+from broker.shard.actor import Activate, Subscribe, delta_data
+from broker.shard.filters import FilterError, compile_filter
 from broker.types import StreamPosition
 from broker.wire import publication_dict
 
@@ -69,11 +70,14 @@ def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[
     """Register ``sub`` (pending in its shard, presence) and return its subscribe result —
     at once, or as a coroutine when the engine must be asked (position, recovery)."""
     options, channel = sub.options, sub.channel
+    if not sub.server_side:
+        negotiate_delivery(sub, params)
     conn.session.subs[channel] = sub
     conn.node.subscribed(channel)
     sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
     conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id, conn.outbox,
-                                            conn.codec.binary, sub.join_leave))
+                                            conn.codec.binary, sub.join_leave,
+                                            sub.delta, sub.tags_filter))
     if options.presence:
         conn.node.spawn(conn.node.engine.add_presence(
             channel, conn.session.client_id, conn.client_info(sub),
@@ -98,6 +102,39 @@ def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[
     if wants_last_value(options, sub.recoverable, recovering):  # Centrifugo cache mode
         return last_value_result(conn.node, channel, options, since, positioned)
     return position(conn, sub, since, limit, recovering, positioned)
+
+
+def negotiate_delivery(sub: Subscription, params: dict[str, Any]) -> None:
+    """Set ``sub.delta`` and ``sub.tags_filter`` from the request's ``delta`` and ``tf``.
+
+    As centrifuge: ``delta`` is "" or "fossil", and it is on only if the namespace's
+    ``allowed_delta_types`` has it (else the subscription simply goes without);
+    deltas and a tags filter cannot be combined.
+
+    Error handling: Denied(bad request, 107) for an unknown delta type, a malformed
+    filter, or both asked for; nothing is registered then.
+    """
+    delta = params.get("delta") or ""
+    tags_filter = params.get("tf")
+    if delta not in ("", "fossil") or (delta and tags_filter is not None):
+        raise Denied(codes.ERROR_BAD_REQUEST)
+    if tags_filter is not None:
+        try:
+            sub.tags_filter = compile_filter(tags_filter)
+        except FilterError:
+            raise Denied(codes.ERROR_BAD_REQUEST) from None
+    sub.delta = delta == "fossil" and "fossil" in sub.options.allowed_delta_types
+
+
+def delta_result(result: dict[str, Any], binary: bool) -> dict[str, Any]:
+    """The subscribe result for a delta subscription: ``delta: true``, and for JSON the
+    recovered publications' data inside JSON strings, as every publication it gets.
+    Returns a copy: a result may be shared (the last-value cache)."""
+    out = {**result, "delta": True}
+    if not binary and result.get("publications"):
+        out["publications"] = [{**pub, "data": delta_data(pub["data"], binary)}
+                               for pub in result["publications"]]
+    return out
 
 
 async def engine_subscribed(conn: ConnectionActor, channel: str) -> Prepared:
@@ -128,6 +165,8 @@ def finish_subscription(conn: ConnectionActor, sub: Subscription,
     if sub.expire_at:  # the SDK schedules its sub_refresh from these
         result["expires"] = True
         result["ttl"] = max(1, int(sub.expire_at - time.time()))
+    if sub.delta:
+        result = delta_result(result, conn.codec.binary)
     send_result(result)
     sub.active = True
     conn.node.tell_shard(sub.channel, Activate(sub.channel, conn.session.client_id,
@@ -173,7 +212,7 @@ def resubscribe(conn: ConnectionActor, index: int) -> None:
             unsubscribe_push(conn, channel, 2500, "insufficient state", send_leave=False)
             continue
         conn.node.tell_shard(channel, Subscribe(channel, client_id, conn.outbox, binary,
-                                                sub.join_leave))
+                                                sub.join_leave, sub.delta, sub.tags_filter))
         if sub.active:
             conn.node.tell_shard(channel, Activate(channel, client_id, 0))
         else:

@@ -5,6 +5,11 @@ wire format in use (JSON, protobuf), wraps each in a WebSocket frame once, and p
 same bytes into every subscriber's outbox: per subscriber that is one method call and a
 list append.
 
+Subscribers with a tags filter or with fossil deltas are kept apart (``Channel.filtered``,
+``Channel.delta``) so that loop stays as it is: a filtered one is tested per publication
+and shares its format's frame; delta ones share one delta (against the channel's previous
+publication) per format, and one that holds no base yet gets the publication in full.
+
 Failure policy: a shard is a permanent child of the shard supervisor. A restarted shard
 starts empty and asks the node to have every connection re-register its subscriptions
 to channels of this shard (``Node.shard_restarted``).
@@ -17,15 +22,21 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from actors import Actor
 from broker.connection.outbox import Outbox, ws_frame
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, encode_publication_push
-from broker.shard.state import ShardState, Subscriber
+from broker.protocol.fossil import create_delta, is_utf8
+from broker.shard.state import Channel, ShardState, Subscriber
 from broker.types import ClientInfo, Publication
-from broker.wire import client_info_dict
+from broker.wire import client_info_dict, publication_dict
 
 if TYPE_CHECKING:
     from broker.node import Node
+    from broker.shard.filters import Predicate
+
+Frames = tuple[bytes, bytes]  # (protocol frame, WebSocket frame) as Outbox.push takes
 
 CONNECTIONS_ID = "chorus/connections"  # the connection supervisor (see broker.tree)
 
@@ -44,6 +55,8 @@ class Subscribe:
     outbox: Outbox
     binary: bool
     join_leave: bool
+    delta: bool = False  # fossil deltas negotiated
+    predicate: Predicate | None = None  # tags filter
 
 
 @dataclass(slots=True)
@@ -99,7 +112,8 @@ class ShardActor(Actor):
         if type(message) is Deliver:
             self._deliver(message.channel, message.pub)
         elif isinstance(message, Subscribe):
-            sub = Subscriber(message.conn_id, message.outbox, message.binary, message.join_leave)
+            sub = Subscriber(message.conn_id, message.outbox, message.binary, message.join_leave,
+                             delta=message.delta, predicate=message.predicate)
             if self.state.add(message.channel, sub):
                 self.run_effect(self.node.engine.subscribe(message.channel),
                                 on_error=self._engine_error)
@@ -142,14 +156,68 @@ class ShardActor(Actor):
             push = Outbox.push
             for outbox in chan.binary.values():
                 push(outbox, frame, wire)
-        self.node.metrics_delivered(len(chan.json) + len(chan.binary), channel)
+        delivered = len(chan.json) + len(chan.binary)
+        if chan.filtered:
+            delivered += self._deliver_filtered(chan, channel, pub)
+        if chan.delta:
+            delivered += self._deliver_delta(chan, channel, pub)
+        self.node.metrics_delivered(delivered, channel)
+
+    @staticmethod
+    def _deliver_filtered(chan: Channel, channel: str, pub: Publication) -> int:
+        """Push ``pub`` to the filtered subscribers whose filter matches its tags; each
+        wire format is encoded at most once. Returns how many got it."""
+        tags = pub.tags or {}
+        frames: dict[bool, Frames] = {}
+        count = 0
+        for sub in chan.filtered.values():
+            predicate = sub.predicate
+            if predicate is not None and not predicate(tags):
+                continue
+            pair = frames.get(sub.binary)
+            if pair is None:
+                codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
+                frame = encode_publication_push(codec, channel, pub)
+                pair = frames[sub.binary] = (frame, ws_frame(frame, sub.binary))
+            Outbox.push(sub.outbox, *pair)
+            count += 1
+        return count
+
+    @staticmethod
+    def _deliver_delta(chan: Channel, channel: str, pub: Publication) -> int:
+        """Push ``pub`` to the delta subscribers: as a fossil delta against the channel's
+        previous publication to those that hold it, in full to the others (and to all
+        when the delta would not be smaller). The delta is computed once and each
+        (format, delta or full) frame encoded at most once."""
+        prev, chan.last = chan.last, pub
+        patch = None
+        if prev is not None and any(sub.has_base for sub in chan.delta.values()):
+            patch = create_delta(prev.data, pub.data)
+            if len(patch) >= len(pub.data):
+                patch = None
+        # JSON clients get the delta inside a JSON string: it must be valid UTF-8.
+        json_patch = patch if patch is not None and is_utf8(patch) else None
+        frames: dict[tuple[bool, bool], Frames] = {}
+        for sub in chan.delta.values():
+            use_delta = sub.has_base and (patch if sub.binary else json_patch) is not None
+            pair = frames.get((sub.binary, use_delta))
+            if pair is None:
+                pair = frames[(sub.binary, use_delta)] = delta_push(
+                    channel, pub, patch if use_delta else None, sub.binary)
+            Outbox.push(sub.outbox, *pair)
+            sub.has_base = True
+        return len(chan.delta)
 
     def _deliver_one(self, channel: str, pub: Publication, conn_id: str) -> None:
         chan = self.state.channels.get(channel)
         sub = None if chan is None else chan.subscribers.get(conn_id)
-        if sub is not None:
-            codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-            sub.outbox.push(encode_publication_push(codec, channel, pub))
+        if sub is None or (sub.predicate is not None and not sub.predicate(pub.tags or {})):
+            return
+        if sub.delta:  # in full; it sets no base (``has_base`` stays as activation left it)
+            sub.outbox.push(delta_push(channel, pub, None, sub.binary)[0])
+            return
+        codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
+        sub.outbox.push(encode_publication_push(codec, channel, pub))
 
     def _deliver_join_leave(self, message: DeliverJoinLeave) -> None:
         targets = self.state.join_leave_targets(message.channel)
@@ -167,3 +235,23 @@ class ShardActor(Actor):
 
     def _engine_error(self, error: BaseException) -> None:
         log.warning("shard %d: engine subscription failed: %r", self.index, error)
+
+
+def delta_data(data: bytes, binary: bool) -> bytes:
+    """Publication data as a delta-negotiated subscriber gets it: protobuf as is, JSON
+    inside a JSON string (the SDKs parse it after applying any delta)."""
+    if binary:
+        return data
+    return orjson.dumps(data.decode("utf-8", errors="replace"))
+
+
+def delta_push(channel: str, pub: Publication, patch: bytes | None, binary: bool) -> Frames:
+    """The push of ``pub`` for a delta subscriber: ``patch`` with ``delta: true`` when
+    given, else the publication in full (``delta`` absent, i.e. false)."""
+    out = publication_dict(pub)
+    out["data"] = delta_data(pub.data if patch is None else patch, binary)
+    if patch is not None:
+        out["delta"] = True
+    codec = PROTOBUF_CODEC if binary else JSON_CODEC
+    frame = codec.encode_reply({"push": {"channel": channel, "pub": out}})
+    return frame, ws_frame(frame, binary)

@@ -17,6 +17,7 @@ from broker.types import Publication
 
 if TYPE_CHECKING:
     from broker.connection.outbox import Outbox
+    from broker.shard.filters import Predicate
 
 
 @dataclass(slots=True)
@@ -26,14 +27,28 @@ class Subscriber:
     binary: bool  # protobuf connection
     join_leave: bool = False
     buffer: list[Publication] | None = field(default_factory=list)  # None once live
+    delta: bool = False  # fossil deltas negotiated (never together with a filter)
+    predicate: Predicate | None = None  # tags filter; None = every publication
+    # A delta subscriber holds the channel's last publication as its delta base only
+    # once it has been sent one live; until then it gets publications in full.
+    has_base: bool = False
 
 
 @dataclass(slots=True)
 class Channel:
-    """Subscribers of one channel, split by wire format so each format is encoded once."""
+    """Subscribers of one channel, split by wire format so each format is encoded once.
+
+    Live subscribers with a tags filter or with deltas sit in their own groups
+    (``filtered``, ``delta``), so the plain loops over ``json``/``binary`` stay as they
+    are. ``last`` is the previous publication, the delta base, kept only while the
+    channel has delta subscribers (a new one starts without a base anyway).
+    """
 
     json: dict[str, Outbox] = field(default_factory=dict)
     binary: dict[str, Outbox] = field(default_factory=dict)
+    filtered: dict[str, Subscriber] = field(default_factory=dict)
+    delta: dict[str, Subscriber] = field(default_factory=dict)
+    last: Publication | None = None
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     pending: dict[str, Subscriber] = field(default_factory=dict)
     publications: int = 0
@@ -70,7 +85,13 @@ class ShardState:
             return []
         buffered = sub.buffer or []
         sub.buffer = None
-        (chan.binary if sub.binary else chan.json)[conn_id] = sub.outbox
+        if sub.delta:
+            sub.has_base = False
+            chan.delta[conn_id] = sub
+        elif sub.predicate is not None:
+            chan.filtered[conn_id] = sub
+        else:
+            (chan.binary if sub.binary else chan.json)[conn_id] = sub.outbox
         return [p for p in buffered if p.offset == 0 or p.offset > after_offset]
 
     def remove(self, channel: str, conn_id: str) -> bool:
@@ -105,3 +126,5 @@ class ShardState:
         chan.pending.pop(conn_id, None)
         chan.json.pop(conn_id, None)
         chan.binary.pop(conn_id, None)
+        chan.filtered.pop(conn_id, None)
+        chan.delta.pop(conn_id, None)
