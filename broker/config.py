@@ -197,6 +197,7 @@ class ChannelOptions:
     allow_history_for_client: bool = opt(False)
     allow_history_for_anonymous: bool = opt(False)
     allow_user_limited_channels: bool = opt(False)
+    allow_tags_filter: bool = opt(False)  # Centrifugo v6: subscribers may send a tags filter
     channel_regex: str = opt("")  # checked against the part after "namespace:"
     # Chorus extension: the shard-level L1 history cache (see broker.cache).
     cache_policy: str = opt("write_through", choices=(

@@ -112,13 +112,16 @@ def negotiate_delivery(sub: Subscription, params: dict[str, Any]) -> None:
     deltas and a tags filter cannot be combined.
 
     Error handling: Denied(bad request, 107) for an unknown delta type, a malformed
-    filter, or both asked for; nothing is registered then.
+    filter, or both asked for; Denied(permission denied, 103) for a filter where the
+    namespace does not ``allow_tags_filter``; nothing is registered then.
     """
     delta = params.get("delta") or ""
     tags_filter = params.get("tf")
     if delta not in ("", "fossil") or (delta and tags_filter is not None):
         raise Denied(codes.ERROR_BAD_REQUEST)
     if tags_filter is not None:
+        if not sub.options.allow_tags_filter:
+            raise Denied(codes.ERROR_PERMISSION_DENIED)
         try:
             sub.tags_filter = compile_filter(tags_filter)
         except FilterError:

@@ -6,10 +6,12 @@ from centrifuge.filter import Filter
 
 from tests.functional.conftest import base_config, next_event, run_node, sdk_client
 
+FILTERS = base_config(channel={"without_namespace": {"allow_tags_filter": True}})
+
 
 async def test_only_publications_whose_tags_match_are_delivered(protobuf: bool) -> None:
     tags_filter = Filter.all(Filter.eq("ticker", "AAPL"), Filter.gte("price", "100"))
-    async with run_node(base_config()) as node, \
+    async with run_node(FILTERS) as node, \
             sdk_client(node, protobuf=protobuf, user="f") as filtered, \
             sdk_client(node, protobuf=not protobuf, user="p") as plain:
         _, events = await filtered.subscribe("quotes", tags_filter=tags_filter)
@@ -33,7 +35,7 @@ async def test_only_publications_whose_tags_match_are_delivered(protobuf: bool) 
 
 
 async def test_negated_filter_matches_untagged_publications(protobuf: bool) -> None:
-    async with run_node(base_config()) as node, sdk_client(node, protobuf=protobuf) as sdk:
+    async with run_node(FILTERS) as node, sdk_client(node, protobuf=protobuf) as sdk:
         _, events = await sdk.subscribe("feed", tags_filter=Filter.negate(
             Filter.eq("source", "NYSE")))
         await node.api("publish", {"channel": "feed", "data": 1, "tags": {"source": "NYSE"}})
@@ -44,7 +46,7 @@ async def test_negated_filter_matches_untagged_publications(protobuf: bool) -> N
 
 
 async def test_malformed_filter_is_refused_with_bad_request(protobuf: bool) -> None:
-    async with run_node(base_config()) as node, sdk_client(node, protobuf=protobuf) as sdk:
+    async with run_node(FILTERS) as node, sdk_client(node, protobuf=protobuf) as sdk:
         bad = Filter.all()  # "and" without children
         _, events = await sdk.subscribe("feed", tags_filter=bad, wait=False)
         assert (await next_event(events.unsubscribed)).code == 107
@@ -55,7 +57,7 @@ async def test_malformed_filter_is_refused_with_bad_request(protobuf: bool) -> N
 
 
 async def test_unsubscribed_filtered_subscriber_gets_nothing_more(protobuf: bool) -> None:
-    async with run_node(base_config()) as node, sdk_client(node, protobuf=protobuf) as sdk:
+    async with run_node(FILTERS) as node, sdk_client(node, protobuf=protobuf) as sdk:
         sub, events = await sdk.subscribe("feed", tags_filter=Filter.exists("k"))
         _, marker = await sdk.subscribe("marker")
         await sub.unsubscribe()
@@ -64,3 +66,21 @@ async def test_unsubscribed_filtered_subscriber_gets_nothing_more(protobuf: bool
         await node.api("publish", {"channel": "marker", "data": "after"})
         await next_event(marker.publications)  # the feed publication was handled before
         assert events.publications.empty()
+
+
+async def test_a_filter_needs_allow_tags_filter() -> None:
+    import orjson
+
+    async with run_node(base_config(client={"insecure": True})) as node:
+        ws = await node.session.ws_connect(node.ws_url)
+        tf = {"key": "kind", "cmp": "eq", "val": "a"}
+        await ws.send_str('{"id":1,"connect":{}}\n' + orjson.dumps(
+            {"id": 2, "subscribe": {"channel": "news", "tf": tf}}).decode())
+        replies: dict[int, dict] = {}  # type: ignore[type-arg]
+        while 2 not in replies:
+            message = await ws.receive(timeout=5)
+            for line in message.data.split("\n"):
+                reply = orjson.loads(line)
+                replies[reply.get("id", 0)] = reply
+        assert replies[2]["error"]["code"] == 103
+        await ws.close()
