@@ -12,6 +12,7 @@ the way out whatever happens. Every wait inside a scenario has a deadline.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import time
@@ -96,7 +97,7 @@ def running(ctx: Context, server_name: str, n: int, channels: int = 1) -> Iterat
         server.stop()
 
 
-class Scenario:
+class Scenario(abc.ABC):
     """Base class: subclasses set `name`, `x_key`, `ratio_keys` and implement `run_point`."""
 
     name = "abstract"
@@ -106,17 +107,17 @@ class Scenario:
     # (figure key, column header, format) for the Markdown table
     columns: tuple[tuple[str, str, str], ...] = ()
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Add this scenario's options."""
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027
+        """Add this scenario's options (none by default)."""
 
     def points(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         """The sweep: one dict of parameters per point."""
         return [{self.x_key: n} for n in args.subscribers]
 
+    @abc.abstractmethod
     def run_point(self, ctx: Context, server: str, point: dict[str, Any],
                   args: argparse.Namespace) -> list[Figures]:
         """Measure `server` at `point`; one figures dict per sub-point (e.g. per mode)."""
-        raise NotImplementedError
 
 
 def int_list(text: str) -> list[int]:

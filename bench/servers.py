@@ -15,6 +15,7 @@ Resource handling: every started server is registered for an atexit kill and is 
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import os
@@ -41,7 +42,7 @@ class HandshakeStep:
     markers: tuple[bytes, ...]
 
 
-class ServerAdapter:
+class ServerAdapter(abc.ABC):
     """How to run and drive one server. Subclasses fill in the class attributes."""
 
     name = "abstract"
@@ -55,25 +56,25 @@ class ServerAdapter:
     # Processes that listen on the port (the server is ready when all of them do).
     processes = 1
 
+    @abc.abstractmethod
     def command(self, port: int, workdir: Path) -> list[str]:
         """The argv that serves on 127.0.0.1:`port`; may write config into `workdir`."""
-        raise NotImplementedError
 
     def handshake(self, channels: int) -> list[HandshakeStep]:
         """Steps after the upgrade that subscribe the connection (to `channels` channels)."""
         return []
 
+    @abc.abstractmethod
     def publish_url(self, port: int) -> str:
         """The URL a publication is POSTed to."""
-        raise NotImplementedError
 
     def publish_headers(self) -> dict[str, str]:
         """Headers for every publish request."""
         return {}
 
+    @abc.abstractmethod
     def publish_body(self, payload: bytes) -> bytes:
         """The POST body that makes subscribers of channel 0 receive `payload`."""
-        raise NotImplementedError
 
 
 class BaselineAdapter(ServerAdapter):
