@@ -177,6 +177,8 @@ ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "chorus": ChorusAdapter,
     "chorus-redis": ChorusRedisAdapter,
     "chorus-workers2": lambda: ChorusRedisAdapter(workers=2),
+    # 50,000 connections need 3 workers under a 20,000 per-process file limit.
+    "chorus-workers3": lambda: ChorusRedisAdapter(workers=3),
 }
 
 
