@@ -14,7 +14,6 @@ a client reconnect or the next command fixes, as in Centrifugo.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -97,5 +96,27 @@ class EngineLinkActor(Actor):
                         on_error=lambda error: log.info("heartbeat not sent: %r", error))
 
 
-def now() -> float:
-    return time.time()
+def user_command_message(node: Node, message: dict[str, Any]) -> None:
+    """Apply a user command (from the server API here, or from another node) to this
+    node's connections of ``message["user"]`` (or only ``message["client"]``)."""
+    from broker.connection.actor import Disconnect
+    from broker.connection.commands import ServerSubscribe, ServerUnsubscribe
+    from broker.node import CONNECTIONS_ID
+    from broker.protocol import codes
+
+    user, client = str(message.get("user", "")), str(message.get("client") or "")
+    channel, op = str(message.get("channel") or ""), message["op"]
+    if op == "disconnect":
+        number = int(message.get("code") or 0)
+        code = codes.DISCONNECT_FORCE_NO_RECONNECT if not number else (
+            codes.DISCONNECT_BY_CODE.get(number)
+            or codes.DisconnectCode(number, str(message.get("reason", "")),
+                                    codes.reconnects(number)))
+        command: Any = Disconnect(code)
+    elif op == "subscribe":
+        command = ServerSubscribe(channel)
+    else:
+        command = ServerUnsubscribe(channel)
+    for client_id in node.user_connections(user):
+        if not client or client_id == client:
+            node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", command)

@@ -22,7 +22,7 @@ import orjson
 from actors import Runtime
 from broker.auth import TokenVerifier
 from broker.cache.layer import CacheLayer
-from broker.cluster import USER_OPS, NodeDirectory, decode_control
+from broker.cluster import USER_OPS, NodeDirectory, decode_control, user_command_message
 from broker.config import ChannelOptions, Config
 from broker.connection.outbox import FlushScheduler, ws_frame
 from broker.connection.pings import PingWheel
@@ -350,7 +350,7 @@ class Node:
         elif message["op"] == "node":
             self.directory.update(message, time.time())
         elif message["op"] in USER_OPS:
-            self._apply_user_command(message)
+            user_command_message(self, message)
 
     # -- user commands, on every node ------------------------------------------------------
     def user_command(self, op: str, user: str, *, client: str = "", channel: str = "",
@@ -359,29 +359,8 @@ class Node:
         now and on every other node through the engine (at most once there)."""
         message: dict[str, Any] = {"op": op, "user": user, "client": client,
                                    "channel": channel, "code": code, "reason": reason}
-        self._apply_user_command(message)
+        user_command_message(self, message)
         self.spawn(self.engine.publish_control(orjson.dumps(message)))
-
-    def _apply_user_command(self, message: dict[str, Any]) -> None:
-        from broker.connection.actor import Disconnect
-        from broker.connection.commands import ServerSubscribe, ServerUnsubscribe
-
-        user, client = str(message.get("user", "")), str(message.get("client") or "")
-        channel, op = str(message.get("channel") or ""), message["op"]
-        if op == "disconnect":
-            number = int(message.get("code") or 0)
-            code = codes.DISCONNECT_FORCE_NO_RECONNECT if not number else (
-                codes.DISCONNECT_BY_CODE.get(number)
-                or codes.DisconnectCode(number, str(message.get("reason", "")),
-                                        codes.reconnects(number)))
-            command: Any = Disconnect(code)
-        elif op == "subscribe":
-            command = ServerSubscribe(channel)
-        else:
-            command = ServerUnsubscribe(channel)
-        for client_id in self.user_connections(user):
-            if not client or client_id == client:
-                self.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", command)
 
     # -- bookkeeping ------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
