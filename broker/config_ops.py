@@ -1,0 +1,78 @@
+"""Configuration sections for operations: monitoring and alerts, the L1 cache, and
+durable notifications (Chorus extensions to Centrifugo's layout). Part of
+``broker.config``, which re-exports them; same ``opt(...)`` rules and loud validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from broker.config_parse import DURATION, ConfigError, opt
+from broker.monitor.alerts import DEFAULT_RULES as DEFAULT_ALERT_RULES
+from broker.monitor.alerts import Rule, RuleError, parse_rules
+
+__all__ = ["CacheConfig", "MonitorConfig", "NotificationsConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Chorus extension: node monitor sampling and alert rules (grammar in
+    :mod:`broker.monitor.alerts`: "loop_lag > 100ms for 30s",
+    "open_files will exceed open_files_limit within 10m")."""
+
+    interval: float = opt(1.0, kind=DURATION, min=0.05)
+    alerts: tuple[str, ...] = opt(DEFAULT_ALERT_RULES)
+    webhook_url: str = opt("")  # alerts firing/resolving are POSTed here as JSON
+    webhook_timeout: float = opt(5.0, kind=DURATION)
+
+    def __post_init__(self) -> None:
+        try:
+            parse_rules(self.alerts)
+        except RuleError as error:
+            raise ConfigError(f"monitor.alerts{error}") from None
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ConfigError(f"monitor.webhook_url: expected an http(s) URL, "
+                              f"got {self.webhook_url!r}")
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return parse_rules(self.alerts)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Chorus extension: the shards' L1 cache (broker.cache). ``memory_budget`` is bytes
+    of cached publications per shard (0 = no L1 at all); ``ttl`` is how long an idle
+    channel stays cached under ``eviction: ttl``."""
+
+    eviction: str = opt("lru", choices=("lru", "lfu", "ttl"))
+    memory_budget: int = opt(4 * 1024 * 1024, min=0)
+    ttl: float = opt(60.0, kind=DURATION, min=0.001)
+    max_pending: int = opt(10000, min=1)  # write-behind publications buffered per shard
+    prewarm: int = opt(32, min=0)  # hottest channels reloaded per (re)started shard; 0 = off
+    # Under ``eviction: ttl``: a hot channel is reloaded from the engine once idle for
+    # this fraction of ``ttl``, so it never expires while hot (broker.cache.refresh); 0 = off
+    refresh_ahead: float = opt(0.0, min=0.0)
+    # Adaptive policy (broker.cache.adaptive): rates over ``adaptive_window`` move a
+    # write_through channel to write_behind and back, and shrink/grow its L1 share.
+    adaptive: bool = opt(False)
+    adaptive_window: float = opt(5.0, kind=DURATION, min=0.01)
+    adaptive_write_behind_rate: float = opt(50.0, min=0.0)  # publishes/s
+    adaptive_read_ratio: float = opt(0.1, min=0.0)  # reads per publish, at most
+    adaptive_cold_read_rate: float = opt(1.0, min=0.0)  # reads/s under which L1 shrinks
+    adaptive_min_l1: int = opt(1, min=1)  # publications a cold channel keeps in L1
+
+    def __post_init__(self) -> None:
+        if self.refresh_ahead >= 1.0:  # opt's max is not checked for floats
+            raise ConfigError(f"cache.refresh_ahead: expected a fraction below 1 (0 = off), "
+                              f"got {self.refresh_ahead}")
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsConfig:
+    """Chorus extension: durable per-user notifications (broker.notify)."""
+
+    enabled: bool = opt(True)
+    retention_count: int = opt(100, min=1)  # kept per user, newest win
+    retention_age: float = opt(7 * 24 * 3600.0, kind=DURATION, min=1.0)
+    read_from_replica: bool = opt(False)  # list from a Sentinel replica (tolerates lag)
