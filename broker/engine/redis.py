@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from broker.engine.base import (
     ControlHandler,
@@ -31,6 +31,7 @@ from broker.engine.base import (
     SuppressedPublish,
     UnrecoverablePosition,
 )
+from broker.engine.redis_batch import Batcher
 from broker.engine.redis_codec import (
     KeyScheme,
     decode_info,
@@ -153,6 +154,8 @@ class RedisEngine:
         self._meta_ttl = history_meta_ttl
         self._io_timeout, self._ping_interval = io_timeout, ping_interval
         self._publish_cmd = "spublish" if topology.sharded_pubsub else "publish"
+        # Auto-pipelining (broker.engine.redis_batch); a Cluster routes every key itself.
+        self._batcher = None if isinstance(topology, Cluster) else Batcher()
         self.receiver = Receiver(
             topology, self.keys, self.node_id, self._catch_up_read, io_timeout=io_timeout,
             backoff=lambda: Backoff(backoff_base, backoff_cap),
@@ -253,15 +256,25 @@ class RedisEngine:
         """Run a script on the channel's server. Error handling: Redis/socket failures
         become EngineError (the effect is unknown)."""
         self._check_open()
+        client = self.topology.client(channel)
         try:
-            return await script(self.topology.client(channel), keys, args)
+            if self._batcher is None:
+                return await script(client, keys, args)
+            try:
+                return await self._batcher.submit(client, lambda pipe: pipe.evalsha(
+                    script.sha, len(keys), *keys, *args))
+            except NoScriptError:  # a restarted or failed-over server: EVAL caches it again
+                return await client.eval(script.source, len(keys), *keys, *args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def _command(self, channel: str, method: str, *args: Any) -> Any:
         self._check_open()
+        client = self.topology.client(channel)
         try:
-            return await getattr(self.topology.client(channel), method)(*args)
+            if self._batcher is None:
+                return await getattr(client, method)(*args)
+            return await self._batcher.submit(client, lambda pipe: getattr(pipe, method)(*args))
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 
