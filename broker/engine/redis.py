@@ -43,12 +43,12 @@ from broker.engine.redis_codec import (
 )
 from broker.engine.redis_link import (
     Cluster,
-    Sentinel,
     Sharded,
     Standalone,
     Timeouts,
     Topology,
     parse_address,
+    topology_from_config,
 )
 from broker.engine.redis_pubsub import Backoff
 from broker.engine.redis_receive import Receiver, UnrecoverableHandler
@@ -92,28 +92,6 @@ class RedisEngineStats:
     delivered: int
     caught_up: int
     unrecoverable: int
-
-
-def topology_from_config(config: Config) -> Topology:
-    """Cluster if ``cluster_address``, else Sentinel if ``sentinel_address``, else
-    standalone (one address) or client-side sharding (several)."""
-    rc = config.engine.redis
-    timeouts = Timeouts(rc.connect_timeout, rc.io_timeout)
-    user, password = rc.user or None, rc.password or None
-    if rc.cluster_address:
-        seeds = [parse_address(a) for a in rc.cluster_address]
-        return Cluster(seeds, username=user, password=password, timeouts=timeouts)
-    if rc.sentinel_address:
-        return Sentinel(
-            [parse_address(a) for a in rc.sentinel_address], rc.sentinel_master_name,
-            db=rc.db, username=user, password=password,
-            sentinel_password=rc.sentinel_password or None, timeouts=timeouts,
-        )
-    addresses = [parse_address(a, db=rc.db, user=rc.user, password=rc.password)
-                 for a in rc.address]
-    if len(addresses) == 1:
-        return Standalone(addresses[0], timeouts)
-    return Sharded(addresses, timeouts)
 
 
 class RedisEngine:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -30,6 +30,9 @@ from redis.asyncio.sentinel import Sentinel as SentinelClient
 from redis.backoff import NoBackoff
 
 from broker.engine.redis_codec import jump_hash
+
+if TYPE_CHECKING:
+    from broker.config import Config
 
 __all__ = [
     "Address",
@@ -326,3 +329,25 @@ class Cluster:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def topology_from_config(config: Config) -> Topology:
+    """Cluster if ``cluster_address``, else Sentinel if ``sentinel_address``, else
+    standalone (one address) or client-side sharding (several)."""
+    rc = config.engine.redis
+    timeouts = Timeouts(rc.connect_timeout, rc.io_timeout)
+    user, password = rc.user or None, rc.password or None
+    if rc.cluster_address:
+        seeds = [parse_address(a) for a in rc.cluster_address]
+        return Cluster(seeds, username=user, password=password, timeouts=timeouts)
+    if rc.sentinel_address:
+        return Sentinel(
+            [parse_address(a) for a in rc.sentinel_address], rc.sentinel_master_name,
+            db=rc.db, username=user, password=password,
+            sentinel_password=rc.sentinel_password or None, timeouts=timeouts,
+        )
+    addresses = [parse_address(a, db=rc.db, user=rc.user, password=rc.password)
+                 for a in rc.address]
+    if len(addresses) == 1:
+        return Standalone(addresses[0], timeouts)
+    return Sharded(addresses, timeouts)
