@@ -293,14 +293,21 @@ class Receiver:
         complete = status == 0 and (
             bool(last.epoch) or (pubs[0][0].offset == 1 if pubs else top.offset == 0)
         )
+        # The live path may have delivered some of these while the stream was read:
+        # deliver only what lies past the tracker *now*, and never move it backwards.
+        seen = self.tracker.get(channel)
+        floor = last.offset
+        if seen is not None and seen.epoch == top.epoch:
+            floor = max(floor, seen.offset)
         if not complete:
             self._unrecoverable(channel)
         else:
             for pub, node in pubs:
-                if node != self.node_id and pub.offset > last.offset:
+                if node != self.node_id and pub.offset > floor:
                     self.stats.caught_up += 1
                     self._deliver(channel, pub, StreamPosition(pub.offset, top.epoch))
-        self.tracker.set(channel, top)
+        if seen is None or seen.epoch != top.epoch or seen.offset < top.offset:
+            self.tracker.set(channel, top)
 
     # -- handlers --------------------------------------------------------------------------
 

@@ -133,3 +133,28 @@ def test_tracker_verdicts() -> None:
     assert tracker.judge("new", 2, "x") is Verdict.GAP
     tracker.forget("ch")
     assert "ch" not in tracker and len(tracker) == 1
+
+
+async def test_catch_up_skips_what_the_live_path_delivered_during_the_read() -> None:
+    """Regression: a live publication handled while the stream was being read was
+    delivered a second time by the catch-up (found by tests/cluster/test_faults.py)."""
+    from broker.engine.redis_codec import KeyScheme
+    from broker.engine.redis_receive import Receiver
+    from broker.types import Publication, StreamPosition
+
+    got: list[int] = []
+
+    async def read(channel: str, since: StreamPosition | None) -> object:
+        receiver.tracker.set(channel, StreamPosition(2, "e"))  # live path delivered 2
+        got.append(2)
+        pubs = [(Publication(b"2", 2), "other"), (Publication(b"3", 3), "other")]
+        return pubs, StreamPosition(3, "e"), 0
+
+    receiver = Receiver(None, KeyScheme("t"), "me", read, io_timeout=1.0,  # type: ignore[arg-type]
+                        backoff=lambda: None)  # type: ignore[arg-type,return-value]
+    receiver.handlers.publication = lambda channel, pub, position: got.append(pub.offset)
+    receiver.channels.add("c")
+    receiver.tracker.set("c", StreamPosition(1, "e"))
+    await receiver.catch_up("c")
+    assert got == [2, 3]
+    assert receiver.tracker.get("c") == StreamPosition(3, "e")
