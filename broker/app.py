@@ -24,7 +24,6 @@ import asyncio
 import importlib
 import logging
 import resource
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -38,7 +37,8 @@ from broker.connection.actor import Disconnect
 from broker.engine.base import Engine
 from broker.metrics import install_metrics
 from broker.monitor.health import readiness
-from broker.node import CONNECTIONS_ID, Node
+from broker.names import connection_id
+from broker.node import Node
 from broker.notify import NotificationStore
 from broker.protocol import codes
 from broker.transport.http_api import api_handler
@@ -144,7 +144,7 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(config)
     runtime = Runtime(allow_crash=config.admin.allow_crash_actor,
                       on_root_failure=lambda event: log.critical("actor tree failed: %r", event))
-    name = config.chorus.node_name or socket.gethostname()
+    name = config.chorus.resolved_node_name
     store = make_notification_store(config, engine)
     node = Node(config, runtime, engine, name, store)  # sets the engine's handlers: first
     await engine.start()
@@ -183,7 +183,7 @@ async def _drain(node: Node, timeout: float, stop_tree: bool = True) -> None:
     await node.settled(timeout / 4)
     count = len(node.connections)
     for client_id in list(node.connections):
-        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Disconnect(codes.DISCONNECT_SHUTDOWN))
+        node.runtime.tell(connection_id(client_id), Disconnect(codes.DISCONNECT_SHUTDOWN))
     await node.drain_tasks(timeout / 2)
     if not stop_tree:
         log.info("chorus draining: %d connections told to reconnect", count)

@@ -101,7 +101,7 @@ def user_command_message(node: Node, message: dict[str, Any]) -> None:
     node's connections of ``message["user"]`` (or only ``message["client"]``)."""
     from broker.connection.actor import Disconnect
     from broker.connection.commands import ServerSubscribe, ServerUnsubscribe
-    from broker.node import CONNECTIONS_ID
+    from broker.names import connection_id
     from broker.protocol import codes
 
     user, client = str(message.get("user", "")), str(message.get("client") or "")
@@ -119,4 +119,4 @@ def user_command_message(node: Node, message: dict[str, Any]) -> None:
         command = ServerUnsubscribe(channel)
     for client_id in node.user_connections(user):
         if not client or client_id == client:
-            node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", command)
+            node.runtime.tell(connection_id(client_id), command)

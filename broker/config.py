@@ -160,10 +160,20 @@ class ClientConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketConfig:
+    """``read_buffer_size`` and ``write_timeout`` are accepted so Centrifugo configs load,
+    and have no effect: reads use aiohttp's buffer, and writes never block (a reader
+    that falls behind trips the outbox bound instead). Compression cannot be turned on:
+    a broadcast frame is built once for every subscriber."""
+
     message_size_limit: int = opt(65536, min=1)
-    read_buffer_size: int = opt(0)  # 0 = the transport's default
+    read_buffer_size: int = opt(0)
     write_timeout: float = opt(1.0, kind=DURATION)
     compression: bool = opt(False)
+
+    def __post_init__(self) -> None:
+        if self.compression:
+            raise ConfigError("websocket.compression: not supported (frames are built once "
+                              "per broadcast and shared by every subscriber)")
 
 
 @dataclass(frozen=True, slots=True)

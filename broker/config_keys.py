@@ -57,10 +57,6 @@ class KeySet:
     by_algorithm: Mapping[str, VerifyKey] = field(default_factory=dict)
     by_kid: Mapping[str, VerifyKey] = field(default_factory=dict)
 
-    @property
-    def empty(self) -> bool:
-        return not self.by_algorithm and not self.by_kid
-
 
 def load_keyset(cfg: TokenKeyConfig, path: str) -> KeySet:
     """Load every key configured in ``cfg`` (at config path ``path``, e.g. client.token)."""

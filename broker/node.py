@@ -28,6 +28,7 @@ from broker.connection.outbox import FlushScheduler, ws_frame
 from broker.connection.pings import PingWheel
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
+from broker.names import SHARDS_ID, connection_id, shard_name
 from broker.notify import NotificationStore, Notifier
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, codes
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
@@ -43,8 +44,6 @@ log = logging.getLogger("chorus.node")
 RpcHandler = Callable[[dict[str, Any], bytes], Coroutine[Any, Any, Any]]
 MessageHandler = Callable[[str, str, bytes], None]
 
-SHARDS_ID = "chorus/shards"
-CONNECTIONS_ID = "chorus/connections"
 
 
 class NodeDraining(Exception):
@@ -66,7 +65,7 @@ class Node:
         self.shard_count = config.chorus.shard_count
         # Whether other nodes exist behind the engine (not for the memory engine).
         self.remote = engine.name != "memory"
-        self.shard_ids = [f"{SHARDS_ID}/shard-{i}" for i in range(self.shard_count)]
+        self.shard_ids = [f"{SHARDS_ID}/{shard_name(i)}" for i in range(self.shard_count)]
         self.connections: dict[str, ConnectionActor] = {}
         self.users: dict[str, set[str]] = {}
         self.rpc_handlers: dict[str, RpcHandler] = {}
@@ -115,7 +114,7 @@ class Node:
         from broker.connection.actor import Disconnect
 
         conn.awaiting_pong = False
-        self.runtime.tell(f"{CONNECTIONS_ID}/{conn.session.client_id}",
+        self.runtime.tell(connection_id(conn.session.client_id),
                           Disconnect(codes.DISCONNECT_NO_PONG))
 
     def stop_pings(self) -> None:
@@ -141,7 +140,7 @@ class Node:
             from broker.connection.commands import Resubscribe
 
             for client_id in list(self.connections):
-                self.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Resubscribe(index))
+                self.runtime.tell(connection_id(client_id), Resubscribe(index))
         self._started_shards.add(index)
         self.cache.prewarm(index)  # its hottest channels, before they are read
 

@@ -19,30 +19,34 @@ from typing import TYPE_CHECKING
 from actors import ChildSpec, Strategy, supervisor
 from broker.cluster import EngineLinkActor
 from broker.monitor.actor import AlertActor, NodeMonitorActor
+from broker.names import (
+    CONNECTIONS_SUPERVISOR,
+    ENGINE_SUPERVISOR,
+    MONITORS_SUPERVISOR,
+    ROOT_ID,
+    SHARDS_SUPERVISOR,
+    shard_name,
+)
 from broker.shard.actor import ShardActor
 
 if TYPE_CHECKING:
     from broker.node import Node
 
-ROOT_ID = "chorus"
 
 
 def node_tree(node: Node) -> ChildSpec:
-    shards = [
-        ChildSpec(f"shard-{i}", partial(ShardActor, i, node), kind="shard")
-        for i in range(node.shard_count)
-    ]
+    engine = [ChildSpec("link", partial(EngineLinkActor, node), kind="engine")]
+    shards = [ChildSpec(shard_name(i), partial(ShardActor, i, node), kind="shard")
+              for i in range(node.shard_count)]
+    monitors = [ChildSpec("node", partial(NodeMonitorActor, node), kind="monitor"),
+                ChildSpec("alerts", partial(AlertActor, node), kind="alerts")]
     return supervisor(
         ROOT_ID,
         [
-            supervisor("engine", [ChildSpec("link", partial(EngineLinkActor, node),
-                                            kind="engine")]),
-            supervisor("shards", shards, max_restarts=max(3, node.shard_count), period=5.0),
-            supervisor("connections", [], max_restarts=1000, period=1.0),
-            supervisor("monitors", [ChildSpec("node", partial(NodeMonitorActor, node),
-                                              kind="monitor"),
-                                    ChildSpec("alerts", partial(AlertActor, node),
-                                              kind="alerts")]),
+            supervisor(ENGINE_SUPERVISOR, engine),
+            supervisor(SHARDS_SUPERVISOR, shards, max_restarts=max(3, node.shard_count)),
+            supervisor(CONNECTIONS_SUPERVISOR, [], max_restarts=1000, period=1.0),
+            supervisor(MONITORS_SUPERVISOR, monitors),
         ],
         strategy=Strategy.REST_FOR_ONE,
         kind="root",

@@ -28,10 +28,10 @@ from actors import ActorNotFound, CrashNotAllowed
 from broker.admin import auth, views
 from broker.connection.actor import Disconnect
 from broker.connection.commands import ServerUnsubscribe
-from broker.node import CONNECTIONS_ID, Node
+from broker.names import ROOT_ID, connection_id
+from broker.node import Node
 from broker.protocol import codes
 from broker.transport.keys import NODE
-from broker.tree import ROOT_ID
 
 API = "/admin/api"
 STATIC = Path(__file__).parent / "static"
@@ -188,7 +188,7 @@ async def disconnect(request: web.Request, node: Node) -> Any:
     body = await _body(request)
     code = (codes.DISCONNECT_FORCE_RECONNECT if body.get("reconnect")
             else codes.DISCONNECT_FORCE_NO_RECONNECT)
-    node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", Disconnect(code))
+    node.runtime.tell(connection_id(client_id), Disconnect(code))
     return {"ok": True, "client": client_id, "code": code.code}
 
 
@@ -205,7 +205,7 @@ async def unsubscribe(request: web.Request, node: Node) -> Any:
     client = body.get("client")
     targets = [c for c in node.user_connections(user) if not client or c == client]
     for client_id in targets:
-        node.runtime.tell(f"{CONNECTIONS_ID}/{client_id}", ServerUnsubscribe(channel))
+        node.runtime.tell(connection_id(client_id), ServerUnsubscribe(channel))
     return {"ok": True, "connections": len(targets)}
 
 

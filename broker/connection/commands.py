@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from broker.auth import TokenError
 from broker.connection.state import (
@@ -23,6 +23,7 @@ from broker.connection.state import (
     check_presence,
     check_publish,
     check_subscribe,
+    expiry_fields,
     options_for,
 )
 from broker.connection.subscriptions import (
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chorus.connection")
 
+T = TypeVar("T")
 Handler = Callable[["ConnectionActor", int, dict[str, Any]], None]
 
 
@@ -80,14 +82,8 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
     token = params.get("token") or ""
     channels: tuple[str, ...] = ()
     if token:
-        try:
-            claims = conn.node.verifier.verify_connect(token)
-        except TokenError as error:
-            if error.expired:
-                conn.reply_error(cmd_id, codes.ERROR_TOKEN_EXPIRED)
-            else:
-                conn.last_error = f"invalid token: {error}"
-                conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
+        claims = _verified(conn, conn.node.verifier.verify_connect, token, "token")
+        if claims is None:
             return
         session.user, session.info = claims.user, claims.info
         session.expire_at = claims.expire_at or None
@@ -106,9 +102,7 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
     conn.node.connection_authenticated(conn)
     result: dict[str, Any] = {"client": session.client_id, "version": "chorus",
                               "ping": int(config.client.ping_interval), "pong": True}
-    if session.expire_at:
-        result["expires"] = True
-        result["ttl"] = max(1, int(session.expire_at - time.time()))
+    result.update(expiry_fields(session.expire_at))
     if config.client.connect_include_server_time:
         result["time"] = int(time.time() * 1000)
     conn.schedule_expiry()
@@ -280,24 +274,19 @@ def _deliver_unread(conn: ConnectionActor) -> None:
 
 
 def cmd_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
-    try:
-        claims = conn.node.verifier.verify_connect(str(params.get("token", "")))
-    except TokenError as error:
-        if error.expired:
-            raise Denied(codes.ERROR_TOKEN_EXPIRED) from None
-        conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
+    claims = _verified(conn, conn.node.verifier.verify_connect, str(params.get("token", "")),
+                       "refresh token")
+    if claims is None:
         return
     if claims.user != conn.session.user:
         conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
         return
     conn.session.expire_at = claims.expire_at or None
     conn.session.info = claims.info if claims.info is not None else conn.session.info
-    result: dict[str, Any] = {"client": conn.session.client_id, "version": "chorus"}
     if conn.session.expire_at:
-        result["expires"] = True
-        result["ttl"] = max(1, int(conn.session.expire_at - time.time()))
         conn.schedule_expiry()
-    conn.answer(cmd_id, "refresh", result)
+    conn.answer(cmd_id, "refresh", {"client": conn.session.client_id, "version": "chorus",
+                                    **expiry_fields(conn.session.expire_at)})
 
 
 def cmd_sub_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
@@ -305,22 +294,30 @@ def cmd_sub_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) 
     sub = conn.session.subs.get(channel)
     if sub is None:
         raise Denied(codes.ERROR_PERMISSION_DENIED)
-    try:
-        claims = conn.node.verifier.verify_subscribe(str(params.get("token", "")))
-    except TokenError as error:
-        if error.expired:
-            raise Denied(codes.ERROR_TOKEN_EXPIRED) from None
-        conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
+    claims = _verified(conn, conn.node.verifier.verify_subscribe,
+                       str(params.get("token", "")), "subscription refresh token")
+    if claims is None:
         return
     if claims.channel != channel or claims.user != conn.session.user:
         conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
         return
     sub.expire_at = claims.expire_at
     conn.watch_subscription_expiry(sub)
-    result: dict[str, Any] = {}
-    if sub.expire_at:
-        result = {"expires": True, "ttl": max(1, int(sub.expire_at - time.time()))}
-    conn.answer(cmd_id, "sub_refresh", result)
+    conn.answer(cmd_id, "sub_refresh", expiry_fields(sub.expire_at))
+
+
+def _verified(conn: ConnectionActor, verify: Callable[[str], T], token: str, what: str
+              ) -> T | None:
+    """The token's claims. Error handling: an expired token raises Denied (109: the SDK
+    fetches a new one); an invalid one closes the connection with 3500 and gives None."""
+    try:
+        return verify(token)
+    except TokenError as error:
+        if error.expired:
+            raise Denied(codes.ERROR_TOKEN_EXPIRED) from None
+        conn.last_error = f"invalid {what}: {error}"
+        conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
+        return None
 
 
 def _engine_failed(conn: ConnectionActor, cmd_id: int, error: BaseException) -> None:

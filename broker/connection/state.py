@@ -7,9 +7,10 @@ tested without sockets.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from broker.config import ChannelOptions, Config
 from broker.protocol import codes
@@ -57,6 +58,14 @@ class Session:
     @property
     def anonymous(self) -> bool:
         return self.user == ""
+
+
+def expiry_fields(expire_at: int | None) -> dict[str, Any]:
+    """``expires``/``ttl`` of a connect, refresh or subscribe result (none if it never
+    expires); the SDKs schedule their token refresh from them."""
+    if not expire_at:
+        return {}
+    return {"expires": True, "ttl": max(1, int(expire_at - time.time()))}
 
 
 class TokenBucket:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from broker.cache.lastvalue import last_value_result, wants_last_value
-from broker.connection.state import Denied, Subscription
+from broker.connection.state import Denied, Subscription, expiry_fields
 from broker.protocol import codes
 from broker.shard.actor import Activate, Subscribe, delta_data
 from broker.shard.filters import FilterError, compile_filter
@@ -165,9 +164,7 @@ def finish_subscription(conn: ConnectionActor, sub: Subscription,
                          result: dict[str, Any], after_offset: int) -> None:
     if conn.session.subs.get(sub.channel) is not sub:
         return  # unsubscribed while the engine answered
-    if sub.expire_at:  # the SDK schedules its sub_refresh from these
-        result["expires"] = True
-        result["ttl"] = max(1, int(sub.expire_at - time.time()))
+    result.update(expiry_fields(sub.expire_at))  # the SDK schedules sub_refresh from these
     if sub.delta:
         result = delta_result(result, conn.codec.binary)
     send_result(result)

@@ -135,9 +135,6 @@ class Topology(Protocol):
     async def refresh(self) -> None:
         """Re-learn the topology after a failure (Cluster: slots); may be a no-op."""
 
-    def ping_clients(self) -> list[Any]:
-        """One command client per server to PING for health."""
-
     async def close(self) -> None:
         """Close every command client."""
 
@@ -163,9 +160,6 @@ class Standalone:
 
     async def refresh(self) -> None:
         pass
-
-    def ping_clients(self) -> list[Any]:
-        return [self._client]
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -198,9 +192,6 @@ class Sharded:
 
     async def refresh(self) -> None:
         pass
-
-    def ping_clients(self) -> list[Any]:
-        return [shard.client("") for shard in self.shards]
 
     async def close(self) -> None:
         for shard in self.shards:
@@ -265,9 +256,6 @@ class Sentinel:
     async def refresh(self) -> None:
         pass
 
-    def ping_clients(self) -> list[Any]:
-        return [self._client]
-
     async def close(self) -> None:
         await self._client.aclose()
         for sentinel in self._sentinel.sentinels:
@@ -323,9 +311,6 @@ class Cluster:
 
     async def refresh(self) -> None:
         await self._client.nodes_manager.initialize()
-
-    def ping_clients(self) -> list[Any]:
-        return [self._client]
 
     async def close(self) -> None:
         await self._client.aclose()

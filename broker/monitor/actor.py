@@ -25,14 +25,13 @@ from prometheus_async import aio
 from actors import Actor
 from broker.monitor.alerts import Alert, AlertEvaluator
 from broker.monitor.sampler import Sampler
+from broker.names import ALERTS_ID
 
 if TYPE_CHECKING:
     from broker.node import Node
 
 log = logging.getLogger("chorus.monitor")
 
-ALERTS_ID = "chorus/monitors/alerts"
-NODE_MONITOR_ID = "chorus/monitors/node"
 PROBE_CHANNEL = "__chorus_probe__"
 
 

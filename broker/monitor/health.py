@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from broker.names import TOP_LEVEL
+
 if TYPE_CHECKING:
     from broker.node import Node
 
 SUPERVISOR_KINDS = ("root", "supervisor")
-TOP_LEVEL = ("chorus/engine", "chorus/shards", "chorus/connections", "chorus/monitors")
 
 
 def tree_problems(node: Node) -> list[str]:

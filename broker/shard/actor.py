@@ -26,6 +26,7 @@ import orjson
 
 from actors import Actor
 from broker.connection.outbox import Outbox, ws_frame
+from broker.names import connection_id
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, encode_publication_push
 from broker.protocol.fossil import create_delta, is_utf8
 from broker.shard.state import Channel, ShardState, Subscriber
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 Frames = tuple[bytes, bytes]  # (protocol frame, WebSocket frame) as Outbox.push takes
 
-CONNECTIONS_ID = "chorus/connections"  # the connection supervisor (see broker.tree)
 
 log = logging.getLogger("chorus.shard")
 
@@ -130,7 +130,7 @@ class ShardActor(Actor):
         elif isinstance(message, Resync):
             chan = self.state.channels.get(message.channel)
             for conn_id in list(chan.subscribers) if chan is not None else []:
-                self.tell(f"{CONNECTIONS_ID}/{conn_id}", message)
+                self.tell(connection_id(conn_id), message)
         elif isinstance(message, ChannelSummary):
             return {name: len(chan) for name, chan in self.state.channels.items()}
         else:

@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from actors import ChildSpec, Restart
 from broker.connection.actor import ConnectionActor, Frame, SocketClosed
-from broker.node import CONNECTIONS_ID
+from broker.names import CONNECTIONS_ID
 from broker.protocol import codec_for_subprotocol, codes
 from broker.transport.keys import NODE
 

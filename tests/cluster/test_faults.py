@@ -34,6 +34,7 @@ from tests.cluster.harness import (
     subscribers,
 )
 from tests.redis_server import RedisServer, RedisUnavailable, respawn, sentinel_setup
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -41,12 +42,7 @@ INTERVAL = 0.01  # between publications (each also waits for its HTTP answer)
 
 
 async def until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)  # counters of a background task; nothing to await
+    await wait_until(predicate, what, timeout, interval=0.02)
 
 
 def report(name: str, result: Outcome) -> None:

@@ -124,16 +124,6 @@ MakeNode = Callable[..., Awaitable[Node]]
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A private redis-server for the session (never the shared one on 6379)."""
-    try:
-        with redis_server() as server:
-            yield server.url
-    except RedisUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="session")
 def redis_shard_urls() -> Iterator[tuple[str, str]]:
     """Two private redis-servers for client-side sharding."""
     try:

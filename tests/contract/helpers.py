@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import time
 from collections.abc import Awaitable, Callable
 
 from broker.types import ClientInfo, Publication, StreamPosition
+from tests.waiting import wait_until
 
 Condition = Callable[[], bool | Awaitable[bool]]
 
@@ -18,16 +16,7 @@ async def eventually(condition: Condition, *, timeout: float = 5.0, interval: fl
     Engines expire state on their own schedule (Redis in the server, memory lazily), so
     TTL tests wait for the observable effect with a deadline instead of a fixed sleep.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
+    await wait_until(condition, f"condition within {timeout} s", timeout, interval)
 
 
 class Recorder:

@@ -41,6 +41,7 @@ from broker import Chorus
 from broker.auth import make_token
 from broker.config import config_from_mapping
 from broker.node import Node
+from tests.waiting import wait_until as wait_until  # re-exported for the tests here
 
 SECRET = "test-secret-0123456789abcdef0123456789"
 API_KEY = "test-api-key"
@@ -132,16 +133,6 @@ def protobuf(request: pytest.FixtureRequest) -> bool:
 async def next_event(queue: asyncio.Queue[T], timeout: float = WAIT) -> T:
     """The next item an SDK handler put in ``queue``; fails the test after ``timeout``."""
     return await asyncio.wait_for(queue.get(), timeout)
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll ``predicate`` (node-side state has no event to await) until true or fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 ConnectingHook = Callable[[ConnectingContext], Awaitable[None]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -12,18 +12,9 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from tests.functional.conftest import RunningNode, base_config, run_node
-from tests.redis_server import RedisUnavailable, redis_server
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    try:
-        with redis_server() as server:
-            yield server.url
-    except RedisUnavailable as error:
-        pytest.skip(f"redis-server not available: {error}")
 
 
 @pytest.fixture
@@ -90,14 +81,11 @@ async def test_disconnect_through_one_node_closes_the_users_socket_on_the_other(
 async def test_info_lists_both_nodes(two_nodes: tuple[RunningNode, RunningNode]) -> None:
     first, second = two_nodes
 
-    async def node_count() -> int:
+    async def node_count_is(count: int) -> bool:
         _, body = await first.api("info", {})
-        return len(body["result"]["nodes"])
+        return len(body["result"]["nodes"]) >= count
 
-    deadline = asyncio.get_running_loop().time() + 10
-    while await node_count() < 2:
-        assert asyncio.get_running_loop().time() < deadline, "the other node never appeared"
-        await asyncio.sleep(0.1)
+    await wait_until(lambda: node_count_is(2), "the other node in info", timeout=10)
     _, body = await first.api("info", {})
     uids = {n["uid"] for n in body["result"]["nodes"]}
     assert uids == {first.node.uid, second.node.uid}

@@ -4,7 +4,7 @@ user, unread on connect, client RPC, TTL — on the memory engine and on real Re
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,16 +17,6 @@ from tests.functional.conftest import (
     run_node,
     sdk_client,
 )
-from tests.redis_server import RedisUnavailable, redis_server
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    try:
-        with redis_server() as server:
-            yield server.url
-    except RedisUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from tests.functional.conftest import (
     base_config,
     run_node,
     sdk_client,
+    wait_until,
 )
 
 
@@ -71,9 +71,11 @@ async def test_presence_shrinks_when_clients_leave(protobuf: bool) -> None:
 
 async def presence_settles(node: RunningNode, channel: str, clients: int) -> None:
     """Presence is removed by an effect after the socket closes: poll it, with a deadline."""
-    async with asyncio.timeout(WAIT):
-        while await api_presence_clients(node, channel) != clients:
-            await asyncio.sleep(0.01)
+
+    async def settled() -> bool:
+        return await api_presence_clients(node, channel) == clients
+
+    await wait_until(settled, f"{clients} clients in the presence of {channel}", WAIT)
 
 
 @pytest.mark.parametrize(("channel", "code"), [

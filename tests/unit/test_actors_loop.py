@@ -19,6 +19,7 @@ from actors import (
     supervisor,
 )
 from actors.testing import ManualClock, Probe, ProbeActor
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -126,8 +127,7 @@ async def test_stopping_the_actor_cancels_its_effects_and_no_callback_runs(
 
 
 async def _until(predicate: Any) -> None:
-    while not predicate():
-        await asyncio.sleep(0.001)
+    await wait_until(predicate, "the effect's outcome", interval=0.001)
 
 
 # -- timers (ManualClock) ----------------------------------------------------------------------
@@ -339,7 +339,7 @@ async def test_supervisor_kills_an_actor_that_outlives_its_shutdown_timeout(
                                  worker(events, "b")]))
     events.clear()
     stopping = asyncio.get_running_loop().create_task(rt.shutdown(5.0))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: ("refuse", "root/s") in events, "s refusing to stop")
     assert events == [("stop", "root/b"), ("refuse", "root/s")]  # a still waits its turn
     clock.advance(2.0)  # the shutdown timeout of s: it is killed, no on_stop
     assert await stopping is True

@@ -1,0 +1,20 @@
+"""Fixtures every test folder shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.redis_server import RedisUnavailable, redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private redis-server for the session (never the shared one on 6379). Tests
+    keep apart by key prefix; skipped with the reason when the binary is missing."""
+    try:
+        with redis_server() as server:
+            yield server.url
+    except RedisUnavailable as exc:
+        pytest.skip(str(exc))
