@@ -31,7 +31,7 @@ import jwt
 import orjson
 
 from broker.config import SubscriptionTokenConfig, TokenConfig
-from broker.config_keys import KeySet, VerifyKey, load_keyset
+from broker.config.keys import KeySet, VerifyKey, load_keyset
 
 __all__ = ["ConnectToken", "SubscriptionToken", "TokenError", "TokenVerifier", "make_token"]
 

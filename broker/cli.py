@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from broker.cluster_local import add_cluster_parser, run_cluster
 from broker.config import Config, ConfigError, dump_starter_config, load_config
+from broker.devcluster.launcher import add_cluster_parser, run_cluster
 
 PROG = "chorus"
 EXIT_OK = 0
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     genconfig.add_argument("-f", "--force", action="store_true", help="overwrite FILE")
 
     sub.add_parser("version", help="print the version", description="Print the version.")
-    add_cluster_parser(sub)  # chorus cluster up|down|status (broker/cluster_local.py)
+    add_cluster_parser(sub)  # chorus cluster up|down|status (broker/devcluster/launcher.py)
     return parser
 
 

@@ -8,7 +8,7 @@ The parent is plain process management, not a thespian ``multiprocTCPBase`` syst
 it learns of a worker's death from ``waitpid`` the moment it happens (measured in
 ``bench/workers_restart.py``), needs no admin process that could orphan the workers,
 and is started before any event loop or thread exists. Thespian's multiproc base
-forks, noticed a SIGKILL only after 1.7 to 5 ms and carries 2K msgs/s (DESIGN.md), for
+forks, noticed a SIGKILL only after 1.7 to 5 ms and carries 2K msgs/s (docs/ARCHITECTURE.md), for
 nothing a worker needs from it: workers talk through Redis, not through the parent.
 
 Failure policy: a worker that exits for any reason but a shutdown is restarted, with

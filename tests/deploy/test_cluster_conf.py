@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from broker.cli import main
-from broker.cluster_local import ClusterError, cluster_up, describe
-from broker.cluster_local_conf import DEFAULT_BASE_PORT, MASTER_NAME, ClusterPlan, Ports
 from broker.config import config_from_mapping
+from broker.devcluster.conf import DEFAULT_BASE_PORT, MASTER_NAME, ClusterPlan, Ports
+from broker.devcluster.launcher import ClusterError, cluster_up, describe
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 TAKEN_ON_THIS_MACHINE = {6379, 5432, 5672, 4222, 1883}

@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 import pytest
 
-from broker.cluster_local import leftover_processes
+from broker.devcluster.launcher import leftover_processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(150)]
 

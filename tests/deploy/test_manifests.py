@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from broker.config import Config, config_from_mapping, load_config
-from broker.config_env import apply_env
-from broker.config_parse import parse_duration
+from broker.config.env import apply_env
+from broker.config.parse import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -20,8 +20,8 @@ from broker.config import (
     load_config,
     user_limited_users,
 )
-from broker.config_env import apply_env
-from broker.config_parse import deep_merge, parse_duration
+from broker.config.env import apply_env
+from broker.config.parse import deep_merge, parse_duration
 
 BASE: dict[str, Any] = {
     "client": {"token": {"hmac_secret_key": "k" * 32}},

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from broker.config_keys import load_keyset
-from broker.config_parse import ConfigError
+from broker.config.keys import load_keyset
+from broker.config.parse import ConfigError
 
 if TYPE_CHECKING:
     from broker.config import ChannelOptions, Config

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from broker.config_parse import DURATION, ConfigError, opt
+from broker.config.parse import DURATION, ConfigError, opt
 from broker.monitor.alerts import DEFAULT_RULES as DEFAULT_ALERT_RULES
 from broker.monitor.alerts import Rule, RuleError, parse_rules
 

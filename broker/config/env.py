@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from broker.config_parse import (
+from broker.config.parse import (
     NAMESPACES,
     ConfigError,
     check_value,

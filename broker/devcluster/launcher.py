@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from broker.cluster_local_conf import DEFAULT_BASE_PORT, MASTER_NAME, ClusterPlan, Ports
+from broker.devcluster.conf import DEFAULT_BASE_PORT, MASTER_NAME, ClusterPlan, Ports
 
 __all__ = ["ClusterError", "add_cluster_parser", "cluster_down", "cluster_up",
            "leftover_processes", "run_cluster"]

@@ -2,7 +2,7 @@
 
 Pure functions, no I/O: :class:`ClusterPlan` picks the layout and renders the Redis,
 Sentinel, Chorus and nginx configs, so tests check them (``nginx -t``, Chorus's own
-config validation) without starting anything. :mod:`broker.cluster_local` writes them
+config validation) without starting anything. :mod:`broker.devcluster.launcher` writes them
 to the state dir and runs the processes.
 
 Default ports (``--base-port 17400``): nginx base, nodes base+1.., Redis primary base+20,

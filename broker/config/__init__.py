@@ -6,7 +6,7 @@ Chorus supports loads unchanged. Chorus-only knobs live in the ``chorus`` sectio
 marked "Chorus extension" below.
 
 Sources, lowest priority first: a JSON/YAML/TOML file, ``CHORUS_<PATH>`` environment
-variables (see :mod:`broker.config_env`), then ``overrides`` (CLI flags). Durations are
+variables (see :mod:`broker.config.env`), then ``overrides`` (CLI flags). Durations are
 stored as float seconds; lists as tuples.
 
 Error handling: :func:`load_config` and :func:`config_from_mapping` raise
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from broker.config_env import apply_env
-from broker.config_ops import CacheConfig, MonitorConfig, NotificationsConfig
-from broker.config_parse import DURATION, NAMESPACES, ConfigError, build, deep_merge, opt, read_file
+from broker.config.env import apply_env
+from broker.config.ops import CacheConfig, MonitorConfig, NotificationsConfig
+from broker.config.parse import DURATION, NAMESPACES, ConfigError, build, deep_merge, opt, read_file
 
 __all__ = [
     "CacheConfig",
@@ -372,7 +372,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     Error handling: ConfigError for unknown keys, bad values or failed cross-field
     checks; the message starts with the key path.
     """
-    from broker.config_checks import validate  # late: config_checks reads Config's shape
+    from broker.config.checks import validate  # late: checks reads Config's shape
 
     config: Config = build(Config, data, "")
     validate(config)
@@ -399,6 +399,6 @@ def load_config(
 
 def dump_starter_config() -> str:
     """A commented YAML starter config with fresh random secrets (``chorus genconfig``)."""
-    from broker.config_starter import starter_config
+    from broker.config.starter import starter_config
 
     return starter_config()

@@ -1,0 +1,58 @@
+"""The thespian internals that ``actors/`` relies on, checked by name and behaviour.
+
+``pyproject.toml`` pins thespian below 4.1 because the runtime reaches past its public
+API for speed (see ``actors/loop.py`` and ``actors/cell.py``). If a new thespian moves
+any of these, this file fails first and says which, instead of the runtime failing in
+some stranger way under load.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+
+from thespian.actors import Actor, ActorExitRequest, ActorSystem, ActorSystemMessage
+
+
+def test_version_is_inside_the_pinned_range() -> None:
+    major, minor, *_ = (int(part) for part in version("thespian").split(".")[:2])
+    assert (major, minor) == (4, 0), "actors/ was written against thespian 4.0.x"
+
+
+def test_simple_system_base_exposes_what_the_runtime_patches() -> None:
+    system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
+    try:
+        base = system._systemBase
+        # Runtime.__init__: skip the per-delivery wakeup scan when no wakeups exist.
+        assert isinstance(base._wakeUps, list | dict)
+        assert callable(base._realizeWakeups)
+        # Runtime: the bound tell it calls directly.
+        assert callable(base.tell)
+        # Cell.start_child_cell and Runtime's pruning: the registry maps address strings
+        # to refs with ``.instance``; ended actors are set to None, never deleted.
+        registry = base.actorRegistry
+        assert isinstance(registry, dict)
+        external = registry[system.systemAddress.actorAddressString]
+        assert hasattr(external, "instance")
+
+        class Probe(Actor):
+            def receiveMessage(self, message: object, sender: object) -> None:
+                pass
+
+        address = system.createActor(Probe)
+        entry = registry.get(address.actorAddressString)
+        assert entry is not None and isinstance(entry.instance, Probe)
+        system.tell(address, ActorExitRequest())
+        assert registry.get(address.actorAddressString) is None
+    finally:
+        system.shutdown()
+
+
+def test_actor_construction_still_asks_for_a_signature() -> None:
+    # Cell precomputes ``__init__.__signature__`` because thespian inspects it per creation
+    # (withPossibleInitArgs); if that moved, the precomputation is dead weight.
+    from thespian.system.utilis import withPossibleInitArgs
+
+    assert "signature" in inspect.getsource(withPossibleInitArgs)
+    # Cell.receiveMessage tells thespian's own messages apart by this base class.
+    assert issubclass(ActorExitRequest, ActorSystemMessage)
