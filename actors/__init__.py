@@ -14,6 +14,7 @@ from actors.errors import (
     CrashNotAllowed,
     InjectedCrash,
     RuntimeClosed,
+    StopRefused,
 )
 from actors.intensity import RestartIntensity
 from actors.loop import Clock, LoopClock, Runtime
@@ -51,6 +52,7 @@ __all__ = [
     "Runtime",
     "RuntimeClosed",
     "StartChild",
+    "StopRefused",
     "Strategy",
     "Supervisor",
     "TerminateChild",

@@ -117,7 +117,7 @@ class Cell(ThespianActor):
         self.actor_id = init.actor_id
         self.parent_id = init.parent_id
         self.incarnation = init.incarnation
-        record = ActorRecord(init.actor_id, init.kind, init.parent_id, cell=self)
+        record = ActorRecord(init.actor_id, init.kind, init.parent_id, init.restart, cell=self)
         record.address = self.myAddress
         self.record = record
         self.runtime.registry.add(record)

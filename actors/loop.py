@@ -29,11 +29,19 @@ from actors.errors import (
     AskTimeout,
     CrashNotAllowed,
     RuntimeClosed,
+    StopRefused,
 )
 from actors.messages import ChildExited, ChildFailed, CrashRequest, Envelope, Init, StopRequest
 from actors.ref import ActorRef
 from actors.registry import Registry
-from actors.supervisor import ChildSpec, RestartChild, StartChild, TerminateChild
+from actors.supervisor import (
+    ChildSpec,
+    Restart,
+    RestartChild,
+    StartChild,
+    Supervisor,
+    TerminateChild,
+)
 
 log = logging.getLogger("actors")
 # simpleSystemBase logs every delivered message at DEBUG: message contents (client frames
@@ -119,7 +127,8 @@ class Runtime:
         if self.root is not None:
             raise RuntimeError("the runtime already has a root")
         address = self._system.createActor(Cell)
-        self._deliver(address, Init(self, spec.id, spec.kind, None, spec.factory))
+        self._deliver(address, Init(self, spec.id, spec.kind, None, spec.factory,
+                                    restart=spec.restart))
         self.root = ActorRef(self, spec.id)
         return self.root
 
@@ -262,22 +271,79 @@ class Runtime:
             raise ActorNotFound(actor_id)
         return record.snapshot()
 
-    def stop_actor(self, actor_id: str) -> None:
-        """Stop an actor gracefully; its supervisor drops it instead of restarting it."""
+    def stop_actor(self, actor_id: str, *, force: bool = False) -> None:
+        """Stop an actor gracefully; its supervisor does not restart it.
+
+        A permanent actor is one the tree must always have (a shard, a monitor, a
+        supervisor): stopped, it would stay down for good while its supervisor keeps its
+        spec, so that is refused unless ``force`` (tests, or an operator who means it;
+        ``restart_actor`` brings it back). Temporary and transient actors stop freely.
+
+        Raises ActorNotFound if no live actor has that id, StopRefused for a permanent
+        actor without ``force``.
+        """
         record = self.registry.get(actor_id)
         if record is None:
             raise ActorNotFound(actor_id)
+        if record.restart is Restart.PERMANENT and not force:
+            raise StopRefused(actor_id, record.parent)
         if record.parent is None:
             self.tell(actor_id, StopRequest("stopped by admin"))
         else:
             self.tell(record.parent, TerminateChild(actor_id))
 
     def restart_actor(self, actor_id: str) -> None:
-        """Stop an actor and start a fresh instance (does not count toward intensity)."""
+        """Stop an actor and start a fresh instance (does not count toward intensity).
+
+        Also starts a child its supervisor declares but is not running (one stopped with
+        ``stop_actor(force=True)``). Raises ActorNotFound for the root and unknown ids.
+        """
         record = self.registry.get(actor_id)
-        if record is None or record.parent is None:
+        parent = record.parent if record is not None else self._declaring_supervisor(actor_id)
+        if parent is None:
             raise ActorNotFound(actor_id)
-        self.tell(record.parent, RestartChild(actor_id))
+        self.tell(parent, RestartChild(actor_id))
+
+    def _supervisor(self, actor_id: str) -> Supervisor | None:
+        """The live Supervisor behaviour of ``actor_id``, or None (read in place: the
+        runtime and every actor run on this thread, so nothing changes under us)."""
+        record = self.registry.get(actor_id)
+        cell = None if record is None else record.cell
+        behavior = None if cell is None or not cell.alive else cell.behavior
+        return behavior if isinstance(behavior, Supervisor) else None
+
+    def _declaring_supervisor(self, actor_id: str) -> str | None:
+        """The id of the live supervisor holding a spec for ``actor_id``, if any.
+
+        Child ids are ``<supervisor id>/<spec id>`` (see ``Supervisor._full_id``)."""
+        parent_id = actor_id.rpartition("/")[0]
+        sup = self._supervisor(parent_id) if parent_id else None
+        return parent_id if sup is not None and sup.declares(actor_id) else None
+
+    def missing_children(self) -> list[str]:
+        """Permanent children the tree declares that are not running, breadth first.
+
+        Walks from the root through live supervisors' specs (not the registry), so a
+        child that was stopped for good, or is between a kill and its restart, shows up.
+        A missing supervisor is reported alone (its own children are not declared by
+        anything live). Temporary children's subtrees are not walked: they are never
+        restarted, so nothing under them is a standing part of the tree.
+        """
+        missing: list[str] = []
+        pending = deque([self.root.id] if self.root is not None else [])
+        while pending:
+            sup = self._supervisor(pending.popleft())
+            if sup is None:
+                continue
+            for child_id, restart, running in sup.child_status():
+                if restart is Restart.TEMPORARY:
+                    continue
+                if not running or child_id not in self.registry:
+                    if restart is Restart.PERMANENT:
+                        missing.append(child_id)
+                else:
+                    pending.append(child_id)
+        return missing
 
     def crash_actor(self, actor_id: str, reason: str = "crash injected") -> None:
         """Make an actor fail as if its code raised. Tests and demonstrations only.

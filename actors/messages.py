@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from actors.actor import Actor
     from actors.loop import Runtime
+    from actors.supervisor import Restart
 
 
 @dataclass(slots=True)
@@ -27,6 +28,7 @@ class Init:
     parent_id: str | None
     factory: Callable[[], Actor]
     incarnation: int = 0
+    restart: Restart | None = None  # the child spec's restart type (introspection, stop)
 
 
 @dataclass(slots=True)

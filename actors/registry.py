@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actors.cell import Cell
+    from actors.supervisor import Restart
 
 
 @dataclass(slots=True)
@@ -31,6 +32,7 @@ class ActorRecord:
     id: str
     kind: str
     parent: str | None
+    restart: Restart | None = None  # from the child spec: what its supervisor does on exit
     state: str = "starting"  # starting | running | stopping | failed | stopped
     restarts: int = 0
     messages: int = 0
@@ -45,6 +47,7 @@ class ActorRecord:
             "id": self.id,
             "kind": self.kind,
             "parent": self.parent,
+            "restart": None if self.restart is None else self.restart.value,
             "state": self.state,
             "restarts": self.restarts,
             "messages": self.messages,

@@ -13,6 +13,11 @@ Failure policy:
 
 Stopping is ordered: children stop one at a time in reverse start order, each given its
 spec's ``shutdown`` seconds for a graceful stop before it is killed.
+
+Admin stop (``TerminateChild``, as OTP's ``terminate_child``): the child is stopped and not
+restarted. A temporary child's spec is dropped; any other keeps its spec, not running, so
+introspection (``child_status``, readiness) still sees it as missing and ``RestartChild``
+starts it again.
 """
 
 from __future__ import annotations
@@ -181,11 +186,19 @@ class Supervisor(Actor):
         elif isinstance(message, RestartChild):
             self._restart_one(message.child_id)
         elif isinstance(message, WhichChildren):
-            return [(cid, c.spec.restart.value, c.address is not None)
-                    for cid, c in self._children.items()]
+            return [(cid, restart.value, running) for cid, restart, running in self.child_status()]
         else:
             return super().receive(message)
         return None
+
+    # -- introspection (the runtime reads these synchronously, from the loop thread) ------
+    def child_status(self) -> list[tuple[str, Restart, bool]]:
+        """Every child spec held, in start order: (full id, restart type, running now)."""
+        return [(cid, c.spec.restart, c.address is not None) for cid, c in self._children.items()]
+
+    def declares(self, child_id: str) -> bool:
+        """True when this supervisor holds a spec for ``child_id`` (running or not)."""
+        return child_id in self._children
 
     # -- starting ------------------------------------------------------------------------
     def _full_id(self, spec: ChildSpec) -> str:
@@ -204,7 +217,7 @@ class Supervisor(Actor):
         child.incarnation = next(_incarnations)
         child.address = cell.start_child_cell(Init(self.runtime, full_id, child.spec.kind,
                                                    self.id, child.spec.factory,
-                                                   child.incarnation))
+                                                   child.incarnation, child.spec.restart))
 
     # -- failures ------------------------------------------------------------------------
     def _child_down(self, child_id: str, incarnation: int, abnormal: bool, reason: str) -> None:
@@ -274,13 +287,18 @@ class Supervisor(Actor):
         if child is None:
             return
 
-        def forget() -> None:
-            self._children.pop(child_id, None)
+        def done() -> None:
+            # A temporary child's spec goes; any other stays, not running, so the tree
+            # still knows it is missing and RestartChild can bring it back.
+            current = self._children.get(child_id)
+            if current is not None and current.spec.restart is Restart.TEMPORARY:
+                del self._children[child_id]
+                self.runtime.registry.forget_history(child_id)
 
         if child.address is None:
-            forget()
+            done()
         else:
-            self._stop_children([child_id], forget)
+            self._stop_children([child_id], done)
 
     def _restart_one(self, child_id: str) -> None:
         child = self._children.get(child_id)

@@ -11,8 +11,11 @@ console files needs ``Authorization: Bearer <admin.secret or session token>``, e
 With ``admin.enabled`` false nothing is registered, so every admin path is a 404.
 
 Error handling: failures are JSON ``{"error": "..."}`` with 400 (bad input), 403 (crash
-not allowed), 404 (no such actor, connection), 409 (refused: any action on the root) or 503
-(node not running); an engine error while reading a channel is a 502.
+not allowed), 404 (no such actor, connection), 409 (refused: any action on the root, or a
+stop of a permanent actor — a shard, a monitor, a supervisor — which would leave it down
+for good; restart it instead), 429 (login throttled, with ``Retry-After``) or 503 (node
+not running); an engine error while reading a channel is a 502. ``restart`` also starts a
+permanent child that is declared but not running.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from actors import ActorNotFound, CrashNotAllowed
+from actors import ActorNotFound, CrashNotAllowed, StopRefused
 from broker.admin import auth, views
 from broker.connection.actor import Disconnect
 from broker.connection.commands import ServerUnsubscribe
@@ -163,8 +166,9 @@ async def alerts(request: web.Request, node: Node) -> Any:
 
 
 async def actor_action(request: web.Request, node: Node) -> Any:
-    actor_id = _actor_id(request, node)
     action = request.match_info["action"]
+    # restart may target a declared child that is not running (to bring it back)
+    actor_id = request.match_info["id"] if action == "restart" else _actor_id(request, node)
     runtime = node.runtime
     if actor_id == ROOT_ID:
         raise AdminError(409, "the root cannot be stopped, restarted or crashed; stop the process")
@@ -174,7 +178,10 @@ async def actor_action(request: web.Request, node: Node) -> Any:
         except CrashNotAllowed:
             raise AdminError(403, "crashing actors needs admin.allow_crash_actor") from None
     elif action == "stop":
-        runtime.stop_actor(actor_id)
+        try:
+            runtime.stop_actor(actor_id)
+        except StopRefused as refused:
+            raise AdminError(409, f"{refused}: POST {API}/actors/{actor_id}/restart") from None
     else:
         try:
             runtime.restart_actor(actor_id)

@@ -1,15 +1,15 @@
-"""Readiness of a node: engine link up, supervision tree healthy, not draining.
+"""Readiness of a node: engine link up, supervision tree whole, not draining.
 
 ``GET /ready`` answers 200 only when every check passes, so a load balancer stops
-sending new clients to a node that is draining, lost its engine, or whose tree has a
+sending new clients to a node that is draining, lost its engine, or whose tree is short
+of a permanent actor (any shard, the engine link, a monitor, a supervisor: whatever the
+supervisors' child specs declare permanent, see ``Runtime.missing_children``) or has a
 supervisor that gave up. Liveness (``GET /health``) is only "the loop answers".
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from broker.names import TOP_LEVEL
 
 if TYPE_CHECKING:
     from broker.node import Node
@@ -22,8 +22,7 @@ def tree_problems(node: Node) -> list[str]:
     runtime = node.runtime
     if runtime.root_down is not None:
         return [f"root supervisor is down: {runtime.root_down!r}"]
-    problems = [f"{actor_id} is not running" for actor_id in TOP_LEVEL
-                if actor_id not in runtime.registry]
+    problems = [f"{actor_id} is not running" for actor_id in runtime.missing_children()]
     for actor_id in runtime.registry.ids():
         record = runtime.registry.get(actor_id)
         if record is not None and record.kind in SUPERVISOR_KINDS and record.state == "failed":

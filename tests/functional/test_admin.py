@@ -131,13 +131,52 @@ async def test_crash_restart_stop_actions() -> None:
         assert sdk.value(pub.data) == {"after": "crash"}, "subscribers keep receiving"
         assert (await call(node, "POST", f"actors/{shard}/restart"))[0] == 200
         assert (await call(node, "GET", f"actors/{shard}"))[1]["restarts"] == 2
-        assert (await call(node, "POST", "actors/chorus/monitors/alerts/stop"))[0] == 200
-        await wait_until(lambda: "chorus/monitors/alerts" not in node.node.runtime.registry,
-                         "the alert actor to stop")
-        assert (await call(node, "GET", "actors/chorus/monitors/alerts"))[0] == 404
+        connection = f"chorus/connections/{sdk.client_id}"  # temporary: stopping is fine
+        assert (await call(node, "POST", f"actors/{connection}/stop"))[0] == 200
+        await wait_until(lambda: connection not in node.node.runtime.registry,
+                         "the connection actor to stop")
+        assert sdk.client_id not in node.node.connections
+        assert (await call(node, "GET", f"actors/{connection}"))[0] == 404
         assert (await call(node, "POST", "actors/chorus/stop"))[0] == 409
         assert (await call(node, "POST", "actors/chorus/crash"))[0] == 409
         assert (await call(node, "POST", "actors/chorus/nope/restart"))[0] == 404
+
+
+@pytest.mark.parametrize("actor", ["shards/shard-{shard}", "shards", "monitors/alerts",
+                                   "engine/link"])
+async def test_stopping_a_permanent_actor_is_refused_and_the_shard_still_delivers(
+        actor: str) -> None:
+    async with run_node(config()) as node, sdk_client(node, user="sam") as sdk:
+        _, events = await sdk.subscribe("room:s")
+        shard = node.node.shard_of("room:s")
+        actor_id = "chorus/" + actor.format(shard=shard)
+        status, body = await call(node, "POST", f"actors/{actor_id}/stop")
+        assert status == 409
+        assert f"refused to stop {actor_id}" in body["error"]
+        assert f"/admin/api/actors/{actor_id}/restart" in body["error"]
+        snapshot = node.node.runtime.actor(actor_id)
+        assert (snapshot["state"], snapshot["restarts"]) == ("running", 0)
+        assert (await call(node, "POST", f"actors/{actor_id}/stop"))[0] == 409  # still
+        status, _ = await node.api("publish", {"channel": "room:s", "data": {"n": 1}})
+        assert status == 200
+        assert sdk.value((await next_event(events.publications)).data) == {"n": 1}
+        async with node.session.get(f"http://127.0.0.1:{node.port}/ready") as response:
+            assert response.status == 200
+
+
+async def test_restart_brings_back_a_permanent_child_that_is_not_running() -> None:
+    async with run_node(config()) as node, sdk_client(node, user="ray") as sdk:
+        shard = f"chorus/shards/shard-{node.node.shard_of('room:r')}"
+        node.node.runtime.stop_actor(shard, force=True)  # below the API: the runtime's own
+        await wait_until(lambda: shard not in node.node.runtime.registry, "the shard to stop")
+        assert (await call(node, "GET", f"actors/{shard}"))[0] == 404
+        status, body = await call(node, "POST", f"actors/{shard}/restart")
+        assert (status, body["action"]) == (200, "restart")
+        assert node.node.runtime.actor(shard)["state"] == "running"
+        _, events = await sdk.subscribe("room:r")
+        await node.api("publish", {"channel": "room:r", "data": {"back": True}})
+        assert sdk.value((await next_event(events.publications)).data) == {"back": True}
+        assert (await call(node, "POST", "actors/chorus/shards/nope/restart"))[0] == 404
 
 
 async def test_crash_is_forbidden_unless_allowed() -> None:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.functional.conftest import (
@@ -113,7 +114,7 @@ async def test_health_and_ready() -> None:
             assert response.status == 503
             assert "engine link is down" in (await response.json())["problems"]
         del node.node.engine.link_up  # type: ignore[attr-defined]
-        node.node.runtime.stop_actor("chorus/monitors")
+        node.node.runtime.stop_actor("chorus/monitors", force=True)
         async with node.session.get(f"{base}/ready") as response:
             assert response.status == 503
             assert (await response.json())["problems"] == ["chorus/monitors is not running"]
@@ -121,6 +122,24 @@ async def test_health_and_ready() -> None:
         async with node.session.get(f"{base}/ready") as response:
             assert response.status == 503
             assert "draining" in (await response.json())["problems"]
+
+
+@pytest.mark.parametrize("actor", ["shards/shard-3", "engine/link", "monitors/node",
+                                   "monitors/alerts", "shards"])
+async def test_ready_is_false_while_a_permanent_child_is_missing(actor: str) -> None:
+    actor_id = f"chorus/{actor}"
+    async with run_node(config()) as node:
+        url = f"http://127.0.0.1:{node.port}/ready"
+        runtime = node.node.runtime
+        runtime.stop_actor(actor_id, force=True)  # the supervisor keeps it, not running
+        await wait_until(lambda: actor_id not in runtime.registry, f"{actor_id} to stop")
+        async with node.session.get(url) as response:
+            report = await response.json()
+            assert response.status == 503 and report["checks"]["tree"] is False
+            assert report["problems"] == [f"{actor_id} is not running"]
+        runtime.restart_actor(actor_id)
+        async with node.session.get(url) as response:
+            assert response.status == 200, await response.text()
 
 
 async def test_grafana_dashboard_uses_only_exposed_metrics() -> None:

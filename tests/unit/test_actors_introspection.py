@@ -14,6 +14,7 @@ from actors import (
     CrashNotAllowed,
     Restart,
     Runtime,
+    StopRefused,
     WhichChildren,
     supervisor,
 )
@@ -79,24 +80,70 @@ async def test_crash_actor_is_refused_without_the_flag() -> None:
     await rt.shutdown(1.0)
 
 
-async def test_stop_actor_stops_gracefully_and_it_is_not_restarted(runtime: Runtime) -> None:
+async def test_stop_actor_refuses_a_permanent_actor_and_leaves_it_running(
+    runtime: Runtime,
+) -> None:
+    events: Events = []
+    build(runtime, events)
+    runtime.tell("root/a", "inc")
+    events.clear()
+    for actor_id in ("root/a", "root/inner", "root/inner/x", "root"):
+        with pytest.raises(StopRefused, match=f"refused to stop {actor_id}: .*restart it"):
+            runtime.stop_actor(actor_id)
+    assert events == []
+    assert count(runtime, "root/a") == 1  # the same incarnation, state intact
+    assert runtime.actor("root/a")["restart"] == "permanent"
+    assert runtime.missing_children() == []
+
+
+async def test_stop_actor_stops_temporary_and_transient_children(runtime: Runtime) -> None:
+    events: Events = []
+    build(runtime, events)
+    runtime.start_child("root/inner", worker(events, "tmp", Restart.TEMPORARY))
+    runtime.start_child("root/inner", worker(events, "tra", Restart.TRANSIENT))
+    events.clear()
+    runtime.stop_actor("root/inner/tmp")
+    runtime.stop_actor("root/inner/tra")
+    assert events == [("stop", "root/inner/tmp"), ("stop", "root/inner/tra")]
+    assert sorted(runtime.registry.ids()) == ["root", "root/a", "root/inner", "root/inner/x"]
+    # the temporary spec is gone; the transient one is kept, not running, and not "missing"
+    assert await runtime.ask("root/inner", WhichChildren()) == [
+        ("root/inner/x", "permanent", True), ("root/inner/tra", "transient", False)]
+    assert runtime.missing_children() == []
+
+
+async def test_forced_stop_keeps_the_spec_reports_it_missing_and_restart_brings_it_back(
+    runtime: Runtime,
+) -> None:
     events: Events = []
     build(runtime, events)
     events.clear()
-    runtime.stop_actor("root/a")
+    runtime.stop_actor("root/a", force=True)
     assert events == [("stop", "root/a")]
     assert "root/a" not in runtime.registry
-    assert [c[0] for c in await runtime.ask("root", WhichChildren())] == ["root/inner"]
+    assert await runtime.ask("root", WhichChildren()) == [
+        ("root/a", "permanent", False), ("root/inner", "permanent", True)]
+    assert runtime.missing_children() == ["root/a"]
     assert live_thespian_actors(runtime) == len(runtime.registry) == 3
+    runtime.restart_actor("root/a")
+    assert events[-1] == ("start", "root/a")
+    assert runtime.actor("root/a")["state"] == "running"
+    assert runtime.missing_children() == []
 
 
-async def test_stop_actor_on_a_supervisor_stops_its_subtree(runtime: Runtime) -> None:
+async def test_forced_stop_of_a_supervisor_reports_only_the_supervisor_missing(
+    runtime: Runtime,
+) -> None:
     events: Events = []
     build(runtime, events)
     events.clear()
-    runtime.stop_actor("root/inner")
+    runtime.stop_actor("root/inner", force=True)
     assert events == [("stop", "root/inner/x")]
     assert sorted(runtime.registry.ids()) == ["root", "root/a"]
+    assert runtime.missing_children() == ["root/inner"]
+    runtime.restart_actor("root/inner")
+    assert sorted(runtime.registry.ids()) == ["root", "root/a", "root/inner", "root/inner/x"]
+    assert runtime.missing_children() == []
 
 
 async def test_restart_actor_gives_a_fresh_instance(runtime: Runtime) -> None:

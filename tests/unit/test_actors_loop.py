@@ -117,7 +117,7 @@ async def test_stopping_the_actor_cancels_its_effects_and_no_callback_runs(
     runtime.start(one(ChildSpec("e", lambda: Effects(probe, gate))))
     runtime.tell("root/e", ("forever", None))
     await asyncio.sleep(0)  # let the coroutine start and block on the gate
-    runtime.stop_actor("root/e")
+    runtime.stop_actor("root/e", force=True)
     await probe.wait_for(lambda m: ("cancelled", "root/e") in m)
     gate.set()
     for _ in range(3):
@@ -198,7 +198,7 @@ async def test_timers_are_dropped_when_the_actor_stops_or_fails(
     runtime.tell("root/t", ("once", 1.0))
     runtime.tell("root/t", ("every", 1.0))
     if how == "stop":
-        runtime.stop_actor("root/t")
+        runtime.stop_actor("root/t", force=True)
     else:
         runtime.tell("root/t", "crash")  # restarted as a fresh instance without timers
     assert clock.pending == 0

@@ -290,7 +290,7 @@ async def test_a_failure_during_a_stop_is_handled_after_it(
         ChildSpec("slow", lambda: Lingering(events), shutdown=3.0),
         worker(events, "x", restart),
     ]))
-    runtime.stop_actor("root/slow")  # the supervisor now waits up to 3 s for it
+    runtime.stop_actor("root/slow", force=True)  # the supervisor now waits up to 3 s for it
     assert events[-1] == ("linger", "root/slow")
     runtime.tell("root/x", "crash")  # fails while the stop is in progress
     clock.advance(3.0)  # slow is killed; the supervisor handles x's failure now

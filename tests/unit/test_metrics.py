@@ -87,7 +87,7 @@ async def test_actor_restarts_by_kind_never_decrease(node: Node) -> None:
     samples = scrape(node)
     assert value(samples, "chorus_actor_restarts_total", kind="shard") == 2
     assert value(samples, "chorus_actors", kind="shard") == 2
-    node.runtime.stop_actor("chorus/shards/shard-1")  # its record (and count) goes away
+    node.runtime.stop_actor("chorus/shards/shard-1", force=True)  # its record (and count) goes away
     assert value(scrape(node), "chorus_actor_restarts_total", kind="shard") == 2
 
 

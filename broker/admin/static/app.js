@@ -60,8 +60,10 @@ function actorRow(actor) {
   if (actor.parent) {
     buttons.push(el("button", { class: "small", "data-action": "restart", title: "Restart",
       onclick: (e) => { e.stopPropagation(); act("restart " + id, () => post("actors/" + id + "/restart")); } }, "restart"));
-    buttons.push(el("button", { class: "small", "data-action": "stop", title: "Stop",
-      onclick: (e) => { e.stopPropagation(); if (confirm("Stop " + id + "?")) act("stop " + id, () => post("actors/" + id + "/stop")); } }, "stop"));
+    if (actor.restart !== "permanent") {  // the API refuses (409): it would stay down for good
+      buttons.push(el("button", { class: "small", "data-action": "stop", title: "Stop",
+        onclick: (e) => { e.stopPropagation(); if (confirm("Stop " + id + "?")) act("stop " + id, () => post("actors/" + id + "/stop")); } }, "stop"));
+    }
   }
   if (state.allowCrash && actor.parent) {  // crashing the root would end the whole tree
     buttons.push(el("button", { class: "small danger", "data-action": "crash", title: "Inject a crash",
