@@ -33,6 +33,7 @@ from aiohttp import web
 from actors import Runtime
 from broker.admin.routes import install_admin
 from broker.config import Config, load_config
+from broker.config.checks import config_warnings
 from broker.connection.actor import Disconnect
 from broker.engine.base import Engine
 from broker.metrics import install_metrics
@@ -141,6 +142,8 @@ def create_app(config: Config | None = None) -> web.Application:
 async def _node_context(app: web.Application) -> AsyncIterator[None]:
     state = app[NODE]
     config = state.config
+    for warning in config_warnings(config):
+        log.warning("config: %s", warning)
     engine = make_engine(config)
     runtime = Runtime(allow_crash=config.admin.allow_crash_actor,
                       on_root_failure=lambda event: log.critical("actor tree failed: %r", event))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.config import Config, ConfigError, dump_starter_config, load_config
+from broker.config.checks import config_warnings
 from broker.devcluster.launcher import add_cluster_parser, run_cluster
 
 PROG = "chorus"
@@ -227,6 +228,8 @@ def _checkconfig(args: argparse.Namespace) -> int:
         config = load_config(args.file)
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
+    for warning in config_warnings(config):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     print(f"config OK: {summary(config)}")
     return EXIT_OK
 

@@ -9,8 +9,10 @@ namespace (``Config.namespace_of`` folds unconfigured names into one value), HTT
 endpoints by route pattern, actors by kind.
 
 ``GET /metrics`` serves the registry in the Prometheus text format (OpenMetrics when
-the scraper asks for it). It needs ``Authorization: Bearer <admin.secret>`` unless
-``prometheus.insecure`` is true.
+the scraper asks for it). It needs ``Authorization: Bearer <prometheus.token>`` unless
+``prometheus.insecure`` is true; nothing else opens it (not ``admin.secret``), and the
+token opens nothing else, so a scraper's credential cannot act on the node. With no
+token and not insecure, every scrape is a 401 whose text names ``prometheus.token``.
 
 Error handling: the collector tolerates engines without ``statistics()``,
 ``link_up`` or ``reconnects``; a metric that cannot be read is left out of that
@@ -271,9 +273,12 @@ def bearer_matches(request: web.Request, secret: str) -> bool:
 async def metrics_handler(request: web.Request) -> web.Response:
     state = request.app[NODE]
     config = state.config
-    if not config.prometheus.insecure and not bearer_matches(request, config.admin.secret):
-        return web.Response(status=401, text="unauthorized: send Authorization: Bearer "
-                                             "<admin.secret> or set prometheus.insecure\n")
+    prometheus = config.prometheus
+    if not prometheus.insecure and not bearer_matches(request, prometheus.token):
+        unset = "" if prometheus.token else "prometheus.token is not set; "
+        return web.Response(status=401, text=f"unauthorized: {unset}send Authorization: "
+                                             "Bearer <prometheus.token> or set "
+                                             "prometheus.insecure\n")
     body, content_type = state.node.metrics.exposition(request.headers.get("Accept", ""))
     response = web.Response(body=body)
     response.content_type = content_type  # set apart: aiohttp rejects ";" in the argument

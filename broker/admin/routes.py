@@ -4,7 +4,9 @@ Reads: ``GET tree``, ``actors/{id}``, ``connections``, ``connections/{id}``, ``c
 ``channels/{name}``, ``nodes``, ``alerts``, ``session``. Actions (``POST``):
 ``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``, ``unsubscribe``
 (``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``), and
-``login`` (``{"password"}`` → ``{"token", "expires_at"}``).
+``login`` (``{"password"}`` → ``{"token", "expires_at"}``; after 5 wrong passwords from
+one address within a minute, 429 with ``Retry-After`` until the oldest is a minute old;
+a correct one clears the count — see ``broker.admin.throttle``).
 
 Authentication (see ``broker.admin.auth``): every route but ``login`` and the static
 console files needs ``Authorization: Bearer <admin.secret or session token>``, else 401.
@@ -20,6 +22,8 @@ permanent child that is declared but not running.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from aiohttp import web
 
 from actors import ActorNotFound, CrashNotAllowed, StopRefused
 from broker.admin import auth, views
+from broker.admin.throttle import LoginThrottle
 from broker.connection.actor import Disconnect
 from broker.connection.commands import ServerUnsubscribe
 from broker.names import ROOT_ID, connection_id
@@ -40,6 +45,7 @@ API = "/admin/api"
 STATIC = Path(__file__).parent / "static"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 
 
 class AdminError(Exception):
@@ -90,7 +96,17 @@ def guarded(handler: Callable[[web.Request, Node], Awaitable[Any]]) -> Handler:
 
 
 async def login(request: web.Request) -> web.Response:
+    """Password → session token, throttled per client address (``request.remote``:
+    behind a proxy that is the proxy's address unless it passes the client's through)."""
     admin = request.app[NODE].config.admin
+    throttle = request.app[LOGIN_THROTTLE]
+    address, now = request.remote or "", time.monotonic()
+    wait = throttle.retry_after(address, now)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        response = _json({"error": f"too many failed logins; retry in {seconds}s"}, 429)
+        response.headers["Retry-After"] = str(seconds)
+        return response
     try:
         body = await _body(request)
     except AdminError as error:
@@ -98,7 +114,9 @@ async def login(request: web.Request) -> web.Response:
     password = body.get("password")
     if not admin.insecure and not (isinstance(password, str)
                                    and auth.password_matches(admin.password, password)):
+        throttle.failed(address, now)
         return _json({"error": "wrong password"}, 401)
+    throttle.succeeded(address)
     token = auth.issue_session(admin.secret) if admin.secret else "insecure"
     return _json({"token": token, "expires_at": auth.session_expiry(token) or None})
 
@@ -243,6 +261,7 @@ def install_admin(app: web.Application) -> None:
     if not app[NODE].config.admin.enabled:
         return
     add_get, add_post = app.router.add_get, app.router.add_post
+    app[LOGIN_THROTTLE] = LoginThrottle()
     add_post(f"{API}/login", login)
     for path, read in (("session", session), ("tree", tree), ("connections", connections),
                        ("channels", channels), ("nodes", nodes), ("alerts", alerts)):

@@ -289,7 +289,10 @@ class PrometheusConfig:
     # Centrifugo defaults to false; Chorus serves /metrics unless told not to
     # ("observable always").
     enabled: bool = opt(True)
-    # /metrics needs "Authorization: Bearer <admin.secret>" unless this is true.
+    # Chorus extension: the only bearer /metrics accepts ("Authorization: Bearer <token>"),
+    # kept apart from admin.secret so a scraper's credential opens nothing else.
+    token: str = opt("")
+    # /metrics needs the token unless this is true.
     insecure: bool = opt(False)
 
 

@@ -30,6 +30,24 @@ def validate(config: Config) -> None:
     _check_channels(config)
     _check_personal_channel(config)
     _check_http_api_and_admin(config)
+    _check_prometheus(config)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What loads but will not work as someone probably expects, each naming its key.
+
+    ``chorus checkconfig`` prints these and a starting node logs them. A missing
+    ``prometheus.token`` is a warning, not an error as a missing ``admin.secret`` is:
+    the admin API is off unless ``admin.enabled`` asks for it, while ``/metrics`` is on
+    by default, and refusing would stop every config that never mentions Prometheus
+    (any Centrifugo config) from starting. ``/metrics`` then answers 401 naming the key.
+    """
+    prometheus = config.prometheus
+    if prometheus.enabled and not prometheus.insecure and not prometheus.token:
+        return ["prometheus.token: not set, so GET /metrics refuses every scrape (401); "
+                "set it and send it as the scraper's bearer token, set "
+                "prometheus.insecure: true, or prometheus.enabled: false"]
+    return []
 
 
 def _check_http_server(config: Config) -> None:
@@ -177,3 +195,10 @@ def _check_http_api_and_admin(config: Config) -> None:
                 raise ConfigError(
                     f"admin.{name}: required when admin.enabled (unless admin.insecure is true)"
                 )
+
+
+def _check_prometheus(config: Config) -> None:
+    token = config.prometheus.token
+    if token and token == config.admin.secret:
+        raise ConfigError("prometheus.token: must differ from admin.secret (a scraper's "
+                          "credential must not open the admin API)")

@@ -53,7 +53,7 @@ client:
   # subscription_token:   # separate keys for subscription JWTs (default: client.token's)
   #   enabled: true
   #   hmac_secret_key: ""
-  allowed_origins: []   # browser origins allowed to connect, e.g. ["https://example.com"]
+  allowed_origins: []   # browser origins allowed, e.g. ["https://example.com"]; [] = same origin
   insecure: false       # true = no token needed and every channel open (development only!)
   allow_anonymous_connect_without_token: false
   ping_interval: 25s
@@ -98,7 +98,9 @@ admin:
 
 prometheus:
   enabled: true                # metrics at /metrics
-  insecure: false              # true: scrape without "Authorization: Bearer <admin.secret>"
+  # Prometheus sends "Authorization: Bearer <token>"; it opens /metrics and nothing else.
+  token: "{prometheus_token}"
+  insecure: false              # true: scrape without a token
 
 monitor:
   interval: 1s                 # node monitor sampling period
@@ -121,4 +123,5 @@ def starter_config() -> str:
         api_key=secrets.token_urlsafe(24),
         admin_password=secrets.token_urlsafe(12),
         admin_secret=secrets.token_urlsafe(32),
+        prometheus_token=secrets.token_urlsafe(32),
     )

@@ -176,7 +176,9 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
+            # Host as the client sent it, port included: with no client.allowed_origins,
+            # Chorus compares a browser's Origin with Host ($host would drop the port).
+            proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;

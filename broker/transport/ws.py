@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from functools import partial
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -25,12 +26,26 @@ log = logging.getLogger("chorus.ws")
 SUBPROTOCOLS = ("centrifuge-protobuf", "centrifuge-json")
 
 
-def origin_allowed(allowed: tuple[str, ...], origin: str | None) -> bool:
-    """Centrifugo's rule: no list means same-origin only is not enforced for non-browsers;
-    with a list, a present Origin must match an entry (``*`` matches any)."""
-    if origin is None or not allowed:
+def origin_allowed(allowed: tuple[str, ...], origin: str | None, host: str | None) -> bool:
+    """Centrifugo's rule for a WebSocket upgrade's ``Origin`` header.
+
+    No ``Origin`` (a non-browser client: the SDKs for Node, Python, Go ...): allowed.
+    With ``client.allowed_origins`` set, the Origin must match an entry (``*`` matches
+    any). Without it, browsers are held to the same origin: the Origin's host[:port]
+    must equal the request's ``Host`` header (case-insensitive, the scheme not
+    compared, as Centrifugo's ``checkSameHost``), so a page on another site cannot open
+    a socket riding on its visitor's cookies or network position. ``Origin: null``
+    (sandboxed frames, ``file:``) has no host and is refused.
+    """
+    if origin is None:
         return True
-    return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
+    if allowed:
+        return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
+    try:
+        origin_host = urlsplit(origin).netloc
+    except ValueError:  # a malformed Origin (bad IPv6 brackets, ...)
+        return False
+    return bool(origin_host) and host is not None and origin_host.lower() == host.lower()
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
@@ -38,7 +53,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     config = node.config
     if node.draining:
         raise web.HTTPServiceUnavailable(text="node is draining")
-    if not origin_allowed(config.client.allowed_origins, request.headers.get("Origin")):
+    if not origin_allowed(config.client.allowed_origins, request.headers.get("Origin"),
+                          request.headers.get("Host")):
         log.info("refused WebSocket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed")
     ws = web.WebSocketResponse(

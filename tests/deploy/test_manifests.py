@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 SECRETS = {"CHORUS_CLIENT_TOKEN_HMAC_SECRET_KEY": "s" * 32, "CHORUS_HTTP_API_KEY": "k",
-           "CHORUS_ADMIN_PASSWORD": "p", "CHORUS_ADMIN_SECRET": "a"}
+           "CHORUS_ADMIN_PASSWORD": "p", "CHORUS_ADMIN_SECRET": "a",
+           "CHORUS_PROMETHEUS_TOKEN": "m"}
 
 
 def compose() -> dict[str, Any]:
@@ -82,6 +83,8 @@ def test_dockerfile_copies_only_files_that_exist_and_are_not_ignored() -> None:
 def test_image_config_validates_with_secrets_from_the_environment() -> None:
     config = load_config(DEPLOY / "chorus" / "image-config.yaml", env=SECRETS)
     assert config.http_server.port == 8000 and config.engine.type == "memory"
+    assert config.prometheus.token == SECRETS["CHORUS_PROMETHEUS_TOKEN"]
+    assert "CHORUS_PROMETHEUS_TOKEN" in (DEPLOY / "chorus" / "image-config.yaml").read_text()
 
 
 def test_entrypoint_is_valid_sh_and_raises_the_open_file_limit() -> None:
@@ -115,6 +118,7 @@ def test_compose_chorus_nodes_validate_and_stop_after_their_drain() -> None:
         env = {k: SECRETS.get(k, v) for k, v in service["environment"].items()}
         config = config_from_mapping(apply_env(cluster, env, Config))
         assert config.chorus.node_name == name
+        assert config.prometheus.token == SECRETS["CHORUS_PROMETHEUS_TOKEN"]
         assert grace(service["stop_grace_period"]) > config.chorus.shutdown_timeout
         assert service["stop_signal"] == "SIGTERM"
         assert service["ulimits"]["nofile"]["soft"] >= 1048576
@@ -144,17 +148,23 @@ def test_compose_nginx_balances_the_chorus_nodes_with_websocket_upgrade() -> Non
     assert "proxy_set_header Connection $connection_upgrade" in conf
 
 
-def test_compose_prometheus_scrapes_every_node_with_the_admin_secret() -> None:
+def test_compose_prometheus_scrapes_every_node_with_the_scrape_token_only() -> None:
     spec = compose()
     prometheus = spec["services"]["prometheus"]
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     job = config["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == [f"{n}:8000" for n in CHORUS_NODES]
-    (secret,) = prometheus["secrets"]
-    assert spec["secrets"][secret] == {"environment": "CHORUS_ADMIN_SECRET"}
+    (secret,) = prometheus["secrets"]  # the only credential Prometheus is given
+    assert spec["secrets"][secret] == {"environment": "CHORUS_PROMETHEUS_TOKEN"}
     assert job["authorization"] == {"type": "Bearer",
                                     "credentials_file": f"/run/secrets/{secret}"}
+    assert "ADMIN" not in str(prometheus) and "admin" not in str(job)
+    for name in CHORUS_NODES:  # the nodes expect what Prometheus sends
+        token = spec["services"][name]["environment"]["CHORUS_PROMETHEUS_TOKEN"]
+        assert token.startswith("${CHORUS_PROMETHEUS_TOKEN:?")
+    env_example = (DEPLOY / "env.example").read_text().splitlines()
+    assert "CHORUS_PROMETHEUS_TOKEN=" in env_example
     cluster = yaml.safe_load((DEPLOY / "chorus" / "cluster.yaml").read_text())
     assert cluster["prometheus"]["insecure"] is False
 
@@ -201,11 +211,24 @@ def chorus_container() -> dict[str, Any]:
     return result
 
 
+def pod_secret_env() -> dict[str, str]:
+    """The CHORUS_* values the pod gets from Secrets: envFrom, then env secretKeyRefs."""
+    objects = k8s_objects()
+    container = chorus_container()
+    env: dict[str, str] = {}
+    for source in container["envFrom"]:
+        env.update(objects[("Secret", source["secretRef"]["name"])]["stringData"])
+    for item in container["env"]:
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            env[item["name"]] = objects[("Secret", ref["name"])]["stringData"][ref["key"]]
+    return env
+
+
 def k8s_config() -> Config:
     objects = k8s_objects()
     mapping = yaml.safe_load(objects[("ConfigMap", "chorus-config")]["data"]["config.yaml"])
-    env = objects[("Secret", "chorus-secrets")]["stringData"]
-    return config_from_mapping(apply_env(mapping, env, Config))
+    return config_from_mapping(apply_env(mapping, pod_secret_env(), Config))
 
 
 def test_kustomization_lists_existing_files() -> None:
@@ -217,6 +240,23 @@ def test_kustomization_lists_existing_files() -> None:
 def test_configmap_config_with_the_secret_passes_chorus_validation() -> None:
     config = k8s_config()
     assert config.engine.type == "redis" and config.prometheus.insecure is False
+    assert config.prometheus.token and config.prometheus.token != config.admin.secret
+
+
+def test_podmonitor_sends_the_pods_scrape_token_from_its_own_secret() -> None:
+    doc = yaml.safe_load((K8S / "podmonitor.yaml").read_text())
+    (endpoint,) = doc["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+    credentials = endpoint["authorization"]["credentials"]
+    (token_env,) = [item for item in chorus_container()["env"]
+                    if item["name"] == "CHORUS_PROMETHEUS_TOKEN"]
+    assert token_env["valueFrom"]["secretKeyRef"] == credentials
+    objects = k8s_objects()
+    scrape_secret = objects[("Secret", credentials["name"])]["stringData"]
+    assert list(scrape_secret) == [credentials["key"]]  # nothing but the scrape token
+    assert credentials["name"] not in {s["secretRef"]["name"]
+                                       for s in chorus_container()["envFrom"]}
+    assert k8s_config().prometheus.token == scrape_secret[credentials["key"]]
 
 
 def test_probes_are_ready_and_health_on_the_http_port() -> None:

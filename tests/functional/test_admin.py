@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -76,6 +77,51 @@ async def test_login_issues_a_session_token_that_opens_the_api() -> None:
         session = {"Authorization": f"Bearer {body['token']}"}
         status, info = await call(node, "GET", "session", headers=session)
         assert (status, info["allow_crash_actor"]) == (200, True)
+
+
+async def login_from(node: RunningNode, source: str, password: str) -> tuple[int, Any, str]:
+    """POST login from the loopback address ``source`` (Linux routes all of 127/8 to lo)."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with aiohttp.ClientSession(connector=connector) as session, session.post(
+            f"http://127.0.0.1:{node.port}/admin/api/login",
+            json={"password": password}) as response:
+        return response.status, await response.json(), response.headers.get("Retry-After", "")
+
+
+async def test_login_is_throttled_per_address_after_five_failures() -> None:
+    async with run_node(config()) as node:
+        for _ in range(4):
+            assert (await login_from(node, "127.0.0.2", "wrong"))[0] == 401
+        assert (await login_from(node, "127.0.0.2", PASSWORD))[0] == 200  # resets the count
+        for _ in range(5):
+            assert (await login_from(node, "127.0.0.2", "wrong"))[0] == 401
+        for password in ("wrong", PASSWORD):  # even the right password waits now
+            status, body, retry_after = await login_from(node, "127.0.0.2", password)
+            assert status == 429 and "too many failed logins" in body["error"]
+            assert 1 <= int(retry_after) <= 60
+        status, body, _ = await login_from(node, "127.0.0.3", PASSWORD)  # another address
+        assert status == 200 and body["token"]
+        assert (await call(node, "GET", "tree"))[0] == 200  # the bearer secret still works
+
+
+async def test_scrape_token_cannot_act_on_admin_and_admin_secret_cannot_scrape() -> None:
+    token = "prometheus-scrape-token-0123456789"
+    async with run_node(config(prometheus={"token": token})) as node:
+        scraper = {"Authorization": f"Bearer {token}"}
+        shard = "chorus/shards/shard-0"
+        for method, path, body in (("POST", f"actors/{shard}/restart", None),
+                                   ("POST", f"actors/{shard}/crash", None),
+                                   ("POST", "publish", {"channel": "room:a", "data": 1}),
+                                   ("GET", "tree", None)):
+            assert await call(node, method, path, body, scraper) == (
+                401, {"error": "unauthorized"}), path
+        assert (await node.api("publish", {"channel": "room:a", "data": 1}, key=token))[0] == 401
+        assert node.node.runtime.actor(shard)["restarts"] == 0
+        metrics = f"http://127.0.0.1:{node.port}/metrics"
+        async with node.session.get(metrics, headers=BEARER) as response:
+            assert response.status == 401  # admin.secret no longer opens /metrics
+        async with node.session.get(metrics, headers=scraper) as response:
+            assert response.status == 200
 
 
 async def test_admin_disabled_means_404_everywhere() -> None:

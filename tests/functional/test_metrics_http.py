@@ -19,10 +19,12 @@ from tests.functional.conftest import (
 )
 
 ADMIN_SECRET = "admin-secret-for-tests-0123456789"
-BEARER = {"Authorization": f"Bearer {ADMIN_SECRET}"}
+SCRAPE_TOKEN = "prometheus-token-for-tests-0123456789"
+BEARER = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
 
 
 def config(**overrides: Any) -> dict[str, Any]:
+    overrides.setdefault("prometheus", {"token": SCRAPE_TOKEN})
     return base_config(admin={"secret": ADMIN_SECRET}, monitor={"interval": "50ms"},
                        channel={"namespaces": [{"name": "chat",
                                                 "allow_subscribe_for_client": True}]},
@@ -43,15 +45,27 @@ def value(samples: dict[Any, float], metric: str, **labels: str) -> float:
     return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
 
 
-async def test_metrics_need_the_admin_secret() -> None:
+async def test_metrics_need_the_prometheus_token_and_nothing_else_opens_them() -> None:
     async with run_node(config()) as node:
         url = f"http://127.0.0.1:{node.port}/metrics"
-        async with node.session.get(url) as response:
-            assert response.status == 401
-        async with node.session.get(url, headers={"Authorization": "Bearer wrong"}) as response:
-            assert response.status == 401
+        for headers in ({}, {"Authorization": "Bearer wrong"},
+                        {"Authorization": f"Bearer {ADMIN_SECRET}"},  # not the scrape token
+                        {"Authorization": SCRAPE_TOKEN}):  # no "Bearer"
+            async with node.session.get(url, headers=headers) as response:
+                assert response.status == 401, headers
+                assert "prometheus.token" in await response.text()
         async with node.session.get(url, headers=BEARER) as response:
             assert response.status == 200
+
+
+async def test_metrics_without_a_token_refuse_every_scrape_naming_the_key() -> None:
+    async with run_node(config(prometheus={})) as node:
+        url = f"http://127.0.0.1:{node.port}/metrics"
+        for headers in ({}, {"Authorization": f"Bearer {ADMIN_SECRET}"},
+                        {"Authorization": "Bearer "}):
+            async with node.session.get(url, headers=headers) as response:
+                assert response.status == 401
+                assert "prometheus.token is not set" in await response.text()
 
 
 async def test_metrics_can_be_opened_or_turned_off_by_config() -> None:

@@ -30,14 +30,16 @@ from tests.reliability.helpers import command, json_client, serve
 
 ADMIN_SECRET = "admin-secret-for-tests-42"
 ADMIN_PASSWORD = "admin-password-for-tests-42"
+SCRAPE_TOKEN = "prometheus-token-for-tests-42"
 
 
 def secure_config(**extra: object) -> dict[str, object]:
     return base_config(admin={"enabled": True, "secret": ADMIN_SECRET,
-                              "password": ADMIN_PASSWORD}, **extra)
+                              "password": ADMIN_PASSWORD},
+                       prometheus={"token": SCRAPE_TOKEN}, **extra)
 
 
-async def test_api_key_admin_secret_and_metrics_bearer_use_compare_digest(
+async def test_api_key_admin_secret_and_scrape_token_use_compare_digest(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Every secret check goes through ``hmac.compare_digest`` with the configured secret
     (a timing-safe comparison), and answers right and wrong values correctly."""
@@ -57,11 +59,15 @@ async def test_api_key_admin_secret_and_metrics_bearer_use_compare_digest(
                                     headers={"Authorization": "Bearer nope"}) as response:
             assert response.status == 401
         async with node.session.get(f"{base}/metrics",
+                                    headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}) as r:
+            assert r.status == 200
+        async with node.session.get(f"{base}/admin/api/tree",
                                     headers={"Authorization": f"Bearer {ADMIN_SECRET}"}) as r:
             assert r.status == 200
     secrets_seen = {value for pair in compared for value in pair}
     assert API_KEY.encode() in secrets_seen
     assert ADMIN_SECRET.encode() in secrets_seen
+    assert SCRAPE_TOKEN.encode() in secrets_seen
     assert b"wrong-key" in secrets_seen and b"nope" in secrets_seen
 
 
@@ -88,9 +94,14 @@ async def test_secrets_never_appear_in_debug_logs(caplog: pytest.LogCaptureFixtu
             reply = await command(ws, {"id": 2, "subscribe": {"channel": "$x",
                                                               "token": forged}})
             assert reply["error"]["code"] == 103
+        for scrape_token in (SCRAPE_TOKEN, "wrong-" + SCRAPE_TOKEN[:4]):
+            async with node.session.get(f"{base}/metrics", headers={
+                    "Authorization": f"Bearer {scrape_token}"}) as response:
+                await response.read()
     text = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
     assert caplog.records, "DEBUG logging captured nothing"
-    for secret in (SECRET, API_KEY, ADMIN_SECRET, ADMIN_PASSWORD, good, forged, unsigned):
+    for secret in (SECRET, API_KEY, ADMIN_SECRET, ADMIN_PASSWORD, SCRAPE_TOKEN, good, forged,
+                   unsigned):
         assert secret not in text, f"secret value logged: {secret[:6]}..."
 
 
@@ -105,6 +116,30 @@ async def test_websocket_origin_check(origin: str | None, allowed: bool) -> None
     config = base_config(client={"allowed_origins": ["https://app.example.com"]})
     async with run_node(config) as node:
         headers = {"Origin": origin} if origin is not None else {}
+        if allowed:
+            async with json_client(node, headers=headers) as ws:
+                assert await command(ws, {"id": 2, "ping": {}}) == {"id": 2, "ping": {}}
+        else:
+            with pytest.raises(WSServerHandshakeError) as refused:
+                await node.session.ws_connect(node.ws_url, headers=headers)
+            assert refused.value.status == 403
+            assert not node.node.connections
+
+
+@pytest.mark.parametrize(("origin", "allowed"), [
+    ("http://127.0.0.1:{port}", True),  # the page was served by this node
+    ("https://127.0.0.1:{port}", True),  # the scheme is not compared (Centrifugo's rule)
+    ("http://LOCALHOST.example:{port}", False),
+    ("http://127.0.0.1:1", False),  # another port is another origin
+    ("http://127.0.0.1", False),
+    ("https://evil.example.com", False),
+    ("null", False),  # sandboxed frames, file: pages
+    (None, True),  # no Origin: a non-browser client (the Node and Python SDKs)
+])
+async def test_without_allowed_origins_browsers_are_held_to_the_same_origin(
+        origin: str | None, allowed: bool) -> None:
+    async with run_node(base_config()) as node:
+        headers = {} if origin is None else {"Origin": origin.format(port=node.port)}
         if allowed:
             async with json_client(node, headers=headers) as ws:
                 assert await command(ws, {"id": 2, "ping": {}}) == {"id": 2, "ping": {}}

@@ -83,6 +83,19 @@ def test_checkconfig_ok_prints_a_summary(
     assert "1 namespace(s) (chat)" in out
 
 
+def test_checkconfig_warns_when_metrics_have_no_token(
+    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["checkconfig", str(config_file)]) == 0
+    assert capsys.readouterr().err == ""  # the starter config has a scrape token
+    monkeypatch.setenv("CHORUS_PROMETHEUS_TOKEN", "")
+    assert main(["checkconfig", str(config_file)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("config OK: ")
+    assert captured.err.startswith("chorus: warning: prometheus.token: not set, so GET "
+                                   "/metrics refuses every scrape (401)")
+
+
 def test_checkconfig_error_names_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,6 +20,7 @@ from broker.config import (
     load_config,
     user_limited_users,
 )
+from broker.config.checks import config_warnings
 from broker.config.env import apply_env
 from broker.config.parse import deep_merge, parse_duration
 
@@ -372,6 +373,33 @@ def test_http_api_key_is_required_unless_insecure() -> None:
     assert config_from_mapping({"client": {"insecure": True}, "http_api": {"insecure": True}})
 
 
+def test_prometheus_token_is_its_own_key_and_never_the_admin_secret() -> None:
+    c = load_config(env={**env_of(BASE), "CHORUS_PROMETHEUS_TOKEN": "scrape-token"})
+    assert c.prometheus.token == "scrape-token" and config_warnings(c) == []
+    message = error_of({"admin": {"secret": "same"}, "prometheus": {"token": "same"}})
+    assert message.startswith("prometheus.token: must differ from admin.secret")
+    assert cfg({"admin": {"secret": "a"}, "prometheus": {"token": "b"}}).prometheus.token == "b"
+
+
+@pytest.mark.parametrize(("prometheus", "warned"), [
+    ({}, True),
+    ({"token": "t"}, False),
+    ({"insecure": True}, False),
+    ({"enabled": False}, False),
+])
+def test_a_missing_prometheus_token_is_a_warning_naming_the_key(
+        prometheus: dict[str, Any], warned: bool) -> None:
+    found = config_warnings(cfg({"prometheus": prometheus}))  # loads: never refused
+    assert bool(found) is warned
+    assert all(w.startswith("prometheus.token: not set") for w in found)
+
+
+def env_of(mapping: dict[str, Any]) -> dict[str, str]:
+    """BASE as environment variables (a file-less load)."""
+    return {"CHORUS_CLIENT_TOKEN_HMAC_SECRET_KEY": mapping["client"]["token"]["hmac_secret_key"],
+            "CHORUS_HTTP_API_KEY": mapping["http_api"]["key"]}
+
+
 def test_ecdsa_key_must_be_an_ec_key(tmp_path: Path) -> None:
     pem = (
         ec.generate_private_key(ec.SECP256R1())
@@ -589,5 +617,7 @@ def test_starter_config_loads_cleanly_with_fresh_secrets() -> None:
     assert a.client.token.hmac_secret_key and a.http_api.key and a.admin.secret
     assert a.client.token.hmac_secret_key != b.client.token.hmac_secret_key
     assert a.http_api.key != b.http_api.key and a.admin.secret != b.admin.secret
+    assert a.prometheus.token and a.prometheus.token != b.prometheus.token
+    assert a.prometheus.token != a.admin.secret and config_warnings(a) == []
     assert first.startswith("#") and "CHORUS_" in first
     assert a.channel_options("chat:lobby").history_size == 100  # type: ignore[union-attr]
