@@ -162,8 +162,8 @@ class CacheLayer:
                                        options.history_ttl, now))
         except OverflowError as error:
             raise EngineError(str(error)) from None
+        cache.pin(channel, 1)  # first: the budget never sheds a pinned publication
         cache.append(channel, pub, top.epoch, now=now)
-        cache.pin(channel, 1)
         if first:
             delay = options.cache_flush_delay
             loop = asyncio.get_running_loop()
