@@ -16,7 +16,9 @@ first, by the eviction policy; if that is not enough, the channel being filled s
 its own oldest publications (it becomes *trimmed*: its top and epoch stay exact, reads
 that need what it shed miss and go to the engine). A publication larger than the whole
 budget is therefore not cached: the channel keeps only its position; and an unpinned
-channel whose position alone does not fit leaves L1.
+channel whose position alone does not fit leaves L1 (so while a shard is over budget by
+unflushed publications, see below, a channel not yet cached cannot be loaded: a
+write-behind publish to it is refused until they are flushed).
 
 Error handling / the one excess: write-behind publications not yet in the engine
 (``pin``) are never shed nor evicted — L1 is the only place a read can find them — so
@@ -129,7 +131,7 @@ class ChannelCache:
             if create and pub.offset == 1:
                 self.load(channel, [pub], StreamPosition(1, epoch), size=size, ttl=ttl,
                           now=now, full=full)
-                return True
+                return channel in self.entries
             return False
         if entry.epoch != epoch or pub.offset > entry.top + 1:
             self._drop(channel)
@@ -147,7 +149,7 @@ class ChannelCache:
         entry.uses += 1
         entry.last_access = now
         self._fit(channel, now)
-        return True
+        return channel in self.entries  # not if even its bare position did not fit
 
     # -- reading ----------------------------------------------------------------------
     def read(self, channel: str, since: StreamPosition | None, limit: int, reverse: bool,

@@ -259,3 +259,17 @@ def test_a_shrunk_l1_share_keeps_unflushed_publications() -> None:
     assert [p.offset for p in cache.entries["w"].pubs] == [2, 3, 4]
     cache.pin("w", -3)
     assert [p.offset for p in cache.entries["w"].pubs] == [4]
+
+
+def test_a_channel_whose_position_does_not_fit_is_not_cached() -> None:
+    """Pinned publications hold the whole budget: a newcomer cannot get in, not even its
+    position (the layer then reads from the engine, or refuses a write-behind publish)."""
+    cache = ChannelCache(ENTRY_OVERHEAD + OVERHEAD + 10)
+    cache.load("w", [], StreamPosition(0, "e"), size=10, ttl=99, now=0)
+    cache.pin("w", 1)
+    cache.append("w", big(1, 500), "e", now=1)
+    assert not cache.append("n", pub(1), "e", now=2, create=True, size=5, ttl=9)
+    assert cache.top("n") is None and cache.top("w") == StreamPosition(1, "e")
+    cache.pin("w", -1)
+    assert cache.append("n", pub(1), "e", now=3, create=True, size=5, ttl=9)
+    assert offsets(cache.read("n", None, -1, False, 3)) == [1]
