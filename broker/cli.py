@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.config import Config, ConfigError, dump_starter_config, load_config
-from broker.config.checks import config_warnings
+from broker.config.checks import check_workers, config_warnings
 from broker.devcluster.launcher import add_cluster_parser, run_cluster
 
 PROG = "chorus"
@@ -173,6 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["log"] = {"level": args.log_level}
     try:
         config = load_config(args.config, overrides=overrides)
+        check_workers(config, args.workers)  # the one check that needs --workers
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
     setup_logging(config.log.level)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from broker.cache.adaptive import AdaptiveLimits, AdaptivePolicy, Change
+from broker.cache.adaptive import AdaptivePolicy, Change, limits_from
 from broker.cache.heat import HeatMap
 from broker.cache.policy import Pending, WriteBehindBuffer
 from broker.cache.refresh import Refresher
@@ -71,10 +71,7 @@ class CacheLayer:
         self.heat = HeatMap()  # the node's, not a shard's: it survives shard restarts
         self.adaptive: AdaptivePolicy | None = None
         if config.adaptive:
-            self.adaptive = AdaptivePolicy(AdaptiveLimits(
-                config.adaptive_window, config.adaptive_write_behind_rate,
-                config.adaptive_read_ratio, config.adaptive_cold_read_rate,
-                config.adaptive_min_l1), start=clock())
+            self.adaptive = AdaptivePolicy(limits_from(config, engine.name), start=clock())
         self.changes: deque[Change] = deque(maxlen=100)  # adaptive changes, newest last
         self.warm = Prewarmer(self, options)
         self.refresher = Refresher(self, options)
@@ -162,8 +159,8 @@ class CacheLayer:
                                        options.history_ttl, now))
         except OverflowError as error:
             raise EngineError(str(error)) from None
+        cache.pin(channel, 1)  # first: the budget never sheds a pinned publication
         cache.append(channel, pub, top.epoch, now=now)
-        cache.pin(channel, 1)
         if first:
             delay = options.cache_flush_delay
             loop = asyncio.get_running_loop()

@@ -13,9 +13,16 @@ Policies, per namespace (``channel...cache_policy``):
   crash of the cache holder (its shard restarting, or the process dying) loses exactly
   the publications still in the buffer: those acknowledged after the last flush took
   its batch — none older than ``cache_flush_delay``. Other nodes see write-behind
-  publications only when they are flushed. Write-behind assumes one writing node per
-  channel; when the engine assigns a different offset than the L1 did, the channel's
-  L1 is dropped and its subscribers resync.
+  publications only when they are flushed. **Single writer:** write-behind is only
+  safe when this process is the only one publishing to the channel; with possible
+  other writers (``engine.type: redis``, ``--workers N``) an explicit write_behind is
+  refused at start and the adaptive policy never picks it, unless
+  ``cache.single_writer: true`` declares it (broker.config.checks). Should another
+  writer appear anyway, the engine assigns a different offset than the L1 did: the
+  channel's L1 is dropped and its subscribers resync. **Memory:** unflushed
+  publications are pinned in L1 (never shed or evicted), so a shard's L1 can exceed
+  ``cache.memory_budget`` by at most its ``max_pending`` unflushed publications,
+  until they are flushed (broker.cache.store).
 - ``read_through``: publishes go to the engine first (like write-through) but only
   update channels already cached; a read miss loads the channel.
 - ``off``: no L1; every read goes to the engine.

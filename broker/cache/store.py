@@ -8,6 +8,23 @@ entry is then *trimmed*: reads that need older publications miss). Reads are
 answered from the entry only when the answer is certainly the engine's; anything
 doubtful (another epoch, a position beyond the top or before the window) is a miss and
 goes to the engine, which raises what it raises. Pure: time is passed in.
+
+**The budget bounds every channel.** ``bytes`` counts each cached publication
+(payloads + ``OVERHEAD``) and each cached channel (``ENTRY_OVERHEAD``). When filling a
+channel (``load``, ``append``) takes the shard over ``budget``, other channels leave
+first, by the eviction policy; if that is not enough, the channel being filled sheds
+its own oldest publications (it becomes *trimmed*: its top and epoch stay exact, reads
+that need what it shed miss and go to the engine). A publication larger than the whole
+budget is therefore not cached: the channel keeps only its position; and an unpinned
+channel whose position alone does not fit leaves L1 (so while a shard is over budget by
+unflushed publications, see below, a channel not yet cached cannot be loaded: a
+write-behind publish to it is refused until they are flushed).
+
+Error handling / the one excess: write-behind publications not yet in the engine
+(``pin``) are never shed nor evicted — L1 is the only place a read can find them — so
+a shard can be over budget by its unflushed publications: at most
+``cache.max_pending`` of them (the write-behind buffer's bound, past which publishes
+are refused), and only until they are flushed (``pin(channel, -1)`` sheds at once).
 """
 
 from __future__ import annotations
@@ -18,9 +35,11 @@ from dataclasses import dataclass, field
 from broker.cache.lru import Candidate, choose_victims, expired_idle
 from broker.types import Publication, StreamPosition
 
-__all__ = ["CacheStats", "ChannelCache", "Entry"]
+__all__ = ["ENTRY_OVERHEAD", "OVERHEAD", "CacheStats", "ChannelCache", "Entry"]
 
 OVERHEAD = 96  # rough bytes per cached publication beyond its payloads
+ENTRY_OVERHEAD = 256  # rough bytes per cached channel (entry, deque, key), so that
+# channels holding no publication are bounded by the budget too
 
 
 def pub_bytes(pub: Publication) -> int:
@@ -38,9 +57,9 @@ class Entry:
     expires: float  # publications vanish then (last publish + history_ttl)
     last_access: float
     pubs: deque[Publication] = field(default_factory=deque)
-    bytes: int = 0
+    bytes: int = 0  # of ``pubs`` (the shard's total adds ENTRY_OVERHEAD per entry)
     uses: int = 0
-    pinned: int = 0  # write-behind publications not yet in the engine
+    pinned: int = 0  # write-behind publications not yet in the engine: the newest ones
     full: int = 0  # the engine's history_size (``size`` is what L1 keeps, <= full)
     trimmed: bool = False  # L1 dropped publications the engine may still hold
 
@@ -75,8 +94,8 @@ class ChannelCache:
             entry.pubs.append(pub)
             entry.bytes += pub_bytes(pub)
         self.entries[channel] = entry
-        self.stats.bytes += entry.bytes
-        self.evict(now, keep=channel)  # a newcomer is never its own victim (LFU: 0 uses)
+        self.stats.bytes += entry.bytes + ENTRY_OVERHEAD
+        self._fit(channel, now)
 
     def refresh(self, channel: str, pubs: list[Publication], top: StreamPosition, *,
                 size: int, ttl: float, now: float, full: int = 0) -> bool:
@@ -112,7 +131,7 @@ class ChannelCache:
             if create and pub.offset == 1:
                 self.load(channel, [pub], StreamPosition(1, epoch), size=size, ttl=ttl,
                           now=now, full=full)
-                return True
+                return channel in self.entries
             return False
         if entry.epoch != epoch or pub.offset > entry.top + 1:
             self._drop(channel)
@@ -120,7 +139,8 @@ class ChannelCache:
         if pub.offset <= entry.top:
             return True
         if now >= entry.expires:
-            self._clear_pubs(entry)
+            self._clear_pubs(entry)  # the engine's history expired too: nothing is missing
+            entry.trimmed = False
         entry.top, entry.expires = pub.offset, now + entry.ttl
         entry.pubs.append(pub)
         entry.bytes += pub_bytes(pub)
@@ -128,8 +148,8 @@ class ChannelCache:
         self._trim(entry)
         entry.uses += 1
         entry.last_access = now
-        self.evict(now, keep=channel)
-        return True
+        self._fit(channel, now)
+        return channel in self.entries  # not if even its bare position did not fit
 
     # -- reading ----------------------------------------------------------------------
     def read(self, channel: str, since: StreamPosition | None, limit: int, reverse: bool,
@@ -154,10 +174,12 @@ class ChannelCache:
     def _answer(entry: Entry, since: StreamPosition | None, limit: int, reverse: bool,
                 now: float) -> tuple[list[Publication], StreamPosition] | None:
         top = StreamPosition(entry.top, entry.epoch)
-        pubs = list(entry.pubs) if now < entry.expires else []
-        # A trimmed entry lacks the engine's older publications: a read that would
-        # reach past its oldest one is a miss.
-        trimmed = entry.trimmed and bool(pubs) and limit != 0
+        live = now < entry.expires  # past it the engine holds no publication either
+        pubs = list(entry.pubs) if live else []
+        # A trimmed entry lacks the engine's older publications (maybe all of them, when
+        # the budget left it only its position): a read that would reach past its
+        # oldest one is a miss.
+        trimmed = entry.trimmed and live and limit != 0
         if since is not None:
             if since.epoch != entry.epoch or since.offset > entry.top:
                 return None
@@ -193,11 +215,42 @@ class ChannelCache:
         self._trim(entry)
 
     def _trim(self, entry: Entry) -> None:
-        while len(entry.pubs) > entry.size:
-            gone = entry.pubs.popleft()
-            entry.bytes -= pub_bytes(gone)
-            self.stats.bytes -= pub_bytes(gone)
+        """Keep the newest ``size``; a shrunk L1 share (``size < full``) still keeps the
+        unflushed write-behind publications (the engine does not have them yet)."""
+        keep = max(entry.size, min(entry.pinned, entry.full))
+        while len(entry.pubs) > keep:
+            self._pop_oldest(entry)
             entry.trimmed = entry.trimmed or entry.size < entry.full
+
+    def _pop_oldest(self, entry: Entry) -> None:
+        gone = pub_bytes(entry.pubs.popleft())
+        entry.bytes -= gone
+        self.stats.bytes -= gone
+
+    def _shed(self, entry: Entry) -> None:
+        """Drop ``entry``'s oldest unpinned publications while the shard is over budget
+        (the engine still holds them: the entry is trimmed from then on)."""
+        while self.stats.bytes > self.budget and len(entry.pubs) > entry.pinned:
+            self._pop_oldest(entry)
+            entry.trimmed = True
+
+    def _fit(self, channel: str, now: float) -> None:
+        """``channel`` grew: bring the shard under budget. Other channels are evicted
+        first (by the policy); then ``channel`` sheds its oldest publications, then any
+        other entry left (pinned ones: their flushed publications only). An unpinned
+        ``channel`` whose bare position does not fit leaves L1. What stays over budget
+        is unflushed write-behind publications (see the module docstring)."""
+        self.evict(now, keep=channel)  # a newcomer is never its own victim (LFU: 0 uses)
+        entry = self.entries.get(channel)
+        if entry is None or self.stats.bytes <= self.budget:
+            return
+        self._shed(entry)
+        for other in list(self.entries.values()):
+            if self.stats.bytes <= self.budget:
+                return
+            self._shed(other)
+        if self.stats.bytes > self.budget and not entry.pinned and not entry.pubs:
+            self._drop(channel, evicted=True)
 
     def top(self, channel: str) -> StreamPosition | None:
         entry = self.entries.get(channel)
@@ -205,9 +258,15 @@ class ChannelCache:
 
     # -- pinning, eviction --------------------------------------------------------------
     def pin(self, channel: str, delta: int) -> None:
+        """``delta`` write-behind publications of ``channel`` entered L1 (+, before the
+        append) or reached the engine (-). Unpinned ones no longer exceed the budget:
+        they are shed at once if the shard is over it."""
         entry = self.entries.get(channel)
         if entry is not None:
             entry.pinned = max(0, entry.pinned + delta)
+            if delta < 0:
+                self._trim(entry)
+                self._shed(entry)
 
     def invalidate(self, channel: str) -> None:
         self._drop(channel)
@@ -230,7 +289,7 @@ class ChannelCache:
         return victims
 
     def _candidates(self, keep: str | None = None) -> list[Candidate]:
-        return [Candidate(k, e.bytes, e.last_access, e.uses, e.pinned > 0)
+        return [Candidate(k, e.bytes + ENTRY_OVERHEAD, e.last_access, e.uses, e.pinned > 0)
                 for k, e in self.entries.items() if k != keep]
 
     def _clear_pubs(self, entry: Entry) -> None:
@@ -241,7 +300,7 @@ class ChannelCache:
     def _drop(self, channel: str, evicted: bool = False) -> None:
         entry = self.entries.pop(channel, None)
         if entry is not None:
-            self.stats.bytes -= entry.bytes
+            self.stats.bytes -= entry.bytes + ENTRY_OVERHEAD
             self.stats.evictions += evicted
 
     def statistics(self) -> CacheStats:

@@ -28,6 +28,7 @@ def validate(config: Config) -> None:
     _check_tokens(config)
     _check_client(config)
     _check_channels(config)
+    _check_single_writer(config)
     _check_personal_channel(config)
     _check_http_api_and_admin(config)
     _check_prometheus(config)
@@ -164,6 +165,36 @@ def _check_options(opts: ChannelOptions, path: str) -> None:
             re.compile(opts.channel_regex)
         except re.error as exc:
             raise ConfigError(f"{path}.channel_regex: invalid regular expression: {exc}") from None
+
+
+def _check_single_writer(config: Config) -> None:
+    """An explicit ``cache_policy: write_behind`` acknowledges offsets from this node's
+    L1: with other writers (``CacheConfig.other_writers``) two nodes could acknowledge
+    the same offset, so it needs the ``cache.single_writer`` declaration."""
+    others = config.cache.other_writers(config.engine.type)
+    if not others:
+        return
+    scopes = [("channel.without_namespace", "channels without namespace",
+               config.channel.without_namespace)]
+    scopes += [(f"channel.namespaces[{i}]", f'namespace "{ns.name}"', ns.options)
+               for i, ns in enumerate(config.channel.namespaces)]
+    for path, what, opts in scopes:
+        if opts.cache_policy == "write_behind":
+            raise ConfigError(
+                f"{path}.cache_policy: write_behind ({what}) needs a single writer per "
+                f"channel: {others}; otherwise use write_through")
+
+
+def check_workers(config: Config, workers: int) -> None:
+    """``chorus serve --workers N`` (N > 1) spreads publishes over N processes, so no
+    one of them is a single writer: ``cache.single_writer: true`` cannot hold.
+
+    Error handling: ConfigError naming the key (the CLI calls this, as only it knows N).
+    """
+    if workers > 1 and config.cache.single_writer:
+        raise ConfigError(
+            f"cache.single_writer: true contradicts --workers {workers} (every worker "
+            "publishes to the same channels); drop one or the other")
 
 
 def _check_personal_channel(config: Config) -> None:

@@ -61,11 +61,30 @@ class CacheConfig:
     adaptive_read_ratio: float = opt(0.1, min=0.0)  # reads per publish, at most
     adaptive_cold_read_rate: float = opt(1.0, min=0.0)  # reads/s under which L1 shrinks
     adaptive_min_l1: int = opt(1, min=1)  # publications a cold channel keeps in L1
+    # Channels the adaptive policy tracks (least recently active forgotten past it), and
+    # adaptive windows without activity after which a channel is forgotten.
+    adaptive_max_channels: int = opt(10000, min=1)
+    adaptive_forget_after: int = opt(12, min=1)
+    # The user's declaration that this process is the only writer of every channel it
+    # publishes to (no other node or worker publishes to the same engine streams): what
+    # makes write_behind safe with engine.type redis. See ``other_writers``.
+    single_writer: bool = opt(False)
 
     def __post_init__(self) -> None:
         if self.refresh_ahead >= 1.0:  # opt's max is not checked for floats
             raise ConfigError(f"cache.refresh_ahead: expected a fraction below 1 (0 = off), "
                               f"got {self.refresh_ahead}")
+
+    def other_writers(self, engine_type: str) -> str:
+        """Why other nodes or workers may write the streams this node writes ("" when
+        it is the only writer: the memory engine, one process by construction — it
+        refuses ``--workers`` — or ``single_writer`` declared). Write-behind is only
+        safe with a single writer: otherwise two nodes can acknowledge one offset."""
+        if engine_type == "memory" or self.single_writer:
+            return ""
+        return (f"engine.type is {engine_type}, so other nodes or workers may publish to "
+                "the same channels; set cache.single_writer: true if only this node "
+                "(one process) ever publishes to them")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ while nobody reads it, and every change shows in cache_stats and the console's n
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -72,3 +73,32 @@ async def test_cold_channel_keeps_a_small_l1_and_reads_stay_correct(
     assert [p["offset"] for p in reply["result"]["publications"]] == list(range(1, 12))
     _, reply = await node.api("history", {"channel": channel, "limit": 2, "reverse": True})
     assert [p["offset"] for p in reply["result"]["publications"]] == [11, 10]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("declared", [False, True])
+async def test_with_redis_write_behind_needs_the_single_writer_declaration(
+        redis_url: str, declared: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """Other nodes may write the same streams through Redis: the adaptive policy never
+    moves a write-heavy channel to write-behind (and says so once at start) unless
+    ``cache.single_writer`` declares this node the only writer."""
+    config = base_config(
+        engine={"type": "redis",
+                "redis": {"address": [redis_url], "prefix": f"adsw{int(declared)}"}},
+        channel={"namespaces": [{"name": "ad", "history_size": 50, "history_ttl": "60s"}]},
+        cache={"adaptive": True, "adaptive_window": f"{int(WINDOW * 1000)}ms",
+               "adaptive_write_behind_rate": 20, "single_writer": declared})
+    with caplog.at_level(logging.INFO, "chorus.cache"):
+        async with run_node(config) as node:
+            channel, core = "ad:ticks", node.node
+            for i in range(30):  # write-heavy, as in the memory-engine test above
+                await core.publish(channel, b"%d" % i)
+            await asyncio.sleep(WINDOW)
+            await core.publish(channel, b"30")  # closes the window: the decision
+            chosen = core.cache.policy(core.options(channel), channel)
+            assert chosen == ("write_behind" if declared else "write_through")
+            await eventually(lambda: core.cache.statistics().pending == 0)
+            assert await _engine_offsets(node, channel) == list(range(1, 32))
+    withheld = [r for r in caplog.records if "write_behind is never chosen" in r.message]
+    assert len(withheld) == (0 if declared else 1)
+    assert declared or "cache.single_writer" in withheld[0].message
