@@ -153,7 +153,7 @@ def _terminate_process(error: BaseException) -> None:
     asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
 
 
-FATAL = web.AppKey("chorus_fatal", FatalHandler)
+FATAL: web.AppKey[FatalHandler] = web.AppKey("chorus_fatal")
 
 
 def create_app(config: Config | None = None) -> web.Application:
