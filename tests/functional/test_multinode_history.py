@@ -77,8 +77,8 @@ async def test_client_history_and_recovery_through_the_other_node(
     # A recovering subscribe from offset 2 through the reader gets 3..6 and recovered.
     ws = await reader.session.ws_connect(reader.ws_url)
     await ws.send_str('{"id":1,"connect":{}}\n' + orjson.dumps(
-        {"id": 2, "subscribe": {"channel": "feed", "recover": True, "offset": 2,
-                                "epoch": epoch}}).decode())
+        {"id": 2, "subscribe": {"channel": "feed", "recoverable": True, "recover": True,
+                                "offset": 2, "epoch": epoch}}).decode())
     got = {}
     while 2 not in got:
         for reply in await replies(ws):

@@ -110,7 +110,9 @@ async def publisher(node: RunningNode, acked: dict[str, list[int]], stop: asynci
 def no_zombies(world: World) -> None:
     node = world.node.node
     listed = {f"chorus/connections/{c}" for c in node.connections}
-    actors = {i for i in world.runtime.registry.ids() if i.startswith("chorus/connections/")}
+    registry = world.runtime.registry
+    actors = {i for i in registry.ids() if i.startswith("chorus/connections/")
+              and getattr(registry.get(i), "kind", "") == "connection"}
     assert listed == actors, f"sockets without actors {listed - actors}, " \
                              f"actors without sockets {actors - listed}"
     for conn in node.connections.values():
