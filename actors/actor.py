@@ -97,6 +97,14 @@ class Actor:
     def on_failure(self, error: BaseException) -> None:
         """Called after an unhandled exception, before the supervisor is told."""
 
+    def on_kill(self, reason: str) -> None:
+        """Called when the actor is killed without a graceful stop: its supervisor ended
+        (failed, gave up, or was killed itself) or a stop outlived its shutdown timeout.
+
+        Release here what must not outlive the actor (a socket, a registration); effects
+        and timers are cancelled right after. Raising is logged and ignored.
+        """
+
     def _release(self) -> None:
         """Runtime hook: the incarnation is ending (stop, failure or kill)."""
 

@@ -94,8 +94,7 @@ class Cell(ThespianActor):
         if cls is Init:
             self._init(message)
         elif cls is Kill:
-            self._cleanup()
-            self._exit(False, message.reason)
+            self._killed(message.reason)
         elif not self.alive:
             if cls is Envelope and not message.future.done():
                 message.future.set_exception(ActorStopped(self.actor_id))
@@ -293,6 +292,17 @@ class Cell(ThespianActor):
         except Exception:
             log.exception("actor %s: on_stop raised", self.actor_id)
         self._exit(True, reason)
+
+    def _killed(self, reason: str) -> None:
+        """The release path of a kill: ``on_kill`` runs (a live incarnation only), then
+        effects, timers and children go, then the supervisor is told."""
+        if self.alive and self.behavior is not None:
+            try:
+                self.behavior.on_kill(reason)
+            except Exception:
+                log.exception("actor %s: on_kill raised", self.actor_id)
+        self._cleanup()
+        self._exit(False, reason)
 
     def _fail(self, error: BaseException) -> None:
         if not self.alive:

@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import resource
+import signal
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -31,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from actors import Runtime
+from actors.messages import ChildExited, ChildFailed
 from broker.admin.routes import install_admin
 from broker.config import Config, load_config
 from broker.config.checks import config_warnings
@@ -50,6 +53,9 @@ from broker.tree import node_tree
 log = logging.getLogger("chorus")
 
 RpcFunction = Callable[[dict[str, Any], bytes], Coroutine[Any, Any, Any]]
+FatalHandler = Callable[[BaseException], None]
+
+EXIT_TREE_FAILED = 70  # EX_SOFTWARE: the root supervisor gave up; replace this process
 
 
 def make_engine(config: Config) -> Engine:
@@ -85,8 +91,16 @@ def make_notification_store(config: Config, engine: Engine) -> NotificationStore
 class Chorus:
     """A broker instance: register RPC and message handlers, then create its app."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, *,
+                 on_fatal: FatalHandler | None = None) -> None:
+        """``on_fatal(error)`` is called if the root supervisor fails (its restart
+        intensity was exceeded all the way up). By then every actor is gone and every
+        client socket is closed with a reconnect code. The default asks the process to
+        stop (SIGTERM to itself, so the surrounding server shuts down gracefully);
+        ``chorus serve`` then exits with status 70 so that the ``--workers`` parent,
+        systemd or Kubernetes starts a fresh process."""
         self.state = ChorusState(config if config is not None else load_config())
+        self._on_fatal = on_fatal or _terminate_process
 
     @property
     def config(self) -> Config:
@@ -123,6 +137,7 @@ class Chorus:
         limit = max(1 << 20, self.config.websocket.message_size_limit)
         app = web.Application(client_max_size=limit)
         app[NODE] = self.state
+        app[FATAL] = self._on_fatal
         app.cleanup_ctx.append(_node_context)
         app.on_shutdown.append(_tell_clients)
         app.router.add_get("/connection/websocket", websocket_handler)
@@ -132,6 +147,14 @@ class Chorus:
         install_metrics(app)
         install_admin(app)
         return app
+
+
+def _terminate_process(error: BaseException) -> None:
+    """The default fatal handler: a graceful stop of the whole process (see Chorus)."""
+    asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
+
+
+FATAL: web.AppKey[FatalHandler] = web.AppKey("chorus_fatal")
 
 
 def create_app(config: Config | None = None) -> web.Application:
@@ -145,8 +168,15 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     for warning in config_warnings(config):
         log.warning("config: %s", warning)
     engine = make_engine(config)
-    runtime = Runtime(allow_crash=config.admin.allow_crash_actor,
-                      on_root_failure=lambda event: log.critical("actor tree failed: %r", event))
+    on_fatal = app[FATAL]
+
+    def root_failed(event: ChildFailed | ChildExited) -> None:
+        error = event.error if isinstance(event, ChildFailed) else RuntimeError(event.reason)
+        log.critical("actor tree failed, this process must be replaced: %r", error)
+        state.fatal = error
+        on_fatal(error)
+
+    runtime = Runtime(allow_crash=config.admin.allow_crash_actor, on_root_failure=root_failed)
     name = config.chorus.resolved_node_name
     store = make_notification_store(config, engine)
     node = Node(config, runtime, engine, name, store)  # sets the engine's handlers: first
@@ -205,8 +235,9 @@ async def _ready(request: web.Request) -> web.Response:
     return web.json_response(report, status=200 if report["ready"] else 503)
 
 
-def run_server(config: Config, *, reuse_port: bool = False) -> None:
-    """Serve Chorus on uvloop until SIGINT/SIGTERM, then drain gracefully.
+def run_server(config: Config, *, reuse_port: bool = False) -> int:
+    """Serve Chorus on uvloop until SIGINT/SIGTERM, then drain gracefully; returns the
+    process exit status: 0, or ``EXIT_TREE_FAILED`` if the actor tree failed.
 
     ``reuse_port``: share the port with sibling worker processes (SO_REUSEPORT).
     """
@@ -222,10 +253,12 @@ def run_server(config: Config, *, reuse_port: bool = False) -> None:
     if tls.enabled:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(tls.cert_pem_file, tls.key_pem_file)
-    web.run_app(create_app(config), host=config.http_server.address or None,
+    chorus = Chorus(config)
+    web.run_app(chorus.create_app(), host=config.http_server.address or None,
                 port=config.http_server.port, ssl_context=ssl_context, access_log=None,
                 reuse_port=reuse_port, backlog=4096,  # the kernel caps it at somaxconn
                 shutdown_timeout=config.chorus.shutdown_timeout, print=_announce(config))
+    return EXIT_TREE_FAILED if chorus.state.fatal is not None else 0
 
 
 def raise_open_file_limit() -> int:

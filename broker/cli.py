@@ -189,8 +189,7 @@ def _serve(args: argparse.Namespace) -> int:
                           stop_timeout=config.chorus.shutdown_timeout + 5).run()
     from broker.app import run_server  # late: the server stack is heavy and not needed above
 
-    run_server(config, reuse_port=args.worker_index is not None)
-    return EXIT_OK
+    return run_server(config, reuse_port=args.worker_index is not None)
 
 
 def setup_logging(level: str) -> None:

@@ -65,11 +65,15 @@ class NodeDirectory:
 
 
 class EngineLinkActor(Actor):
-    """Owns the engine's place in the tree: announces this node to the others on a
-    timer (as an effect) and answers ``"status"`` with the engine's link state.
+    """Owns the engine's link to the other nodes: runs ``engine.run_link()`` (the
+    pub/sub readers, their reconnect loops, the liveness PING) as its effect, announces
+    this node to the others on a timer, and answers ``"status"`` with the link state.
 
-    Failure policy: a permanent child of the engine supervisor; a failed heartbeat is
-    logged and the next one tries again (the engine reconnects on its own).
+    Failure policy: a permanent child of the engine supervisor. If the link machinery
+    fails by itself, this actor fails and its supervisor restarts it, which starts the
+    machinery afresh (re-subscribe, catch up from the streams). A crash or kill of this
+    actor stops the machinery with it: nothing of the link runs unowned. A failed
+    heartbeat is logged and the next one tries again.
     """
 
     kind = "engine"
@@ -78,8 +82,12 @@ class EngineLinkActor(Actor):
         self.node = node
 
     def on_start(self) -> None:
+        self.run_effect(self.node.engine.run_link(), on_error=self._link_failed)
         self._announce()
         self.start_timer(HEARTBEAT_INTERVAL, "heartbeat", repeat=True)
+
+    def _link_failed(self, error: BaseException) -> None:
+        raise error  # fail: the supervisor restarts the link
 
     def receive(self, message: Any) -> Any:
         if message == "heartbeat":

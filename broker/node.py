@@ -28,7 +28,7 @@ from broker.connection.outbox import FlushScheduler, ws_frame
 from broker.connection.pings import PingWheel
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
-from broker.names import SHARDS_ID, connection_id, shard_name
+from broker.names import SHARDS_ID, shard_name
 from broker.notify import NotificationStore, Notifier
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, codes
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
@@ -85,42 +85,24 @@ class Node:
         self.subscriptions = 0
         self.channel_subscribers: Counter[str] = Counter()
         self._started_shards: set[int] = set()
-        self.pings: PingWheel | None = None
+        self.pings: PingWheel | None = None  # set by the PingerActor that owns it
         self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
                             ((False, JSON_CODEC.encode_reply({})),
                              (True, PROTOBUF_CODEC.encode_reply({})))}
-        if config.client.ping_interval > 0:
-            self.pings = PingWheel(config.client.ping_interval, config.client.pong_timeout,
-                                   self._no_pong)
-            self._ping_timer = runtime.loop.call_later(self.pings.resolution, self._ping_tick)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
         self.cache = CacheLayer(engine, config.cache, self.shard_count, self.shard_of,
                                 lambda channel: self.tell_shard(channel, Resync(channel)),
-                                options=self.options)
+                                options=self.options, shared=self.remote,
+                                link=self._link_state)
         self.notifier = Notifier(self, notifications) if notifications is not None else None
         engine.set_handlers(self._remote_publication, self._remote_control,
                             self._remote_join, self._remote_leave, self._unrecoverable)
 
-    # -- pings -------------------------------------------------------------------------------
-    def _ping_tick(self) -> None:
-        if self.pings is not None and not self.runtime.closed:
-            self.pings.tick()
-            self._ping_timer = self.runtime.loop.call_later(self.pings.resolution,
-                                                            self._ping_tick)
-
-    def _no_pong(self, conn: Any) -> None:
-        from broker.connection.actor import Disconnect
-
-        conn.awaiting_pong = False
-        self.runtime.tell(connection_id(conn.session.client_id),
-                          Disconnect(codes.DISCONNECT_NO_PONG))
-
     def stop_pings(self) -> None:
-        if self.pings is not None:
-            self._ping_timer.cancel()
-            self.pings = None
+        """No more pings (draining): the pinger's ticks find no wheel."""
+        self.pings = None
 
     # -- shards ---------------------------------------------------------------------------
     def shard_of(self, channel: str) -> int:
@@ -130,19 +112,16 @@ class Node:
         self.runtime.tell(self.shard_ids[zlib.crc32(channel.encode()) % self.shard_count],
                           message)
 
-    def shard_started(self, index: int) -> None:
-        """A shard (re)started empty; after a restart every connection re-registers.
-
-        The shard's L1 and its unflushed write-behind buffer die with it."""
-        if index in self._started_shards:
-            self.cache.crash(index)
-            log.warning("shard %d restarted: connections re-register their channels", index)
-            from broker.connection.commands import Resubscribe
-
-            for client_id in list(self.connections):
-                self.runtime.tell(connection_id(client_id), Resubscribe(index))
+    def shard_started(self, index: int) -> bool:
+        """Record that shard ``index`` started; True if it ran before (a restart)."""
+        restarted = index in self._started_shards
         self._started_shards.add(index)
-        self.cache.prewarm(index)  # its hottest channels, before they are read
+        return restarted
+
+    def _link_state(self) -> tuple[bool, int]:
+        engine = self.engine
+        return (bool(getattr(engine, "link_up", True)),
+                int(getattr(engine, "link_generation", 0)))
 
     # -- publishing -------------------------------------------------------------------------
     def options(self, channel: str) -> ChannelOptions:
@@ -212,10 +191,12 @@ class Node:
 
         The node subscribes to the channel on the engine first, so nothing published by
         another node between the history read and the subscription can fall in between.
+        Positions come from the channel's L1 only where it is authoritative (see
+        CacheLayer.authoritative), else from the engine.
         """
         if self.remote:
             await self.engine.subscribe(channel)
-        read = self._recovery_source(channel, options)
+        read = self.cache.history
         if since is None:
             _, top = await read(channel, options, limit=0)
             return [], top, False
@@ -227,25 +208,6 @@ class Node:
         if len(pubs) > limit:
             return [], top, False
         return pubs, top, True
-
-    def _recovery_source(self, channel: str, options: ChannelOptions) -> Callable[
-            ..., Coroutine[Any, Any, tuple[list[Publication], StreamPosition]]]:
-        """Where a subscribe reads its position: the L1 cache, or the engine itself.
-
-        With other nodes behind the engine, L1 knows only what this node delivered; after
-        a Redis restart or a cut it can hold a stale top, and a recovery answered from it
-        would skip publications silently. So positions come from the engine — except for
-        write-behind channels, whose newest publications exist only in L1 until flushed.
-        """
-        if self.remote and self.cache.policy(options, channel) != "write_behind":
-            return self._engine_history
-        return self.cache.history
-
-    async def _engine_history(self, channel: str, options: ChannelOptions, *,
-                              since: StreamPosition | None = None, limit: int = 0,
-                              ) -> tuple[list[Publication], StreamPosition]:
-        return await self.engine.history(channel, since=since, limit=limit,
-                                         history_ttl=options.history_ttl)
 
     async def history(self, channel: str, options: ChannelOptions, *, limit: int,
                       since: dict[str, Any] | None, reverse: bool) -> dict[str, Any]:

@@ -6,15 +6,17 @@ in (0, 1), an entry idle for ``f * ttl`` whose channel is *hot* is reloaded from
 engine (its whole window, what a read miss would load) and its idle clock restarts.
 
 Guarantee: while a channel stays hot and the engine answers, its entry never expires,
-so its reads do not miss on expiry (the node ticks every ``(1 - f) * ttl / 2``: a due
-entry gets two chances before it would expire). A cold channel expires as before.
+so its reads do not miss on expiry (each shard ticks every ``(1 - f) * ttl / 2`` on its
+own timer: a due entry gets two chances before it would expire). A cold channel expires
+as before. The ticks and the reloads are the shard's timer and effect, so they stop when
+the shard does.
 
 Hot: a heat score (broker.cache.heat: reads and publishes, halving every half-life) of
 at least ``HOT_SCORE``. A refresh does not heat its channel, so a channel nobody uses
 any more cools down and then expires: refresh-ahead never keeps it alive on its own.
 
-Bounded: at most ``MAX_PER_TICK`` reloads per tick, hottest first, and one batch in
-flight (a tick that finds the previous batch still running skips).
+Bounded: at most ``MAX_PER_TICK`` reloads per shard tick, hottest first, and one batch in
+flight per shard (a tick that finds the previous batch still running skips).
 
 Error handling: a reload that fails (EngineError) is logged and counted; the entry then
 expires like a cold one and its next read loads it like any miss. Any other exception
@@ -34,6 +36,7 @@ from broker.engine.base import EngineError
 
 if TYPE_CHECKING:
     from broker.cache.layer import CacheLayer
+    from broker.cache.shard_l1 import ShardL1
     from broker.config import ChannelOptions
 
 __all__ = ["HOT_SCORE", "MAX_PER_TICK", "RefreshPlanner", "Refresher"]
@@ -92,12 +95,8 @@ class RefreshPlanner:
 
 
 class Refresher:
-    """The loop side of refresh-ahead for one ``CacheLayer``: a ``call_later`` tick that
-    plans with ``RefreshPlanner`` and reloads the due channels in one task.
-
-    Resource handling: ``start`` arms the tick (idempotent; without a running loop, or
-    when refresh-ahead is off, it does nothing); ``stop`` cancels the tick and waits for
-    a running batch to end (cancelling it)."""
+    """The rules of refresh-ahead for one ``CacheLayer``; each shard calls ``refresh``
+    with its own ``ShardL1`` as an effect of its refresh timer (every ``interval``)."""
 
     def __init__(self, layer: CacheLayer,
                  options: Callable[[str], ChannelOptions] | None) -> None:
@@ -105,8 +104,6 @@ class Refresher:
         fraction = config.refresh_ahead if config.eviction == "ttl" else 0.0
         self.planner = RefreshPlanner(config.ttl, fraction)
         self.layer, self._options = layer, options
-        self._timer: asyncio.TimerHandle | None = None
-        self._batch: asyncio.Task[None] | None = None
         self.refreshes = 0
         self.failures = 0
 
@@ -115,44 +112,25 @@ class Refresher:
         return self.planner.enabled and self.layer.enabled and self._options is not None
 
     @property
+    def interval(self) -> float:
+        return self.planner.interval
+
+    @property
     def running(self) -> bool:
-        return self._timer is not None
+        """True while some shard is up to tick (it arms its timer when ``active``)."""
+        return self.active and bool(self.layer.attached)
 
-    def start(self) -> None:
-        if not self.active or self._timer is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._timer = loop.call_later(self.planner.interval, self._tick)
-
-    async def stop(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        batch, self._batch = self._batch, None
-        if batch is not None and not batch.done():
-            batch.cancel()
-            await asyncio.wait([batch])
-
-    def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.planner.interval, self._tick)
-        if self._batch is not None and not self._batch.done():
-            return
+    async def refresh(self, l1: ShardL1) -> None:
+        """One tick of shard ``l1``: reload its due entries (hottest first)."""
         layer = self.layer
         now = layer._clock()
         candidates = [Candidate(key, e.bytes, e.last_access, e.uses, e.pinned > 0)
-                      for cache in layer.caches for key, e in cache.entries.items()]
+                      for key, e in l1.cache.entries.items()]
         due = self.planner.due(candidates, now, lambda c: layer.heat.score(c, now))
         if due:
-            self._batch = loop.create_task(self._reload_all(due))
+            await asyncio.gather(*(self._reload(l1, c) for c in due))
 
-    async def _reload_all(self, channels: list[str]) -> None:
-        await asyncio.gather(*(self._reload(c) for c in channels))
-
-    async def _reload(self, channel: str) -> None:
+    async def _reload(self, l1: ShardL1, channel: str) -> None:
         assert self._options is not None
         layer = self.layer
         try:
@@ -161,15 +139,14 @@ class Refresher:
                 return
             pubs, top = await layer.engine.history(channel, limit=-1,
                                                    history_ttl=options.history_ttl)
-            cache = layer.caches[layer._shard_of(channel)]  # after the await: may be new
-            if cache.refresh(channel, pubs, top, size=layer.l1_size(channel, options),
-                             ttl=options.history_ttl, now=layer._clock(),
-                             full=options.history_size):
+            if l1.cache.refresh(channel, pubs, top, size=layer.l1_size(channel, options),
+                                ttl=options.history_ttl, now=layer._clock(),
+                                full=options.history_size):
                 self.refreshes += 1
         except EngineError as error:
             self.failures += 1
             log.warning("cache: refresh-ahead of %s failed: %r", channel, error)
-        except Exception:  # a background task: log it, never kill the ticks
+        except Exception:  # one reload: log it, never fail the shard's other reloads
             self.failures += 1
             log.exception("cache: refresh-ahead of %s failed", channel)
 

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["HOT_STREAM", "Prewarmer", "Warmup"]
 
 log = logging.getLogger("chorus.cache")
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
 
 HOT_STREAM = "__chorus.cache.hot"  # not a client channel name: no namespace has "__"
 HOT_TTL = 7 * 24 * 3600.0
@@ -59,15 +61,17 @@ class Prewarmer:
                  options: Callable[[str], ChannelOptions] | None) -> None:
         self.layer = layer
         self._options = options
-        self._warming: dict[int, tuple[set[str], asyncio.Task[None]]] = {}
+        self._warming: dict[int, tuple[set[str], asyncio.Task[Any]]] = {}
         self._saved: asyncio.Task[list[str]] | None = None
         self.history: deque[Warmup] = deque(maxlen=64)
 
-    def start(self, index: int) -> None:
-        """Begin warming shard ``index`` (needs a running loop; without one, or with
-        ``cache.prewarm`` 0, nothing is warmed)."""
+    def start(self, index: int, spawn: Spawn | None = None) -> None:
+        """Begin warming shard ``index``: ``spawn`` runs the warm-up (the shard passes
+        its ``run_effect``, so a warm-up dies with its shard; default: a loop task).
+        Needs a running loop; without one, or with ``cache.prewarm`` 0 or the cache
+        off, nothing is warmed."""
         count = self.layer.config.prewarm
-        if count <= 0 or self._options is None:
+        if count <= 0 or self._options is None or not self.layer.enabled:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -79,16 +83,17 @@ class Prewarmer:
             if self._saved is None:
                 self._saved = loop.create_task(self._read_saved())
             saved = self._saved
-            task = loop.create_task(self._warm(index, [], saved))
+            coro = self._warm(index, [], saved)
         else:
-            task = loop.create_task(self._warm(index, channels, None))
-        self._warming[index] = (set(channels), task)
+            coro = self._warm(index, channels, None)
+        self._warming[index] = (set(channels), (spawn or loop.create_task)(coro))
 
     async def ready(self, channel: str) -> None:
-        """Return once ``channel`` is not being warmed (see the guarantee)."""
+        """Return once ``channel`` is not being warmed (see the guarantee); also when
+        the warm-up ends early because its shard stopped."""
         warming = self._warming.get(self.layer._shard_of(channel))
         if warming is not None and (channel in warming[0] or not warming[0]):
-            await asyncio.shield(warming[1])
+            await asyncio.wait([warming[1]])
 
     async def _warm(self, index: int, channels: list[str],
                     saved: asyncio.Task[list[str]] | None) -> None:
@@ -118,7 +123,8 @@ class Prewarmer:
         layer = self.layer
         if layer.policy(options, channel) == "off":
             return False
-        if layer.caches[layer._shard_of(channel)].top(channel) is not None:
+        l1 = layer.l1_of(channel)
+        if l1 is not None and l1.cache.top(channel) is not None:
             return True
         try:
             await layer._load(channel, options)
@@ -140,7 +146,7 @@ class Prewarmer:
     async def save_hot(self) -> None:
         """Store this node's hottest channels in the engine for the next node."""
         layer = self.layer
-        count = layer.config.prewarm * len(layer.caches)
+        count = layer.config.prewarm * len(layer.caches)  # every shard's share
         hot = layer.heat.hottest(count, layer._clock())
         if not hot or count <= 0:
             return

@@ -8,7 +8,8 @@ effects and answer when their result comes back.
 Failure policy: connection actors are *temporary* children of the connection
 supervisor — a crashed session is not rebuilt (the client reconnects, and recovers from
 its last offset). Whether it stops or fails, the actor unsubscribes from its shards, drops
-its presence and closes its socket (3004 "internal server error" after a failure).
+its presence and closes its socket (3004 "internal server error" after a failure, or
+when it is killed because its supervisor ended: no socket outlives its actor).
 """
 
 from __future__ import annotations
@@ -109,6 +110,15 @@ class ConnectionActor(Actor):
 
     def on_failure(self, error: BaseException) -> None:
         self.last_error = repr(error)
+        self._close_socket(codes.DISCONNECT_SERVER_ERROR)
+        self._release_session()
+
+    def on_kill(self, reason: str) -> None:
+        # Our supervisor ended (or a stop timed out): no socket may outlive its actor.
+        # 3004 is a reconnect code, so the client comes back to a fresh actor and
+        # recovers from its last offset.
+        self.last_error = f"killed: {reason}"
+        self.outbox.flush()
         self._close_socket(codes.DISCONNECT_SERVER_ERROR)
         self._release_session()
 

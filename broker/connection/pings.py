@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from actors import Actor
+
+if TYPE_CHECKING:
+    from broker.node import Node
 
 
 class Pingable(Protocol):
@@ -62,3 +67,58 @@ class PingWheel:
 
     def __len__(self) -> int:
         return sum(len(slot) for slot in self.slots)
+
+
+class PingerActor(Actor):
+    """Owns the node's ping wheel and its timer: one tick per ``resolution`` seconds.
+
+    Lives under the connection supervisor, so a restart of that supervisor (which ends
+    every connection) restarts the wheel too. A fresh incarnation takes in the
+    connections that are already connected, so a crash of the pinger alone leaves no
+    connection unpinged. Its ending clears ``node.pings``: nothing ticks unowned.
+    """
+
+    kind = "pings"
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        client = node.config.client
+        self.wheel = PingWheel(client.ping_interval, client.pong_timeout, self._no_pong)
+
+    def on_start(self) -> None:
+        from broker.connection.state import Phase
+
+        for conn in self.node.connections.values():
+            if conn.session.phase is Phase.CONNECTED:
+                self.wheel.add(conn)
+        if not self.node.draining:
+            self.node.pings = self.wheel
+        self.start_timer(self.wheel.resolution, "tick", repeat=True)
+
+    def receive(self, message: Any) -> Any:
+        if message == "tick":
+            if self.node.pings is self.wheel:  # None once the node drains
+                self.wheel.tick()
+            return None
+        return super().receive(message)
+
+    def _no_pong(self, conn: Any) -> None:
+        from broker.connection.actor import Disconnect
+        from broker.names import connection_id
+        from broker.protocol import codes
+
+        conn.awaiting_pong = False
+        self.tell(connection_id(conn.session.client_id), Disconnect(codes.DISCONNECT_NO_PONG))
+
+    def _release_wheel(self) -> None:
+        if self.node.pings is self.wheel:
+            self.node.pings = None
+
+    def on_stop(self) -> None:
+        self._release_wheel()
+
+    def on_failure(self, error: BaseException) -> None:
+        self._release_wheel()
+
+    def on_kill(self, reason: str) -> None:
+        self._release_wheel()

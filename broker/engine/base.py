@@ -97,6 +97,17 @@ class Broker(Protocol):
     async def close(self) -> None:
         """Stop background work and release resources; idempotent; later calls raise EngineError."""
 
+    async def run_link(self) -> None:
+        """Own the long-lived node-to-node machinery (readers, reconnect loops, liveness
+        checks) for as long as this coroutine runs; the engine link actor runs it as its
+        effect, so that machinery lives and dies with the actor.
+
+        Cancelled (the actor ended): the machinery stops; a later call starts it again,
+        re-subscribes every channel and catches up, exactly as after a lost connection.
+        Raises EngineError when the machinery fails by itself (the actor then fails and
+        its supervisor restarts it). Returns at once when there is nothing to own.
+        """
+
     async def publish(
         self,
         channel: str,

@@ -109,6 +109,9 @@ class MemoryEngine:
                 self._sweep_forever(), name="memory-engine-sweep"
             )
 
+    async def run_link(self) -> None:
+        """Nothing to own: the memory engine has no other node."""
+
     async def close(self) -> None:
         """Cancel the sweep and wait for it; idempotent. Later calls raise EngineError."""
         self._closed = True

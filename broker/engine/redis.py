@@ -138,7 +138,7 @@ class RedisEngine:
             topology, self.keys, self.node_id, self._catch_up_read, io_timeout=io_timeout,
             backoff=lambda: Backoff(backoff_base, backoff_cap),
         )
-        self._pinger: asyncio.Task[None] | None = None
+        self._started = False
         self._closed = False
 
     @classmethod
@@ -172,13 +172,14 @@ class RedisEngine:
             handlers.unrecoverable = on_unrecoverable
 
     async def start(self) -> None:
-        """Connect, subscribe to control messages and start the liveness PING.
+        """Connect and subscribe to control messages (so a node fails fast at start
+        when Redis is unreachable). The readers then belong to ``run_link``'s caller.
 
         Error handling: raises EngineError if Redis is unreachable within the I/O
         timeout, or if the engine was closed.
         """
         self._check_open()
-        if self._pinger is not None:
+        if self._started:
             return
         try:
             if isinstance(self.topology, Cluster):
@@ -187,18 +188,33 @@ class RedisEngine:
         except (RedisError, OSError, TimeoutError) as exc:
             await self.close()
             raise EngineError(f"redis engine could not start: {exc}") from exc
-        self._pinger = asyncio.get_running_loop().create_task(self._ping_forever())
+        self._started = True
+
+    async def run_link(self) -> None:
+        """The pub/sub readers with their reconnect loops, and the liveness PING, for as
+        long as this runs (see Broker.run_link). Suspended readers keep their channels
+        and positions, so a resumed link re-subscribes and catches up from the streams.
+
+        Error handling: EngineError when a reader ends by itself; cancellation stops
+        the readers (this engine's link is then down until the next call)."""
+        self._check_open()
+        await self.receiver.resume()  # after a previous owner's readers have stopped
+        pinger = asyncio.get_running_loop().create_task(self._ping_forever())
+        try:
+            await self.receiver.wait_failed()
+        finally:
+            pinger.cancel()
+            if not self._closed:
+                # Before any other await: a next owner's resume must find the suspension.
+                await self.receiver.suspend()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
 
     async def close(self) -> None:
         """Stop readers and the PING, close clients; idempotent. Later calls raise."""
         if self._closed:
             return
         self._closed = True
-        pinger, self._pinger = self._pinger, None
-        if pinger is not None:
-            pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
         await self.receiver.close()
         with contextlib.suppress(Exception):
             await self.topology.close()
@@ -214,6 +230,12 @@ class RedisEngine:
         """True while every pub/sub connection is up (for readiness checks)."""
         readers = self.receiver.readers.values()
         return not self._closed and bool(readers) and all(r.up for r in readers)
+
+    @property
+    def link_generation(self) -> int:
+        """Changes whenever a pub/sub connection was re-made: what this node heard of
+        other nodes' publications before may have a gap (the node's L1 re-reads)."""
+        return sum(r.reconnects for r in self.receiver.readers.values())
 
     def statistics(self) -> RedisEngineStats:
         readers = list(self.receiver.readers.values())

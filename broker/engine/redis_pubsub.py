@@ -159,6 +159,14 @@ class PubSubReader:
                 self._run(), name=f"redis-pubsub-{self.route}"
             )
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:

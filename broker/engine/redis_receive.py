@@ -1,8 +1,9 @@
 """The receiving leg of the Redis engine: node subscriptions, dispatch, catch-up.
 
-``Receiver`` owns the pub/sub readers (one per route), the set of channels this node is
+``Receiver`` holds the pub/sub readers (one per route), the set of channels this node is
 subscribed to and, per channel, the last stream position the node has seen
-(``PositionTracker``). Guarantees:
+(``PositionTracker``). The readers' tasks run while the engine link actor runs
+``RedisEngine.run_link`` (``resume``/``suspend``). Guarantees:
 
 - A message sent by this node is never handed to its handlers (dropped by node id), but
   it still advances the channel's position.
@@ -23,7 +24,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.engine.base import ControlHandler, JoinLeaveHandler, PublicationHandler
+from broker.engine.base import (
+    ControlHandler,
+    EngineError,
+    JoinLeaveHandler,
+    PublicationHandler,
+)
 from broker.engine.redis_codec import (
     KIND_JOIN,
     KIND_LEAVE,
@@ -99,6 +105,9 @@ class Receiver:
         self._read_stream, self._io_timeout, self._backoff = catch_up, io_timeout, backoff
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._hooks = ReaderHooks(self._subscribed, self._message, self._reconnecting)
+        self._suspended = False
+        self._failed: asyncio.Future[None] | None = None
+        self._suspension: asyncio.Future[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -111,10 +120,51 @@ class Receiver:
         await self._subscribe_name(_CONTROL, name, self.topology.route(name))
 
     async def close(self) -> None:
+        self._suspended = True
         for reader in self.readers.values():
             await reader.close()
         for waiter in self._waiters.values():
             waiter.cancel()
+
+    async def suspend(self) -> None:
+        """Stop every reader (their owner ended); names and positions are kept."""
+        self._suspended = True
+        done = self._suspension = asyncio.get_running_loop().create_future()
+        try:
+            for reader in list(self.readers.values()):
+                await reader.close()
+        finally:
+            done.set_result(None)
+
+    async def resume(self) -> None:
+        """Start every stopped reader again, once a suspension under way has finished:
+        each re-subscribes its names and, once confirmed, catches their channels up
+        from the streams (counted as a reconnect)."""
+        if self._suspension is not None:
+            await asyncio.shield(self._suspension)
+        self._suspended = False
+        for reader in self.readers.values():
+            if not reader.running:
+                reader.reconnects += 1
+                self._start(reader)
+
+    async def wait_failed(self) -> None:
+        """Wait until a reader ends by itself (it never should: its loop reconnects);
+        raises EngineError then."""
+        self._failed = asyncio.get_running_loop().create_future()
+        await self._failed
+
+    def _start(self, reader: PubSubReader) -> None:
+        reader.start()
+        if reader.task is not None:
+            reader.task.add_done_callback(self._reader_ended)
+
+    def _reader_ended(self, task: asyncio.Task[None]) -> None:
+        failed = self._failed
+        if task.cancelled() or failed is None or failed.done():
+            return
+        error = task.exception()
+        failed.set_exception(EngineError(f"redis pub/sub reader ended: {error!r}"))
 
     def _reader(self, route: str) -> PubSubReader:
         reader = self.readers.get(route)
@@ -123,7 +173,8 @@ class Receiver:
                 route, self.topology.open_pubsub, self._hooks,
                 sharded=self.topology.sharded_pubsub, backoff=self._backoff(),
             )
-            reader.start()
+            if not self._suspended:  # else the link's owner starts it when it resumes
+                self._start(reader)
         return reader
 
     # -- node subscriptions ----------------------------------------------------------------

@@ -10,9 +10,16 @@ Subscribers with a tags filter or with fossil deltas are kept apart (``Channel.f
 and shares its format's frame; delta ones share one delta (against the channel's previous
 publication) per format, and one that holds no base yet gets the publication in full.
 
+The shard owns its channels' cache state too: a fresh ``ShardL1`` per incarnation (its
+L1 window, its write-behind buffer, the channels it follows on the engine), attached to
+the node's CacheLayer on start and detached on every ending. What runs in the background
+for it is its own: the prewarm of its hottest channels and the write-behind flushes are
+its effects, refresh-ahead ticks are its timer; all of it ends with the incarnation.
+
 Failure policy: a shard is a permanent child of the shard supervisor. A restarted shard
-starts empty and asks the node to have every connection re-register its subscriptions
-to channels of this shard (``Node.shard_restarted``).
+starts empty (its L1 and unflushed write-behind publications are gone, counted as lost)
+and has every connection re-register its subscriptions to channels of this shard. A
+graceful stop first flushes its write-behind buffer.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from actors import Actor
+from broker.cache.shard_l1 import ShardL1
 from broker.connection.outbox import Outbox, ws_frame
 from broker.names import connection_id
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, encode_publication_push
@@ -97,6 +105,16 @@ class ChannelSummary:
     """Ask a shard for ``{channel: subscriber count}``."""
 
 
+@dataclass(slots=True)
+class _FlushDue:
+    delay: float
+
+
+@dataclass(slots=True)
+class _RefreshTick:
+    pass
+
+
 class ShardActor(Actor):
     kind = "shard"
 
@@ -104,9 +122,46 @@ class ShardActor(Actor):
         self.index = index
         self.node = node
         self.state = ShardState()
+        self.l1: ShardL1 = node.cache.new_l1(index, self._arm_flush)
+        self._refreshing: Any = None
 
+    # -- lifecycle --------------------------------------------------------------------
     def on_start(self) -> None:
-        self.node.shard_started(self.index)
+        layer = self.node.cache
+        layer.attach(self.l1)
+        if self.node.shard_started(self.index):
+            log.warning("shard %d restarted: connections re-register their channels",
+                        self.index)
+            from broker.connection.commands import Resubscribe
+
+            for client_id in list(self.node.connections):
+                self.tell(connection_id(client_id), Resubscribe(self.index))
+        layer.warm.start(self.index, lambda coro: self.run_effect(coro, on_error=self._bg_error))
+        if layer.refresher.active:
+            self.start_timer(layer.refresher.interval, _RefreshTick(), repeat=True)
+
+    def on_stop_requested(self, reason: str) -> bool:
+        if not len(self.l1.buffer):
+            return True
+        # A graceful stop writes what write-behind acknowledged before the shard goes.
+        self.run_effect(self.node.cache.flush(self.l1, 0.05),
+                        on_result=lambda _: self.stop(), on_error=lambda _: self.stop())
+        return False
+
+    def on_stop(self) -> None:
+        self.node.cache.detach(self.l1)
+
+    def on_failure(self, error: BaseException) -> None:
+        self.node.cache.detach(self.l1)
+
+    def on_kill(self, reason: str) -> None:
+        self.node.cache.detach(self.l1)
+
+    def _arm_flush(self, delay: float) -> None:
+        self.start_timer(delay, _FlushDue(delay))
+
+    def _bg_error(self, error: BaseException) -> None:
+        log.warning("shard %d: background cache work failed: %r", self.index, error)
 
     def receive(self, message: Any) -> Any:
         if type(message) is Deliver:
@@ -115,14 +170,14 @@ class ShardActor(Actor):
             sub = Subscriber(message.conn_id, message.outbox, message.binary, message.join_leave,
                              delta=message.delta, predicate=message.predicate)
             if self.state.add(message.channel, sub):
-                self.run_effect(self.node.engine.subscribe(message.channel),
-                                on_error=self._engine_error)
+                self._follow(message.channel)
         elif isinstance(message, Activate):
             for pub in self.state.activate(message.channel, message.conn_id,
                                            message.after_offset):
                 self._deliver_one(message.channel, pub, message.conn_id)
         elif isinstance(message, Unsubscribe):
             if self.state.remove(message.channel, message.conn_id):
+                self.l1.unfollow(message.channel)
                 self.run_effect(self.node.engine.unsubscribe(message.channel),
                                 on_error=self._engine_error)
         elif isinstance(message, DeliverJoinLeave):
@@ -133,6 +188,13 @@ class ShardActor(Actor):
                 self.tell(connection_id(conn_id), message)
         elif isinstance(message, ChannelSummary):
             return {name: len(chan) for name, chan in self.state.channels.items()}
+        elif isinstance(message, _FlushDue):
+            self.run_effect(self.node.cache.flush(self.l1, message.delay),
+                            on_error=self._bg_error)
+        elif isinstance(message, _RefreshTick):
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = self.run_effect(
+                    self.node.cache.refresher.refresh(self.l1), on_error=self._bg_error)
         else:
             return super().receive(message)
         return None
@@ -232,6 +294,18 @@ class ShardActor(Actor):
                 codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
                 frame = frames[sub.binary] = codec.encode_reply(push)
             sub.outbox.push(frame)
+
+    def _follow(self, channel: str) -> None:
+        """Subscribe on the engine; once confirmed (and still wanted) L1 follows the
+        channel and may answer for it (see CacheLayer.authoritative)."""
+        generation = self.node.cache.link_generation()
+
+        def confirmed(_: object) -> None:
+            if channel in self.state.channels:
+                self.l1.follow(channel, generation)
+
+        self.run_effect(self.node.engine.subscribe(channel), on_result=confirmed,
+                        on_error=self._engine_error)
 
     def _engine_error(self, error: BaseException) -> None:
         log.warning("shard %d: engine subscription failed: %r", self.index, error)

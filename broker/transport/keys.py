@@ -21,6 +21,8 @@ class ChorusState:
     rpc_handlers: dict[str, Any] = field(default_factory=dict)
     message_handlers: list[Any] = field(default_factory=list)
     _node: Node | None = None
+    # Set when the root supervisor failed: the process must be replaced (exit non-zero).
+    fatal: BaseException | None = None
 
     @property
     def node(self) -> Node:

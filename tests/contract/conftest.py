@@ -26,7 +26,7 @@ import pytest
 
 from broker.engine.base import Engine
 from broker.engine.memory import MemoryEngine
-from tests.contract.helpers import Recorder
+from tests.contract.helpers import Recorder, start_linked
 from tests.redis_server import (
     ClusterSetup,
     RedisUnavailable,
@@ -164,6 +164,7 @@ async def make_node(request: pytest.FixtureRequest, engine_kind: str) -> AsyncIt
     kind = ENGINES[engine_kind]
     namespace = uuid.uuid4().hex[:12]
     nodes: list[Node] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
 
     async def make(**options: Any) -> Node:
         engine = await kind.factory(request, namespace, options)
@@ -171,14 +172,14 @@ async def make_node(request: pytest.FixtureRequest, engine_kind: str) -> AsyncIt
         engine.set_handlers(
             received.on_publication, received.on_control, received.on_join, received.on_leave
         )
-        await engine.start()
+        closers.append(await start_linked(engine))
         node = Node(engine, received)
         nodes.append(node)
         return node
 
     yield make
-    for node in nodes:
-        await node.engine.close()
+    for close in closers:
+        await close()
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from broker.types import ClientInfo, Publication, StreamPosition
 from tests.waiting import wait_until
@@ -43,3 +46,19 @@ class Recorder:
     @property
     def empty(self) -> bool:
         return not (self.publications or self.controls or self.joins or self.leaves)
+
+
+async def start_linked(engine: Any) -> Callable[[], Awaitable[None]]:
+    """Start ``engine`` and run its link as the engine link actor would (its pub/sub
+    readers and liveness checks live in ``run_link``); returns the closer, which ends
+    the link first and then closes the engine."""
+    await engine.start()
+    link = asyncio.get_running_loop().create_task(engine.run_link())
+
+    async def close() -> None:
+        link.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await link
+        await engine.close()
+
+    return close

@@ -18,7 +18,7 @@ from broker.engine.base import EngineError, UnrecoverablePosition
 from broker.engine.redis import RedisEngine
 from broker.engine.redis_link import Sentinel, parse_address
 from broker.types import Publication, StreamPosition
-from tests.contract.helpers import Recorder, eventually
+from tests.contract.helpers import Recorder, eventually, start_linked
 from tests.redis_server import RedisServer, SentinelSetup, redis_server, respawn
 
 pytestmark = [
@@ -49,8 +49,7 @@ async def started(
     lost: list[str] = []
     engine.set_handlers(recorder.on_publication, recorder.on_control, recorder.on_join,
                         recorder.on_leave, on_unrecoverable=lost.append)
-    await engine.start()
-    stack.push_async_callback(engine.close)
+    stack.push_async_callback(await start_linked(engine))
     return engine, recorder, lost
 
 

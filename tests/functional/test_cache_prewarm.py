@@ -74,8 +74,11 @@ async def test_a_new_node_warms_what_the_previous_one_saved_as_hot() -> None:
         return zlib.crc32(channel.encode()) % SHARDS
 
     def layer() -> CacheLayer:
-        return CacheLayer(engine, config, SHARDS, shard_of, lambda _: None,
+        made = CacheLayer(engine, config, SHARDS, shard_of, lambda _: None,
                           options=lambda _: options)
+        for index in range(SHARDS):  # what each shard actor does as it starts
+            made.attach(made.new_l1(index))
+        return made
 
     old = layer()
     channels = [f"ch{i}" for i in range(6)]
@@ -87,7 +90,7 @@ async def test_a_new_node_warms_what_the_previous_one_saved_as_hot() -> None:
 
     new = layer()
     for index in range(SHARDS):
-        new.prewarm(index)
+        new.warm.start(index)
     pubs, _ = await new.history("ch0", options, limit=-1)  # waits for its warm-up
     assert [p.offset for p in pubs] == [1]
     await eventually(lambda: len(new.warm.history) == SHARDS)
