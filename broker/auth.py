@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -29,11 +30,16 @@ from typing import Any
 
 import jwt
 import orjson
+from jwt.warnings import InsecureKeyLengthWarning
 
 from broker.config import SubscriptionTokenConfig, TokenConfig
 from broker.config.keys import KeySet, VerifyKey, load_keyset
 
 __all__ = ["ConnectToken", "SubscriptionToken", "TokenError", "TokenVerifier", "make_token"]
+
+# A short HMAC key is reported once at start (broker.config.checks.config_warnings);
+# PyJWT would write its warning to stderr on every token verified with it.
+warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 # PyJWT's own claim checks are off: Chorus checks claims itself, in upstream's order and
 # with upstream's outcomes (e.g. aud/iss failures are "invalid", never "expired").

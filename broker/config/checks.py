@@ -34,6 +34,9 @@ def validate(config: Config) -> None:
     _check_prometheus(config)
 
 
+MIN_HMAC_KEY_BYTES = 32  # HS256's hash size; HS384/512 want more, PyJWT checks those too
+
+
 def config_warnings(config: Config) -> list[str]:
     """What loads but will not work as someone probably expects, each naming its key.
 
@@ -43,12 +46,21 @@ def config_warnings(config: Config) -> list[str]:
     by default, and refusing would stop every config that never mentions Prometheus
     (any Centrifugo config) from starting. ``/metrics`` then answers 401 naming the key.
     """
+    found: list[str] = []
     prometheus = config.prometheus
     if prometheus.enabled and not prometheus.insecure and not prometheus.token:
-        return ["prometheus.token: not set, so GET /metrics refuses every scrape (401); "
-                "set it and send it as the scraper's bearer token, set "
-                "prometheus.insecure: true, or prometheus.enabled: false"]
-    return []
+        found.append("prometheus.token: not set, so GET /metrics refuses every scrape (401); "
+                     "set it and send it as the scraper's bearer token, set "
+                     "prometheus.insecure: true, or prometheus.enabled: false")
+    for name in ("token", "subscription_token"):
+        secret = getattr(config.client, name).hmac_secret_key
+        if secret and len(secret.encode()) < MIN_HMAC_KEY_BYTES:
+            # Said once here instead of PyJWT's warning on every token it verifies.
+            found.append(
+                f"client.{name}.hmac_secret_key: {len(secret.encode())} bytes, shorter than "
+                f"the {MIN_HMAC_KEY_BYTES} that HS256 needs (RFC 7518 section 3.2): tokens "
+                "signed with it can be brute-forced; use a random key of 32+ bytes")
+    return found
 
 
 def _check_http_server(config: Config) -> None:

@@ -349,3 +349,29 @@ def test_disabled_subscription_token_config_is_ignored() -> None:
     )
     assert verifier.verify_subscribe(make_token(SECRET, "u", channel="c")).channel == "c"
     invalid(verifier, make_token(OTHER_SECRET, "u", channel="c"), subscribe=True)
+
+
+def test_a_short_hmac_key_is_reported_once_at_start_not_per_token() -> None:
+    """PyJWT warns on stderr for every token verified with a key shorter than the hash;
+    Chorus says it once, as a config warning naming the key, and verifies quietly."""
+    import subprocess
+    import sys
+
+    from broker.config import config_from_mapping
+    from broker.config.checks import config_warnings
+
+    config = config_from_mapping({"client": {"token": {"hmac_secret_key": "short"}},
+                                  "http_api": {"insecure": True}})
+    said = [w for w in config_warnings(config) if "hmac_secret_key" in w]
+    assert len(said) == 1 and "client.token.hmac_secret_key: 5 bytes" in said[0]
+    script = (
+        "from broker.auth import TokenVerifier, make_token\n"
+        "from broker.config import TokenConfig, SubscriptionTokenConfig\n"
+        "v = TokenVerifier(TokenConfig(hmac_secret_key='short'), SubscriptionTokenConfig())\n"
+        "for i in range(200):\n"
+        "    v.verify_connect(make_token('short', f'u{i}'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
