@@ -114,8 +114,10 @@ class Chorus:
     def rpc(self, method: str) -> Callable[[RpcFunction], RpcFunction]:
         """Register ``async def handler(ctx, data: bytes) -> bytes`` for client RPC ``method``.
 
-        ``ctx`` has the caller's ``user``, ``client`` and ``info``. The handler runs as an
-        effect of the connection actor; an exception answers the client with error 100.
+        ``ctx`` has the caller's ``user``, ``client`` and ``info``, and ``headers``: the
+        emulated headers its SDK sent in the connect command (names lower-cased; client
+        input, as trustworthy as the request body). The handler runs as an effect of the
+        connection actor; an exception answers the client with error 100.
         """
 
         def register(handler: RpcFunction) -> RpcFunction:

@@ -84,6 +84,10 @@ class Node:
         # connection.
         self.subscriptions = 0
         self.channel_subscribers: Counter[str] = Counter()
+        # Channel compaction ids: one per channel while it has subscribers on this node
+        # (so its compacting subscribers share one frame), never reused in a process.
+        self.channel_ids: dict[str, int] = {}
+        self._last_channel_id = 0
         self._started_shards: set[int] = set()
         self.pings: PingWheel | None = None  # set by the PingerActor that owns it
         self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
@@ -130,8 +134,12 @@ class Node:
     async def publish(self, channel: str, data: bytes, *, info: ClientInfo | None = None,
                       tags: dict[str, str] | None = None,
                       idempotency_key: str | None = None,
-                      skip_history: bool = False) -> tuple[Publication, StreamPosition]:
+                      skip_history: bool = False,
+                      delta: bool = False) -> tuple[Publication, StreamPosition]:
         """Store (when the channel keeps history) and fan out; returns once stored.
+
+        ``delta`` (or the namespace's ``delta_publish``) publishes with delta: fossil
+        delta subscribers get a delta against the channel's previous publication.
 
         Error handling: an engine failure raises before anything is delivered, so a
         publication is acknowledged only once the engine has it. A draining node raises
@@ -143,6 +151,7 @@ class Node:
             raise NodeDraining("node is shutting down; publish elsewhere")
         started = time.perf_counter()
         options = self.options(channel)
+        delta = delta or options.delta_publish
         size = 0 if skip_history else options.history_size
         policy = self.cache.policy(options, channel) if size else "off"
         self.publishing += 1
@@ -150,13 +159,13 @@ class Node:
         try:
             if policy == "write_behind" and idempotency_key is None:
                 outcome = await self.cache.publish_behind(channel, data, options,
-                                                          info=info, tags=tags)
+                                                          info=info, tags=tags, delta=delta)
             else:
                 outcome = await self.engine.publish(
                     channel, data, info=info, tags=tags, history_size=size,
                     history_ttl=options.history_ttl if size else 0.0,
                     idempotency_key=idempotency_key,
-                    idempotent_ttl=300.0 if idempotency_key else 0.0)
+                    idempotent_ttl=300.0 if idempotency_key else 0.0, delta=delta)
                 if policy != "off":
                     self.cache.published(channel, outcome[0], outcome[1], options)
         finally:
@@ -268,6 +277,18 @@ class Node:
             self.channel_subscribers[channel] = left
         else:
             del self.channel_subscribers[channel]
+            self.channel_ids.pop(channel, None)
+
+    def channel_id(self, channel: str) -> int:
+        """The channel's compaction id on this node (call after ``subscribed``): the same
+        for every subscriber while the channel has any here, so the shard encodes one
+        frame per format for all of them; a channel that empties gets a new id next time
+        (ids are scoped to a client's session, so SDKs re-learn them on resubscribe)."""
+        found = self.channel_ids.get(channel)
+        if found is None:
+            self._last_channel_id += 1
+            found = self.channel_ids[channel] = self._last_channel_id
+        return found
 
     def personal_channels(self, user: str) -> list[str]:
         personal = self.config.client.subscribe_to_user_personal_channel

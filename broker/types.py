@@ -37,7 +37,10 @@ class Publication:
     """One message published into a channel.
 
     ``offset`` is 0 for channels without history; otherwise offsets are dense and
-    increase by one per publication within an epoch.
+    increase by one per publication within an epoch. ``delta``: published with delta
+    (the namespace's ``delta_publish`` or the API's ``delta``), so subscribers that
+    negotiated fossil deltas get it as a delta against the channel's previous
+    publication; it matters only for the live fan-out.
     """
 
     data: bytes
@@ -45,3 +48,4 @@ class Publication:
     info: ClientInfo | None = None
     tags: dict[str, str] | None = field(default=None, hash=False)
     time: int = 0  # unix milliseconds when the broker accepted it
+    delta: bool = False

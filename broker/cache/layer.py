@@ -213,7 +213,7 @@ class CacheLayer:
 
     async def publish_behind(self, channel: str, data: bytes, options: ChannelOptions, *,
                              info: ClientInfo | None, tags: dict[str, str] | None,
-                             ) -> tuple[Publication, StreamPosition]:
+                             delta: bool = False) -> tuple[Publication, StreamPosition]:
         """Acknowledge from L1 and buffer for the engine (see the durability window).
 
         Error handling: EngineError if the channel is not cached and the engine cannot
@@ -232,7 +232,7 @@ class CacheLayer:
         if top is None:  # evicted while loading: the budget is too small to hold it
             raise EngineError(f"channel {channel!r} does not fit in the cache budget")
         now = self._clock()
-        pub = Publication(data, top.offset + 1, info, tags, int(time.time() * 1000))
+        pub = Publication(data, top.offset + 1, info, tags, int(time.time() * 1000), delta)
         try:
             l1.buffer.add(Pending(channel, pub, options.history_size,
                                   options.history_ttl, now))
@@ -258,7 +258,7 @@ class CacheLayer:
                     _, position = await self.engine.publish(
                         pending.channel, pending.pub.data, info=pending.pub.info,
                         tags=pending.pub.tags, history_size=pending.history_size,
-                        history_ttl=pending.history_ttl)
+                        history_ttl=pending.history_ttl, delta=pending.pub.delta)
                 except EngineError as error:
                     log.warning("write-behind flush failed, retrying: %r", error)
                     l1.buffer.put_back(l1.inflight)

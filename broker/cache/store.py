@@ -181,7 +181,7 @@ class ChannelCache:
         # oldest one is a miss.
         trimmed = entry.trimmed and live and limit != 0
         if since is not None:
-            if since.epoch != entry.epoch or since.offset > entry.top:
+            if (since.epoch and since.epoch != entry.epoch) or since.offset > entry.top:
                 return None
             if reverse:
                 pubs = [p for p in pubs if p.offset < since.offset]

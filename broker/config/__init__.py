@@ -5,8 +5,9 @@ The key layout follows Centrifugo v6 (``http_server.port``, ``client.token.hmac_
 Chorus supports loads unchanged. Chorus-only knobs live in the ``chorus`` section or are
 marked "Chorus extension" below.
 
-Sources, lowest priority first: a JSON/YAML/TOML file, ``CHORUS_<PATH>`` environment
-variables (see :mod:`broker.config.env`), then ``overrides`` (CLI flags). Durations are
+Sources, lowest priority first: a JSON/YAML/TOML file, ``CHORUS_<PATH>`` or
+``CENTRIFUGO_<PATH>`` environment variables (see :mod:`broker.config.env`; CHORUS_ wins
+when both set one key), then ``overrides`` (CLI flags). Durations are
 stored as float seconds; lists as tuples.
 
 Error handling: :func:`load_config` and :func:`config_from_mapping` raise
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 UNKNOWN_NAMESPACE = "(unknown)"  # metrics label; parentheses cannot occur in a real name
+DATA_FORMATS = ("", "json", "json_object", "binary")  # publication_data_format values
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,10 @@ class ClientConfig:
         default_factory=PersonalChannelConfig
     )
     connect_include_server_time: bool = opt(False)
+    # Centrifugo v6: how long a socket may stay open without a connect command.
+    stale_close_delay: float = opt(10.0, kind=DURATION, min=0.001)
+    # Centrifugo v6: a connection token without a user (empty "sub") is refused (3507).
+    disallow_anonymous_connection_tokens: bool = opt(False)
     command_rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     connect_rate_limit_per_ip: RateLimitConfig = field(
         default_factory=_connect_limit, metadata={"section": RateLimitConfig}
@@ -180,8 +186,9 @@ class WebSocketConfig:
 class ChannelOptions:
     """Behaviour of the channels without a namespace or of one namespace.
 
-    ``history_meta_ttl`` is the effective value: the namespace's own, else the global
-    ``channel.history_meta_ttl``. ``force_recovery_mode`` is "stream" or "cache" ("" in
+    ``history_meta_ttl`` and ``publication_data_format`` are the effective values: the
+    namespace's own, else the global ``channel.history_meta_ttl`` /
+    ``channel.publication_data_format``. ``force_recovery_mode`` is "stream" or "cache" ("" in
     a file means "stream").
     """
 
@@ -217,6 +224,19 @@ class ChannelOptions:
     cache_flush_delay: float = opt(0.05, kind=DURATION, min=0.001)  # write-behind window
     # Centrifugo v6: cache mode answers every subscriber, not only those sending recover.
     auto_cache_recover: bool = opt(False)
+    # Centrifugo v6: every publication is published with delta (as the API's per-call
+    # "delta" field), so subscribers that negotiated fossil deltas get deltas; without
+    # it they get each publication in full.
+    delta_publish: bool = opt(False)
+    # Centrifugo v6: what publication data must be: "" (the default) not empty, "json"
+    # valid JSON, "json_object" a JSON object, "binary" anything, empty included. ""
+    # takes channel.publication_data_format (see ChannelConfig).
+    publication_data_format: str = opt("", choices=DATA_FORMATS)
+    # Centrifugo v6 (PRO there): SDKs may negotiate a numeric channel id in place of the
+    # channel name in publication, join and leave pushes (subscribe flag bit 1).
+    allow_channel_compaction: bool = opt(False)
+    # Centrifugo v6: only "stream" ("" means it); map and shared_poll are not supported.
+    subscription_type: str = opt("stream", choices=("", "stream"))
 
     def __post_init__(self) -> None:
         if self.force_recovery_mode == "":
@@ -242,6 +262,8 @@ class ChannelConfig:
     user_separator: str = opt(",")
     private_prefix: str = opt("$")
     history_meta_ttl: float = opt(30 * 24 * 3600.0, kind=DURATION)  # Centrifugo: 720h
+    # Centrifugo v6: the publication_data_format of namespaces that set none.
+    publication_data_format: str = opt("", choices=DATA_FORMATS)
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
     namespaces: tuple[ChannelNamespace, ...] = opt(
         (), kind=NAMESPACES, item=ChannelNamespace, options=ChannelOptions
@@ -249,7 +271,7 @@ class ChannelConfig:
     _index: Mapping[str, ChannelOptions] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Resolve the effective history_meta_ttl once, so readers never need the fallback.
+        # Resolve the effective values once, so readers never need the fallback.
         resolve = self._resolve
         object.__setattr__(self, "without_namespace", resolve(self.without_namespace))
         namespaces = tuple(ChannelNamespace(ns.name, resolve(ns.options)) for ns in self.namespaces)
@@ -258,9 +280,12 @@ class ChannelConfig:
         object.__setattr__(self, "_index", MappingProxyType(index))
 
     def _resolve(self, options: ChannelOptions) -> ChannelOptions:
-        if options.history_meta_ttl > 0:
-            return options
-        return dataclasses.replace(options, history_meta_ttl=self.history_meta_ttl)
+        changes: dict[str, Any] = {}
+        if options.history_meta_ttl <= 0:
+            changes["history_meta_ttl"] = self.history_meta_ttl
+        if not options.publication_data_format:
+            changes["publication_data_format"] = self.publication_data_format
+        return dataclasses.replace(options, **changes) if changes else options
 
     def namespace_options(self, name: str) -> ChannelOptions | None:
         """Options of namespace ``name`` ("" = channels without namespace); None if unknown."""
@@ -387,11 +412,12 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Load the file at ``path`` (optional), apply ``CHORUS_`` variables from ``env``
-    (default ``os.environ``), then ``overrides`` (nested mapping, e.g. CLI flags).
+    """Load the file at ``path`` (optional), apply ``CHORUS_`` and ``CENTRIFUGO_``
+    variables from ``env`` (default ``os.environ``), then ``overrides`` (nested mapping,
+    e.g. CLI flags).
 
     Error handling: ConfigError for an unreadable/unparsable file, an unknown ``CHORUS_``
-    variable, and everything :func:`config_from_mapping` rejects.
+    or ``CENTRIFUGO_`` variable, and everything :func:`config_from_mapping` rejects.
     """
     raw: dict[str, Any] = read_file(os.fspath(path)) if path is not None else {}
     raw = apply_env(raw, os.environ if env is None else env, Config)

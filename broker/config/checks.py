@@ -41,12 +41,17 @@ def config_warnings(config: Config) -> list[str]:
     """What loads but will not work as someone probably expects, each naming its key.
 
     ``chorus checkconfig`` prints these and a starting node logs them. A missing
+    ``http_api.key`` is a warning, as in Centrifugo v6 (which starts without one and
+    answers every API call 401): the SDKs' own test configs set none. A missing
     ``prometheus.token`` is a warning, not an error as a missing ``admin.secret`` is:
     the admin API is off unless ``admin.enabled`` asks for it, while ``/metrics`` is on
     by default, and refusing would stop every config that never mentions Prometheus
     (any Centrifugo config) from starting. ``/metrics`` then answers 401 naming the key.
     """
     found: list[str] = []
+    if not config.http_api.key and not config.http_api.insecure:
+        found.append("http_api.key: not set, so the server API (POST /api/...) refuses "
+                     "every request (401); set it, or http_api.insecure: true")
     prometheus = config.prometheus
     if prometheus.enabled and not prometheus.insecure and not prometheus.token:
         found.append("prometheus.token: not set, so GET /metrics refuses every scrape (401); "
@@ -229,8 +234,6 @@ def _check_personal_channel(config: Config) -> None:
 
 
 def _check_http_api_and_admin(config: Config) -> None:
-    if not config.http_api.key and not config.http_api.insecure:
-        raise ConfigError("http_api.key: required unless http_api.insecure is true")
     admin = config.admin
     if admin.enabled and not admin.insecure:
         for name in ("password", "secret"):

@@ -1,8 +1,12 @@
-"""``CHORUS_<PATH>`` environment variables layered over the raw config mapping.
+"""``CHORUS_<PATH>`` and ``CENTRIFUGO_<PATH>`` environment variables over the raw config.
+
+Both prefixes name the same keys, so a Centrifugo v6 environment (a docker-compose file,
+a Kubernetes manifest) configures Chorus unchanged. When both set the same key (the same
+name after the prefix), the ``CHORUS_`` one wins and a warning names both variables.
 
 Keys contain underscores (``history_size``), so an environment name cannot be split back
 into a path. Instead the schema is walked once to list every known leaf path and its
-environment name (``CHORUS_CHANNEL_WITHOUT_NAMESPACE_HISTORY_SIZE``), and each variable is
+name after the prefix (``CHANNEL_WITHOUT_NAMESPACE_HISTORY_SIZE``), and each variable is
 looked up in that table. Namespaces follow Centrifugo's scheme:
 
 * ``CHORUS_CHANNEL_NAMESPACES="chat news"`` (spaces or commas, or a JSON array of names)
@@ -11,9 +15,12 @@ looked up in that table. Namespaces follow Centrifugo's scheme:
 * ``CHORUS_CHANNEL_NAMESPACES_CHAT_PRESENCE=true`` sets an option of the namespace whose
   name, upper-cased with ``.`` and ``-`` turned into ``_``, is ``CHAT``.
 
-Error handling: a ``CHORUS_`` variable that matches no key, an ambiguous namespace match,
-or a value that does not fit the key's type raises ConfigError naming the variable.
-``CHORUS_CONFIG`` is reserved for the CLI (config file path) and ignored here.
+Error handling: a variable of either prefix that matches no key (a Centrifugo feature
+Chorus lacks, a typo), an ambiguous namespace match, or a value that does not fit the
+key's type raises ConfigError naming the variable. Not configuration, so skipped:
+``CHORUS_CONFIG`` (the CLI's config file path), Kubernetes service links of a Service
+named "chorus" or "centrifugo", and ``CENTRIFUGO_VAR_*`` (Centrifugo's variables for
+interpolation, which Chorus does not do).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -37,24 +45,32 @@ from broker.config.parse import (
 )
 
 ENV_PREFIX = "CHORUS_"
+ENV_PREFIXES = (ENV_PREFIX, "CENTRIFUGO_")  # first wins when both set one key
 RESERVED_ENV = frozenset({"CHORUS_CONFIG"})
 
 Path = tuple[str, ...]
 
+log = logging.getLogger("chorus.config")
 
-# Kubernetes injects these for a Service named "chorus" (CHORUS_SERVICE_HOST,
-# CHORUS_PORT_8000_TCP_ADDR, ...); they are not configuration.
-_SERVICE_LINK = re.compile(r"^CHORUS_(SERVICE_(HOST|PORT)(_\w+)?|PORT(_\d+_(TCP|UDP)\w*)?)$")
+# Kubernetes injects these for a Service named "chorus" or "centrifugo"
+# (CHORUS_SERVICE_HOST, CENTRIFUGO_PORT_8000_TCP_ADDR, ...); they are not configuration.
+_SERVICE_LINK = re.compile(
+    r"^(CHORUS|CENTRIFUGO)_(SERVICE_(HOST|PORT)(_\w+)?|PORT(_\d+_(TCP|UDP)\w*)?)$")
+
+
+def env_key(*parts: str) -> str:
+    """A key path as spelled after the prefix: upper case, ``.``/``-`` become ``_``."""
+    return "_".join(parts).upper().replace(".", "_").replace("-", "_")
 
 
 def env_name(*parts: str) -> str:
-    """The environment spelling of a key path: upper case, ``.``/``-`` become ``_``."""
-    joined = "_".join(parts)
-    return ENV_PREFIX + joined.upper().replace(".", "_").replace("-", "_")
+    """The ``CHORUS_`` environment spelling of a key path."""
+    return ENV_PREFIX + env_key(*parts)
 
 
 def schema_leaves(root: type) -> tuple[dict[str, tuple[Path, Any]], list[tuple[Path, Any]]]:
-    """Walk the schema: (env name -> (path, field)) for leaves, and the namespace fields."""
+    """Walk the schema: (key after the prefix -> (path, field)) for leaves, and the
+    namespace fields."""
     leaves: dict[str, tuple[Path, Any]] = {}
     ns_fields: list[tuple[Path, Any]] = []
 
@@ -69,31 +85,56 @@ def schema_leaves(root: type) -> tuple[dict[str, tuple[Path, Any]], list[tuple[P
             elif kind == NAMESPACES:
                 ns_fields.append((path, f))
             else:
-                leaves[env_name(*path)] = (path, f)
+                leaves[env_key(*path)] = (path, f)
 
     walk(root, ())
     return leaves, ns_fields
 
 
+def _skipped(var: str) -> bool:
+    return var in RESERVED_ENV or bool(_SERVICE_LINK.match(var)) or \
+        var.startswith("CENTRIFUGO_VAR_")
+
+
+def collect_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Configuration variables by key after the prefix: key -> (variable, value).
+
+    Where ``CHORUS_X`` and ``CENTRIFUGO_X`` are both set, ``CHORUS_X`` is kept and a
+    warning names both (whether or not the values differ: one of them is dead config).
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for prefix in reversed(ENV_PREFIXES):  # lowest priority first
+        for var in sorted(v for v in env if v.startswith(prefix) and not _skipped(v)):
+            key = var[len(prefix):]
+            if key in found:
+                log.warning("%s and %s set the same config key: %s wins", var,
+                            found[key][0], var)
+            found[key] = (var, env[var])
+    return found
+
+
 def apply_env(raw: Mapping[str, Any], env: Mapping[str, str], root: type) -> dict[str, Any]:
-    """Return a copy of ``raw`` with every ``CHORUS_`` variable of ``env`` applied."""
+    """Return a copy of ``raw`` with every ``CHORUS_``/``CENTRIFUGO_`` variable applied."""
     out = _copy(raw)
     leaves, ns_fields = schema_leaves(root)
-    todo = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)
-            and k not in RESERVED_ENV and not _SERVICE_LINK.match(k)}
+    todo = collect_env(env)
     for path, f in ns_fields:
-        list_var = env_name(*path)
-        if list_var in todo:
-            _apply_namespace_list(out, path, todo.pop(list_var), list_var)
-        for var in sorted(k for k in todo if k.startswith(list_var + "_")):
-            _apply_namespace_option(out, path, f, var, todo.pop(var))
-    for var in sorted(todo):
-        if var not in leaves:
-            hint = difflib.get_close_matches(var, list(leaves), n=1)
-            suffix = f" (did you mean {hint[0]}?)" if hint else ""
+        list_key = env_key(*path)
+        if list_key in todo:
+            var, value = todo.pop(list_key)
+            _apply_namespace_list(out, path, value, var)
+        for key in sorted(k for k in todo if k.startswith(list_key + "_")):
+            var, value = todo.pop(key)
+            _apply_namespace_option(out, path, f, key[len(list_key) + 1:], var, value)
+    for key in sorted(todo):
+        var, value = todo[key]
+        if key not in leaves:
+            prefix = var[: len(var) - len(key)]
+            hint = difflib.get_close_matches(key, list(leaves), n=1)
+            suffix = f" (did you mean {prefix}{hint[0]}?)" if hint else ""
             raise ConfigError(f"{var}: environment variable matches no config key{suffix}")
-        path, f = leaves[var]
-        _set(out, path, _env_value(".".join(path), f, todo[var], var))
+        path, f = leaves[key]
+        _set(out, path, _env_value(".".join(path), f, value, var))
     return out
 
 
@@ -125,23 +166,32 @@ def _apply_namespace_list(out: dict[str, Any], path: Path, text: str, var: str) 
     _set(out, path, current)
 
 
-def _apply_namespace_option(out: dict[str, Any], path: Path, f: Any, var: str, text: str) -> None:
-    rest = var[len(env_name(*path)) + 1 :]
+def _apply_namespace_option(out: dict[str, Any], path: Path, f: Any, rest: str, var: str,
+                            text: str) -> None:
+    """Set the option that ``rest`` (``<NAMESPACE>_<OPTION>``) names, from ``var``."""
     fields = dataclasses.fields(f.metadata["options"])
-    options = {env_name(o.name)[len(ENV_PREFIX) :]: o for o in fields}
+    options = {env_key(o.name): o for o in fields}
     items = _get_list(out, path)
-    matches = []
+    matches, named = [], []
     for index, item in enumerate(items):
         name = item.get("name") if isinstance(item, Mapping) else None
         if not isinstance(name, str):
             continue
-        prefix = env_name(name)[len(ENV_PREFIX) :] + "_"
-        if rest.startswith(prefix) and rest[len(prefix) :] in options:
-            matches.append((index, options[rest[len(prefix) :]]))
+        prefix = env_key(name) + "_"
+        if rest.startswith(prefix):
+            named.append((name, rest[len(prefix):]))
+            if rest[len(prefix):] in options:
+                matches.append((index, options[rest[len(prefix):]]))
+    if not matches and named:
+        name, option = named[0]
+        hint = difflib.get_close_matches(option, list(options), n=1)
+        suffix = f" (did you mean {hint[0]}?)" if hint else ""
+        raise ConfigError(f"{var}: namespace {name!r} has no option {option}{suffix}")
     if not matches:
+        list_var = var[: len(var) - len(rest) - 1]
         raise ConfigError(
             f"{var}: environment variable matches no namespace option (declare the namespace "
-            f"in the config file or in {env_name(*path)})"
+            f"in the config file or in {list_var})"
         )
     if len(matches) > 1:
         names = ", ".join(str(items[i].get("name")) for i, _ in matches)

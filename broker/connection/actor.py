@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chorus.connection")
 
-STALE_CLOSE_DELAY = 10.0  # seconds a socket may stay open without a connect command
-
 
 @dataclass(slots=True)
 class Frame:
@@ -103,7 +101,8 @@ class ConnectionActor(Actor):
     # -- lifecycle ------------------------------------------------------------------------
     def on_start(self) -> None:
         self.node.connection_opened(self)
-        self._expiry_timer = self.start_timer(STALE_CLOSE_DELAY, _Expired())  # until connect
+        # Until connect: a socket without a connect command closes (3502 "stale").
+        self._expiry_timer = self.start_timer(self.config.client.stale_close_delay, _Expired())
 
     def on_stop(self) -> None:
         self._release_session()

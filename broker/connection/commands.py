@@ -25,6 +25,7 @@ from broker.connection.state import (
     check_subscribe,
     expiry_fields,
     options_for,
+    publication_data_error,
 )
 from broker.connection.subscriptions import (
     Prepared,
@@ -85,6 +86,11 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
         claims = _verified(conn, conn.node.verifier.verify_connect, token, "token")
         if claims is None:
             return
+        if not claims.user and config.client.disallow_anonymous_connection_tokens:
+            conn.last_error = "connection token without a user (client." \
+                "disallow_anonymous_connection_tokens)"
+            conn.disconnect(codes.DISCONNECT_PERMISSION_DENIED)
+            return
         session.user, session.info = claims.user, claims.info
         session.expire_at = claims.expire_at or None
         channels = claims.channels
@@ -99,6 +105,9 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
     session.phase = Phase.CONNECTED
     session.name = str(params.get("name", ""))
     session.version = str(params.get("version", ""))
+    headers = params.get("headers")
+    if isinstance(headers, dict):  # the codecs give a map of strings
+        session.headers = {str(k).lower(): str(v) for k, v in headers.items()}
     conn.node.connection_authenticated(conn)
     result: dict[str, Any] = {"client": session.client_id, "version": "chorus",
                               "ping": int(config.client.ping_interval), "pong": True}
@@ -155,8 +164,9 @@ def cmd_subscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) ->
             raise Denied(codes.ERROR_PERMISSION_DENIED)
         sub.info, sub.expire_at = claims.info, claims.expire_at
     check_subscribe(conn.config, conn.session, channel, options, bool(token))
-    start_subscription(conn, sub, params, lambda result: conn.answer(
-        cmd_id, "subscribe", result))
+    start_subscription(conn, sub, params,
+                       lambda result: conn.answer(cmd_id, "subscribe", result),
+                       lambda error: conn.reply_error(cmd_id, error))
 
 
 # -- the other commands ----------------------------------------------------------------
@@ -169,10 +179,14 @@ def cmd_publish(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
     channel = str(params.get("channel", ""))
     options = options_for(conn.config, channel)
     check_publish(conn.config, conn.session, channel, options)
+    data = params.get("data") or b""
+    problem = publication_data_error(data, options.publication_data_format)
+    if problem is not None:
+        conn.last_error = f"publish to {channel}: {problem}"
+        raise Denied(codes.ERROR_BAD_REQUEST)
     sub = conn.session.subs.get(channel)
     conn.run_effect(
-        conn.node.publish(channel, params.get("data") or b"null",
-                          info=conn.client_info(sub)),
+        conn.node.publish(channel, data, info=conn.client_info(sub)),
         on_result=lambda _: conn.answer(cmd_id, "publish", {}),
         on_error=lambda error: _engine_failed(conn, cmd_id, error))
 
@@ -345,8 +359,11 @@ def handle_internal(conn: ConnectionActor, message: Any) -> Any:
 
 
 def _rpc_context(conn: ConnectionActor) -> dict[str, Any]:
-    return {"user": conn.session.user, "client": conn.session.client_id,
-            "info": conn.session.info}
+    """What an ``@chorus.rpc`` handler learns of its caller; ``headers`` is a copy, so a
+    handler cannot change the session's."""
+    session = conn.session
+    return {"user": session.user, "client": session.client_id, "info": session.info,
+            "headers": dict(session.headers)}
 
 
 HANDLERS: dict[str, Handler] = {

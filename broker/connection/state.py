@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from broker.config import ChannelOptions, Config
 from broker.protocol import codes
 
@@ -40,6 +42,10 @@ class Subscription:
     stale: bool = False
     delta: bool = False  # fossil deltas negotiated (asked for and allowed)
     tags_filter: Predicate | None = None  # compiled from the request's ``tf``
+    channel_id: int = 0  # channel compaction negotiated: the channel's id on this node
+    # Subscribe flag: a recovery that cannot be complete fails with 112 (the SDK then
+    # reloads its state) instead of succeeding with ``recovered: false``.
+    reject_unrecovered: bool = False
 
 
 @dataclass(slots=True)
@@ -53,6 +59,9 @@ class Session:
     expire_at: int | None = None  # unix seconds; None = never
     name: str = ""
     version: str = ""
+    # Headers emulation: what the SDK sent in ``connect.headers`` (browsers cannot set
+    # WebSocket headers), names lower-cased. Client-controlled, never an identity.
+    headers: dict[str, str] = field(default_factory=dict)
     subs: dict[str, Subscription] = field(default_factory=dict)
 
     @property
@@ -187,3 +196,27 @@ def check_history(config: Config, session: Session, channel: str, o: ChannelOpti
         raise Denied(codes.ERROR_NOT_AVAILABLE)
     _allowed(config, session, channel, o.allow_history_for_subscriber,
              o.allow_history_for_client, o.allow_history_for_anonymous)
+
+
+_JSON_SPACE = b" \t\n\r"
+
+
+def publication_data_error(data: bytes, data_format: str) -> str | None:
+    """Why ``data`` does not fit the namespace's ``publication_data_format``, or None.
+
+    As Centrifugo v6: "" refuses empty data, "json" needs valid JSON (UTF-8), "json_object"
+    a JSON object, "binary" takes anything, empty included. Callers answer bad request
+    (107 to a client, 400 from the server API); nothing is published.
+    """
+    if data_format == "binary":
+        return None
+    if not data:
+        return "data required"
+    if data_format in ("json", "json_object"):
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return "data is not valid JSON"
+        if data_format == "json_object" and not data.strip(_JSON_SPACE).startswith(b"{"):
+            return "data is not a JSON object"
+    return None

@@ -6,6 +6,11 @@ written, and only then does the shard make it live and hand back what was buffer
 that position: each offset reaches the client once, in order, never skipped silently.
 Connect-time (server-side) subscriptions go through the same steps and ride in the
 connect reply's ``subs`` map.
+
+A client's subscribe may carry ``flag`` bits (centrifuge's subscription flags): channel
+compaction (the result's ``id`` then stands for the channel name in its publication,
+join and leave pushes, where the namespace has ``allow_channel_compaction``) and
+reject-unrecovered (a recovery that cannot be complete fails with 112).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ log = logging.getLogger("chorus.connection")
 
 Prepared = tuple[dict[str, Any], int]  # (subscribe result, offset the result covers)
 
+FLAG_CHANNEL_COMPACTION = 1  # SubscribeRequest.flag bits, as centrifuge and the SDKs
+FLAG_REJECT_UNRECOVERED = 2
+
 
 async def gather(prepared: list[Prepared | Coroutine[Any, Any, Prepared]]) -> list[Prepared]:
     waiting = [p for p in prepared if not isinstance(p, tuple)]
@@ -54,14 +62,17 @@ def server_side(conn: ConnectionActor, channel: str) -> Subscription | None:
 
 
 def start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
-                        send_result: Callable[[dict[str, Any]], None]) -> None:
+                        send_result: Callable[[dict[str, Any]], None],
+                        send_error: Callable[[codes.ErrorCode], None] | None = None) -> None:
+    """Subscribe ``sub``; ``send_result`` writes the result, ``send_error`` a refusal
+    decided once the engine answered (112), after the subscription was rolled back."""
     prepared = prepare_subscription(conn, sub, params)
     if isinstance(prepared, tuple):
         finish_subscription(conn, sub, send_result, *prepared)
         return
     conn.run_effect(prepared,
                     on_result=lambda ready: finish_subscription(conn, sub, send_result, *ready),
-                    on_error=lambda error: subscription_failed(conn, sub, error))
+                    on_error=lambda error: subscription_failed(conn, sub, error, send_error))
 
 
 def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
@@ -73,10 +84,15 @@ def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[
         negotiate_delivery(sub, params)
     conn.session.subs[channel] = sub
     conn.node.subscribed(channel)
+    if not sub.server_side:  # flags come with a client's own subscribe only
+        flag = params.get("flag") or 0
+        sub.reject_unrecovered = bool(flag & FLAG_REJECT_UNRECOVERED)
+        if flag & FLAG_CHANNEL_COMPACTION and options.allow_channel_compaction:
+            sub.channel_id = conn.node.channel_id(channel)
     sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
     conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id, conn.outbox,
                                             conn.codec.binary, sub.join_leave,
-                                            sub.delta, sub.tags_filter))
+                                            sub.delta, sub.tags_filter, sub.channel_id))
     if options.presence:
         conn.node.spawn(conn.node.engine.add_presence(
             channel, conn.session.client_id, conn.client_info(sub),
@@ -146,7 +162,12 @@ async def engine_subscribed(conn: ConnectionActor, channel: str) -> Prepared:
 
 async def position(conn: ConnectionActor, sub: Subscription, since: StreamPosition | None,
                     limit: int, recovering: bool, positioned: bool) -> Prepared:
+    """The stream-mode result. Error handling: Denied(112) when a recovery is not
+    complete and the client set reject-unrecovered (as centrifuge: the SDK reloads its
+    state, e.g. through ``get_state``, and subscribes again from the new position)."""
     pubs, top, recovered = await conn.node.recover(sub.channel, since, limit, sub.options)
+    if recovering and not recovered and sub.reject_unrecovered:
+        raise Denied(codes.ERROR_UNRECOVERABLE_POSITION)
     result: dict[str, Any] = {"epoch": top.epoch, "offset": top.offset}
     if positioned:
         result["positioned"] = True
@@ -165,6 +186,8 @@ def finish_subscription(conn: ConnectionActor, sub: Subscription,
     if conn.session.subs.get(sub.channel) is not sub:
         return  # unsubscribed while the engine answered
     result.update(expiry_fields(sub.expire_at))  # the SDK schedules sub_refresh from these
+    if sub.channel_id:
+        result["id"] = sub.channel_id
     if sub.delta:
         result = delta_result(result, conn.codec.binary)
     send_result(result)
@@ -177,8 +200,15 @@ def finish_subscription(conn: ConnectionActor, sub: Subscription,
         unsubscribe_push(conn, sub.channel, 2500, "insufficient state", send_leave=False)
 
 
-def subscription_failed(conn: ConnectionActor, sub: Subscription,
-                         error: BaseException) -> None:
+def subscription_failed(conn: ConnectionActor, sub: Subscription, error: BaseException,
+                        send_error: Callable[[codes.ErrorCode], None] | None = None) -> None:
+    """Roll ``sub`` back. A refusal (Denied) is answered with its error where the
+    subscribe has a reply to carry it; anything else closes the connection (3004)."""
+    if isinstance(error, Denied) and send_error is not None:
+        if conn.session.subs.get(sub.channel) is sub:
+            conn._drop_subscription(sub.channel, send_leave=False)
+        send_error(error.error)
+        return
     log.warning("subscribe to %s failed: %r", sub.channel, error)
     conn._drop_subscription(sub.channel, send_leave=False)
     conn.last_error = f"engine: {error!r}"
@@ -212,7 +242,8 @@ def resubscribe(conn: ConnectionActor, index: int) -> None:
             unsubscribe_push(conn, channel, 2500, "insufficient state", send_leave=False)
             continue
         conn.node.tell_shard(channel, Subscribe(channel, client_id, conn.outbox, binary,
-                                                sub.join_leave, sub.delta, sub.tags_filter))
+                                                sub.join_leave, sub.delta, sub.tags_filter,
+                                                sub.channel_id))
         if sub.active:
             conn.node.tell_shard(channel, Activate(channel, client_id, 0))
         else:

@@ -119,8 +119,11 @@ class Broker(Protocol):
         history_ttl: float = 0.0,
         idempotency_key: str | None = None,
         idempotent_ttl: float = 0.0,
+        delta: bool = False,
     ) -> tuple[Publication, StreamPosition]:
         """Publish to other nodes at most once; returns the stored Publication to fan out locally.
+
+        ``delta`` is carried to every node as ``Publication.delta`` (see there).
 
         History is kept when ``history_size`` > 0 and ``history_ttl`` > 0: appending to
         history and publishing to other nodes are atomic per channel, and offsets are
@@ -171,8 +174,12 @@ class Broker(Protocol):
         lost. The stream's meta (epoch and top) is kept for at least the engine's
         history meta TTL and at least ``history_ttl`` from now.
 
-        Error handling: raises UnrecoverablePosition when ``since.epoch`` is not the
-        current epoch, or (forward reads) when since.offset is beyond the top or the
+        An empty ``since.epoch`` matches any epoch (Centrifugo's rule: a client that
+        keeps only offsets, e.g. from its own database, recovers from that offset in
+        the current epoch).
+
+        Error handling: raises UnrecoverablePosition when ``since.epoch`` is set and is
+        not the current epoch, or (forward reads) when since.offset is beyond the top or the
         publications after it fell out of the window. Raises EngineError on a temporary
         failure.
         """

@@ -165,17 +165,18 @@ class MemoryEngine:
         history_ttl: float = 0.0,
         idempotency_key: str | None = None,
         idempotent_ttl: float = 0.0,
+        delta: bool = False,
     ) -> tuple[Publication, StreamPosition]:
         """See Broker.publish. Error handling: raises EngineError once closed."""
         if self._closed:
             raise EngineError("memory engine is closed")
         if idempotency_key is None:
-            return self._publish(channel, data, info, tags, history_size, history_ttl)
+            return self._publish(channel, data, info, tags, history_size, history_ttl, delta)
         now = self._clock()
         earlier = self._results.get(channel, idempotency_key, now)
         if earlier is not None:
             return SuppressedPublish(earlier)
-        result = self._publish(channel, data, info, tags, history_size, history_ttl)
+        result = self._publish(channel, data, info, tags, history_size, history_ttl, delta)
         ttl = idempotent_ttl if idempotent_ttl > 0 else DEFAULT_IDEMPOTENT_TTL
         self._results.put(channel, idempotency_key, result, ttl=ttl, now=now)
         return result
@@ -188,6 +189,7 @@ class MemoryEngine:
         tags: Mapping[str, str] | None,
         history_size: int,
         history_ttl: float,
+        delta: bool,
     ) -> tuple[Publication, StreamPosition]:
         time_ms = int(time.time() * 1000)
         if history_size > 0 and history_ttl > 0:
@@ -201,8 +203,9 @@ class MemoryEngine:
                 meta_ttl=self._meta_ttl,
                 now=self._clock(),
                 time_ms=time_ms,
+                delta=delta,
             )
-        pub = Publication(data, 0, info, dict(tags) if tags else None, time_ms)
+        pub = Publication(data, 0, info, dict(tags) if tags else None, time_ms, delta)
         return pub, _NO_POSITION
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:

@@ -291,15 +291,18 @@ class RedisEngine:
         history_ttl: float = 0.0,
         idempotency_key: str | None = None,
         idempotent_ttl: float = 0.0,
+        delta: bool = False,
     ) -> tuple[Publication, StreamPosition]:
         """See Broker.publish (raises EngineError on a Redis failure or once closed)."""
         time_ms = int(time.time() * 1000)
-        body = encode_body(self.node_id, time_ms, data, info, dict(tags) if tags else None)
+        body = encode_body(self.node_id, time_ms, data, info, dict(tags) if tags else None,
+                           delta)
         keys = self.keys
         history = history_size > 0 and history_ttl > 0
         if not history and idempotency_key is None:
             await self._command(channel, self._publish_cmd, keys.pubsub(channel), b"p0::" + body)
-            return Publication(data, 0, info, dict(tags) if tags else None, time_ms), _NO_POSITION
+            pub = Publication(data, 0, info, dict(tags) if tags else None, time_ms, delta)
+            return pub, _NO_POSITION
         meta = keys.meta(channel)
         idem = keys.idempotency(channel, idempotency_key) if idempotency_key else meta
         idem_ttl = idempotent_ttl if idempotent_ttl > 0 else DEFAULT_IDEMPOTENT_TTL

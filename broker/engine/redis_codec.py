@@ -25,7 +25,8 @@ Message format on pub/sub (first byte is the kind)::
 
 ``body`` is written by the publishing node and stored as-is in the stream:
 ``!BQ`` (flags, time ms), then u32-length-prefixed fields: node id, data, [user, client],
-[conn_info], [chan_info], [u16 count, then key, value per tag]. The Lua script only
+[conn_info], [chan_info], [u16 count, then key, value per tag]. Flag 16 (no field) marks
+a publication published with delta (``Publication.delta``). The Lua script only
 prepends offset and epoch, so Python encodes once and Redis never parses the body.
 """
 
@@ -60,7 +61,7 @@ __all__ = [
 _HEAD = struct.Struct("!BQ")
 _LEN = struct.Struct("!I")
 _COUNT = struct.Struct("!H")
-_HAS_INFO, _HAS_CONN, _HAS_CHAN, _HAS_TAGS = 1, 2, 4, 8
+_HAS_INFO, _HAS_CONN, _HAS_CHAN, _HAS_TAGS, _DELTA = 1, 2, 4, 8, 16
 
 KIND_PUBLICATION = b"p"[0]
 KIND_JOIN = b"j"[0]
@@ -120,6 +121,7 @@ class Body:
     data: bytes
     info: ClientInfo | None
     tags: dict[str, str] | None
+    delta: bool = False
 
 
 def _field(value: bytes) -> bytes:
@@ -132,9 +134,10 @@ def encode_body(
     data: bytes,
     info: ClientInfo | None,
     tags: dict[str, str] | None,
+    delta: bool = False,
 ) -> bytes:
     """The body of a publication (or of a join/leave with ``data`` empty)."""
-    flags = 0
+    flags = _DELTA if delta else 0
     parts = [b"", _field(node.encode()), _field(data)]
     if info is not None:
         flags |= _HAS_INFO
@@ -199,7 +202,7 @@ def decode_body(buf: bytes, start: int = 0) -> Body:
                 tags[key] = reader.field().decode()
     except (struct.error, UnicodeDecodeError) as exc:
         raise DecodeError(str(exc)) from exc
-    return Body(node, time_ms, data, info, tags)
+    return Body(node, time_ms, data, info, tags, bool(flags & _DELTA))
 
 
 def node_of_body(buf: bytes, start: int = 0) -> str:
@@ -235,7 +238,7 @@ def publication_of(msg: bytes) -> tuple[Publication, StreamPosition | None, str]
     """
     offset, epoch, start = decode_published(msg)
     body = decode_body(msg, start)
-    pub = Publication(body.data, offset, body.info, body.tags, body.time)
+    pub = Publication(body.data, offset, body.info, body.tags, body.time, body.delta)
     return pub, (StreamPosition(offset, epoch) if offset else None), body.node
 
 
@@ -246,7 +249,8 @@ def publication_from_stream(entry_id: bytes, body: bytes) -> tuple[Publication, 
     except ValueError as exc:
         raise DecodeError(f"bad stream id {entry_id!r}") from exc
     decoded = decode_body(body)
-    pub = Publication(decoded.data, offset, decoded.info, decoded.tags, decoded.time)
+    pub = Publication(decoded.data, offset, decoded.info, decoded.tags, decoded.time,
+                      decoded.delta)
     return pub, decoded.node
 
 

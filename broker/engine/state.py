@@ -98,6 +98,7 @@ class HistoryStream:
         ttl: float,
         now: float,
         time_ms: int,
+        delta: bool = False,
     ) -> tuple[Publication, StreamPosition]:
         """Store a publication at ``top + 1``, trim to ``size``, restart the TTL.
 
@@ -108,7 +109,7 @@ class HistoryStream:
             raise ValueError(f"history size must be >= 1, got {size}")
         self.expire_if_due(now)
         self.top += 1
-        pub = Publication(data, self.top, info, dict(tags) if tags else None, time_ms)
+        pub = Publication(data, self.top, info, dict(tags) if tags else None, time_ms, delta)
         pubs = self.pubs
         if pubs.maxlen != size:
             # History size is a per-publish option; a changed size rebuilds the window once.
@@ -131,9 +132,10 @@ class HistoryStream:
         With ``position`` forward: offsets > position.offset, oldest first.
         With ``position`` reverse: offsets < position.offset, newest first.
 
-        Error handling: raises UnrecoverablePosition if ``position.epoch`` differs from the
-        stream's, or (forward only) if position.offset is beyond the top or the
-        publications right after it fell out of the window (trimmed or expired).
+        Error handling: raises UnrecoverablePosition if ``position.epoch`` is set and
+        differs from the stream's (an empty one matches any epoch, as in Centrifugo),
+        or (forward only) if position.offset is beyond the top or the publications
+        right after it fell out of the window (trimmed or expired).
         """
         self.expire_if_due(now)
         top = StreamPosition(self.top, self.epoch)
@@ -142,7 +144,7 @@ class HistoryStream:
         if position is None:
             start, stop = 0, len(pubs)
         else:
-            if position.epoch != self.epoch:
+            if position.epoch and position.epoch != self.epoch:  # "" matches any epoch
                 raise UnrecoverablePosition(
                     f"epoch {position.epoch!r} is not the stream's {self.epoch!r}"
                 )
@@ -238,6 +240,7 @@ class HistoryHub:
         meta_ttl: float,
         now: float,
         time_ms: int,
+        delta: bool = False,
     ) -> tuple[Publication, StreamPosition]:
         """Append to the channel's stream (creating it); see HistoryStream.append.
 
@@ -246,7 +249,8 @@ class HistoryHub:
         """
         stream = self._stream(channel, now, meta_ttl)
         before = stream.bytes
-        result = stream.append(data, info, tags, size=size, ttl=ttl, now=now, time_ms=time_ms)
+        result = stream.append(data, info, tags, size=size, ttl=ttl, now=now, time_ms=time_ms,
+                               delta=delta)
         self.bytes += stream.bytes - before
         stream.meta_expires_at = max(stream.meta_expires_at, now + max(meta_ttl, ttl))
         self._schedule(channel, stream)

@@ -38,11 +38,13 @@ def codec_for_subprotocol(name: str | None) -> Codec:
     return PROTOBUF_CODEC if name == PROTOBUF_SUBPROTOCOL else JSON_CODEC
 
 
-def encode_publication_push(codec: Codec, channel: str, pub: Publication) -> bytes:
+def encode_publication_push(codec: Codec, channel: str, pub: Publication,
+                            channel_id: int = 0) -> bytes:
     """The publication push for ``channel``, encoded by ``codec`` like ``encode_reply``.
 
     Call it once per publication and wire format; the bytes go to every subscriber that
     speaks that format (``codec.join`` them with other replies as usual). ``pub.time`` is
-    not sent (the SDKs do not read it).
+    not sent (the SDKs do not read it). With ``channel_id`` (channel compaction) the push
+    carries that ``id`` in place of the channel name.
     """
-    return codec.encode_publication_push(channel, pub)
+    return codec.encode_publication_push(channel, pub, channel_id)

@@ -60,8 +60,10 @@ class Codec(Protocol):
         """Several encoded replies as one WebSocket message payload."""
         ...
 
-    def encode_publication_push(self, channel: str, pub: Publication) -> bytes:
-        """The publication push Reply for ``channel``, encoded like ``encode_reply``."""
+    def encode_publication_push(self, channel: str, pub: Publication,
+                                channel_id: int = 0) -> bytes:
+        """The publication push Reply for ``channel`` (or, when ``channel_id`` is set,
+        for that compaction id instead of the name), encoded like ``encode_reply``."""
         ...
 
 

@@ -234,13 +234,15 @@ class JsonCodec:
     def join(self, frames: Sequence[bytes]) -> bytes:
         return b"\n".join(frames)
 
-    def encode_publication_push(self, channel: str, pub: Publication) -> bytes:
+    def encode_publication_push(self, channel: str, pub: Publication,
+                                channel_id: int = 0) -> bytes:
         """Written by hand around pre-dumped pieces: this runs once per publication."""
-        parts = (
-            [b'{"push":{"channel":', _dumps(channel), b',"pub":{']
-            if channel
-            else [b'{"push":{"pub":{']
-        )
+        if channel_id:
+            parts = [b'{"push":{"id":', str(channel_id).encode(), b',"pub":{']
+        elif channel:
+            parts = [b'{"push":{"channel":', _dumps(channel), b',"pub":{']
+        else:
+            parts = [b'{"push":{"pub":{']
         sep = b""
         if pub.data:
             parts += (b'"data":', pub.data)

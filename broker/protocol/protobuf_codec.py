@@ -341,7 +341,7 @@ def _client_info(info: ClientInfo) -> bytes:
     return out
 
 
-def _publication_push(channel: str, pub: Publication) -> bytes:
+def _publication_push(channel: str, pub: Publication, channel_id: int = 0) -> bytes:
     """The push Reply of ``pub``, written by hand: this runs once per publication.
 
     Must stay byte-identical to ``_encode`` of the same push dict (tested).
@@ -356,7 +356,12 @@ def _publication_push(channel: str, pub: Publication) -> bytes:
     if pub.tags:
         for key, value in pub.tags.items():
             body += _ld(b"\x3a", _ld(b"\x0a", key.encode()) + _ld(b"\x12", value.encode()))
-    push = _ld(b"\x12", channel.encode()) + _ld(b"\x22", body) if channel else _ld(b"\x22", body)
+    if channel_id:  # Push.id (field 1, int64) in place of the channel name
+        push = b"\x08" + encode_varint(channel_id) + _ld(b"\x22", body)
+    elif channel:
+        push = _ld(b"\x12", channel.encode()) + _ld(b"\x22", body)
+    else:
+        push = _ld(b"\x22", body)
     reply = _ld(b"\x22", push)
     return (_SMALL[len(reply)] if len(reply) < 128 else encode_varint(len(reply))) + reply
 
@@ -382,8 +387,9 @@ class ProtobufCodec:
     def join(self, frames: Sequence[bytes]) -> bytes:
         return b"".join(frames)
 
-    def encode_publication_push(self, channel: str, pub: Publication) -> bytes:
-        return _publication_push(channel, pub)
+    def encode_publication_push(self, channel: str, pub: Publication,
+                                channel_id: int = 0) -> bytes:
+        return _publication_push(channel, pub, channel_id)
 
     # The client side, for tests and load generators.
     def encode_command(self, command: dict[str, Any]) -> bytes:

@@ -5,10 +5,12 @@ wire format in use (JSON, protobuf), wraps each in a WebSocket frame once, and p
 same bytes into every subscriber's outbox: per subscriber that is one method call and a
 list append.
 
-Subscribers with a tags filter or with fossil deltas are kept apart (``Channel.filtered``,
-``Channel.delta``) so that loop stays as it is: a filtered one is tested per publication
-and shares its format's frame; delta ones share one delta (against the channel's previous
-publication) per format, and one that holds no base yet gets the publication in full.
+Subscribers with a tags filter, with fossil deltas or with channel compaction are kept
+apart (``Channel.filtered``, ``Channel.delta``, ``Channel.compact_*``) so that loop stays
+as it is: compacting ones share one frame per format (their channel's id on this node),
+a filtered one is tested per publication and shares its format's frame; delta ones share
+one delta (against the channel's previous publication) per format, and one that holds no
+base yet gets the publication in full.
 
 The shard owns its channels' cache state too: a fresh ``ShardL1`` per incarnation (its
 L1 window, its write-behind buffer, the channels it follows on the engine), attached to
@@ -65,6 +67,7 @@ class Subscribe:
     join_leave: bool
     delta: bool = False  # fossil deltas negotiated
     predicate: Predicate | None = None  # tags filter
+    channel_id: int = 0  # channel compaction negotiated: pushes carry this id
 
 
 @dataclass(slots=True)
@@ -168,7 +171,8 @@ class ShardActor(Actor):
             self._deliver(message.channel, message.pub)
         elif isinstance(message, Subscribe):
             sub = Subscriber(message.conn_id, message.outbox, message.binary, message.join_leave,
-                             delta=message.delta, predicate=message.predicate)
+                             delta=message.delta, predicate=message.predicate,
+                             channel_id=message.channel_id)
             if self.state.add(message.channel, sub):
                 self._follow(message.channel)
         elif isinstance(message, Activate):
@@ -219,6 +223,8 @@ class ShardActor(Actor):
             for outbox in chan.binary.values():
                 push(outbox, frame, wire)
         delivered = len(chan.json) + len(chan.binary)
+        if chan.compact_json or chan.compact_binary:
+            delivered += self._deliver_compact(chan, channel, pub)
         if chan.filtered:
             delivered += self._deliver_filtered(chan, channel, pub)
         if chan.delta:
@@ -226,46 +232,66 @@ class ShardActor(Actor):
         self.node.metrics_delivered(delivered, channel)
 
     @staticmethod
+    def _deliver_compact(chan: Channel, channel: str, pub: Publication) -> int:
+        """Push ``pub`` to the plain subscribers that negotiated channel compaction: one
+        frame per (format, channel id), normally one id per channel. Returns how many."""
+        count = 0
+        push = Outbox.push
+        for binary, groups in ((False, chan.compact_json), (True, chan.compact_binary)):
+            codec = PROTOBUF_CODEC if binary else JSON_CODEC
+            for channel_id, outboxes in groups.items():
+                frame = encode_publication_push(codec, channel, pub, channel_id)
+                wire = ws_frame(frame, binary)
+                for outbox in outboxes.values():
+                    push(outbox, frame, wire)
+                count += len(outboxes)
+        return count
+
+    @staticmethod
     def _deliver_filtered(chan: Channel, channel: str, pub: Publication) -> int:
         """Push ``pub`` to the filtered subscribers whose filter matches its tags; each
-        wire format is encoded at most once. Returns how many got it."""
+        (wire format, channel id) is encoded at most once. Returns how many got it."""
         tags = pub.tags or {}
-        frames: dict[bool, Frames] = {}
+        frames: dict[tuple[bool, int], Frames] = {}
         count = 0
         for sub in chan.filtered.values():
             predicate = sub.predicate
             if predicate is not None and not predicate(tags):
                 continue
-            pair = frames.get(sub.binary)
+            key = (sub.binary, sub.channel_id)
+            pair = frames.get(key)
             if pair is None:
                 codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-                frame = encode_publication_push(codec, channel, pub)
-                pair = frames[sub.binary] = (frame, ws_frame(frame, sub.binary))
+                frame = encode_publication_push(codec, channel, pub, sub.channel_id)
+                pair = frames[key] = (frame, ws_frame(frame, sub.binary))
             Outbox.push(sub.outbox, *pair)
             count += 1
         return count
 
     @staticmethod
     def _deliver_delta(chan: Channel, channel: str, pub: Publication) -> int:
-        """Push ``pub`` to the delta subscribers: as a fossil delta against the channel's
-        previous publication to those that hold it, in full to the others (and to all
-        when the delta would not be smaller). The delta is computed once and each
-        (format, delta or full) frame encoded at most once."""
+        """Push ``pub`` to the delta subscribers: when it was published with delta
+        (``pub.delta``), as a fossil delta against the channel's previous publication to
+        those that hold it; in full to the others, to all when it was not published with
+        delta (as Centrifugo) or when the delta would not be smaller. The delta is
+        computed once and each (format, delta or full, channel id) frame encoded at most
+        once."""
         prev, chan.last = chan.last, pub
         patch = None
-        if prev is not None and any(sub.has_base for sub in chan.delta.values()):
+        if pub.delta and prev is not None and any(sub.has_base for sub in chan.delta.values()):
             patch = create_delta(prev.data, pub.data)
             if len(patch) >= len(pub.data):
                 patch = None
         # JSON clients get the delta inside a JSON string: it must be valid UTF-8.
         json_patch = patch if patch is not None and is_utf8(patch) else None
-        frames: dict[tuple[bool, bool], Frames] = {}
+        frames: dict[tuple[bool, bool, int], Frames] = {}
         for sub in chan.delta.values():
             use_delta = sub.has_base and (patch if sub.binary else json_patch) is not None
-            pair = frames.get((sub.binary, use_delta))
+            key = (sub.binary, use_delta, sub.channel_id)
+            pair = frames.get(key)
             if pair is None:
-                pair = frames[(sub.binary, use_delta)] = delta_push(
-                    channel, pub, patch if use_delta else None, sub.binary)
+                pair = frames[key] = delta_push(
+                    channel, pub, patch if use_delta else None, sub.binary, sub.channel_id)
             Outbox.push(sub.outbox, *pair)
             sub.has_base = True
         return len(chan.delta)
@@ -276,23 +302,25 @@ class ShardActor(Actor):
         if sub is None or (sub.predicate is not None and not sub.predicate(pub.tags or {})):
             return
         if sub.delta:  # in full; it sets no base (``has_base`` stays as activation left it)
-            sub.outbox.push(delta_push(channel, pub, None, sub.binary)[0])
+            sub.outbox.push(delta_push(channel, pub, None, sub.binary, sub.channel_id)[0])
             return
         codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-        sub.outbox.push(encode_publication_push(codec, channel, pub))
+        sub.outbox.push(encode_publication_push(codec, channel, pub, sub.channel_id))
 
     def _deliver_join_leave(self, message: DeliverJoinLeave) -> None:
         targets = self.state.join_leave_targets(message.channel)
         if not targets:
             return
         key = "join" if message.join else "leave"
-        push = {"push": {"channel": message.channel, key: {"info": client_info_dict(message.info)}}}
-        frames: dict[bool, bytes] = {}
+        event = {key: {"info": client_info_dict(message.info)}}
+        frames: dict[tuple[bool, int], bytes] = {}
         for sub in targets:
-            frame = frames.get(sub.binary)
+            frame = frames.get((sub.binary, sub.channel_id))
             if frame is None:
                 codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-                frame = frames[sub.binary] = codec.encode_reply(push)
+                where = {"id": sub.channel_id} if sub.channel_id else {"channel": message.channel}
+                frame = frames[(sub.binary, sub.channel_id)] = codec.encode_reply(
+                    {"push": {**where, **event}})
             sub.outbox.push(frame)
 
     def _follow(self, channel: str) -> None:
@@ -319,13 +347,16 @@ def delta_data(data: bytes, binary: bool) -> bytes:
     return orjson.dumps(data.decode("utf-8", errors="replace"))
 
 
-def delta_push(channel: str, pub: Publication, patch: bytes | None, binary: bool) -> Frames:
+def delta_push(channel: str, pub: Publication, patch: bytes | None, binary: bool,
+               channel_id: int = 0) -> Frames:
     """The push of ``pub`` for a delta subscriber: ``patch`` with ``delta: true`` when
-    given, else the publication in full (``delta`` absent, i.e. false)."""
+    given, else the publication in full (``delta`` absent, i.e. false); for ``channel_id``
+    (compaction) rather than the channel name when one is given."""
     out = publication_dict(pub)
     out["data"] = delta_data(pub.data if patch is None else patch, binary)
     if patch is not None:
         out["delta"] = True
     codec = PROTOBUF_CODEC if binary else JSON_CODEC
-    frame = codec.encode_reply({"push": {"channel": channel, "pub": out}})
+    where: dict[str, Any] = {"id": channel_id} if channel_id else {"channel": channel}
+    frame = codec.encode_reply({"push": {**where, "pub": out}})
     return frame, ws_frame(frame, binary)

@@ -32,6 +32,8 @@ class Subscriber:
     # A delta subscriber holds the channel's last publication as its delta base only
     # once it has been sent one live; until then it gets publications in full.
     has_base: bool = False
+    # Channel compaction negotiated: its pushes carry this id instead of the channel.
+    channel_id: int = 0
 
 
 @dataclass(slots=True)
@@ -40,12 +42,17 @@ class Channel:
 
     Live subscribers with a tags filter or with deltas sit in their own groups
     (``filtered``, ``delta``), so the plain loops over ``json``/``binary`` stay as they
-    are. ``last`` is the previous publication, the delta base, kept only while the
+    are. Plain subscribers that negotiated channel compaction sit in ``compact_json`` /
+    ``compact_binary`` by channel id: the node gives a channel one id while it has
+    subscribers here, so there is one group per format and one frame for all of it.
+    ``last`` is the previous publication, the delta base, kept only while the
     channel has delta subscribers (a new one starts without a base anyway).
     """
 
     json: dict[str, Outbox] = field(default_factory=dict)
     binary: dict[str, Outbox] = field(default_factory=dict)
+    compact_json: dict[int, dict[str, Outbox]] = field(default_factory=dict)
+    compact_binary: dict[int, dict[str, Outbox]] = field(default_factory=dict)
     filtered: dict[str, Subscriber] = field(default_factory=dict)
     delta: dict[str, Subscriber] = field(default_factory=dict)
     last: Publication | None = None
@@ -90,6 +97,9 @@ class ShardState:
             chan.delta[conn_id] = sub
         elif sub.predicate is not None:
             chan.filtered[conn_id] = sub
+        elif sub.channel_id:
+            groups = chan.compact_binary if sub.binary else chan.compact_json
+            groups.setdefault(sub.channel_id, {})[conn_id] = sub.outbox
         else:
             (chan.binary if sub.binary else chan.json)[conn_id] = sub.outbox
         return [p for p in buffered if p.offset == 0 or p.offset > after_offset]
@@ -122,7 +132,14 @@ class ShardState:
 
     @staticmethod
     def _detach(chan: Channel, conn_id: str) -> None:
-        chan.subscribers.pop(conn_id, None)
+        sub = chan.subscribers.pop(conn_id, None)
+        if sub is not None and sub.channel_id:
+            groups = chan.compact_binary if sub.binary else chan.compact_json
+            group = groups.get(sub.channel_id)
+            if group is not None:
+                group.pop(conn_id, None)
+                if not group:
+                    del groups[sub.channel_id]
         chan.pending.pop(conn_id, None)
         chan.json.pop(conn_id, None)
         chan.binary.pop(conn_id, None)

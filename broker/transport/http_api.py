@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from broker.connection.state import publication_data_error
 from broker.engine.base import UnrecoverablePosition
 from broker.node import Node
 from broker.notify import Notifier, notification_dict
@@ -53,21 +54,27 @@ def _channel(params: dict[str, Any]) -> str:
     return channel
 
 
-def _data(params: dict[str, Any]) -> bytes:
-    if "data" not in params:
-        raise ApiError(codes.ERROR_BAD_REQUEST, "data required")
-    return orjson.dumps(params["data"])
+def _data(params: dict[str, Any], data_format: str) -> bytes:
+    """The request's ``data`` as JSON bytes, checked against the namespace's
+    ``publication_data_format`` (a missing ``data`` is empty: only "binary" takes it)."""
+    data = orjson.dumps(params["data"]) if "data" in params else b""
+    problem = publication_data_error(data, data_format)
+    if problem is not None:
+        raise ApiError(codes.ERROR_BAD_REQUEST, problem)
+    return data
 
 
 async def _publish(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     channel = _channel(params)
-    if node.config.channel_options(channel) is None:
+    options = node.config.channel_options(channel)
+    if options is None:
         raise ApiError(codes.ERROR_UNKNOWN_CHANNEL)
     tags = params.get("tags")
     _, position = await node.publish(
-        channel, _data(params), tags=tags if isinstance(tags, dict) else None,
+        channel, _data(params, options.publication_data_format),
+        tags=tags if isinstance(tags, dict) else None,
         idempotency_key=params.get("idempotency_key") or None,
-        skip_history=bool(params.get("skip_history")))
+        skip_history=bool(params.get("skip_history")), delta=params.get("delta") is True)
     return {"offset": position.offset, "epoch": position.epoch} if position.offset else {}
 
 
@@ -249,8 +256,9 @@ async def api_handler(request: web.Request) -> web.Response:
     state = request.app[NODE]
     config = state.config
     if not config.http_api.insecure and not authorized(request, config.http_api.key):
-        return web.json_response({"error": {"code": 401, "message": "unauthorized"}},
-                                 status=401)
+        # Without a key (allowed, as in Centrifugo) nothing can be authorized: say why.
+        message = "unauthorized" if config.http_api.key else "unauthorized: http_api.key is not set"
+        return web.json_response({"error": {"code": 401, "message": message}}, status=401)
     name = request.match_info["method"]
     if name == "batch":
         return await _batch(request)

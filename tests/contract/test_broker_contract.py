@@ -121,6 +121,27 @@ async def test_unrecoverable_position(engine: Engine) -> None:
     assert offsets(got[0]) == [4, 5]
 
 
+async def test_an_empty_since_epoch_matches_any_epoch(engine: Engine) -> None:
+    """Centrifugo's rule (a client keeping only offsets): the offset is read in the
+    current epoch; an offset the stream cannot serve is still unrecoverable."""
+    top = (await publish_n(engine, "ch", 5, size=3))[-1]  # window holds 3, 4, 5
+    pubs, pos = await engine.history("ch", since=StreamPosition(2, ""), limit=-1)
+    assert offsets(pubs) == [3, 4, 5] and pos == top
+    assert (await engine.history("ch", since=StreamPosition(5, ""), limit=-1))[0] == []
+    for offset in (1, 9):  # publications after 1 trimmed; 9 beyond the top
+        with pytest.raises(UnrecoverablePosition):
+            await engine.history("ch", since=StreamPosition(offset, ""), limit=-1)
+
+
+async def test_the_delta_flag_is_kept(engine: Engine) -> None:
+    flagged, _ = await engine.publish("ch", b"1", history_size=10, history_ttl=60, delta=True)
+    plain, _ = await put(engine, "ch", b"2")
+    assert (flagged.delta, plain.delta) == (True, False)
+    assert [p.delta for p in (await engine.history("ch", limit=-1))[0]] == [True, False]
+    bare, _ = await engine.publish("bare", b"1", delta=True)  # without history too
+    assert bare.delta
+
+
 async def test_history_of_new_channel_gives_epoch_that_first_publish_keeps(engine: Engine) -> None:
     pubs, pos = await engine.history("fresh", limit=-1)
     assert pubs == [] and pos.offset == 0 and pos.epoch

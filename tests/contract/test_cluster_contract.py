@@ -74,3 +74,15 @@ async def test_history_and_presence_are_shared(make_node: MakeNode) -> None:
     assert await b.engine.presence("ch") == {"c1": INFO}
     await b.engine.remove_presence("ch", "c1", "u")
     assert await a.engine.presence_stats("ch") == (0, 0)
+
+
+async def test_the_delta_flag_reaches_other_nodes(make_node: MakeNode) -> None:
+    a, b = await make_node(), await make_node()
+    await b.engine.subscribe("ch")
+    await b.engine.subscribe("bare")
+    await a.engine.publish("ch", b"1", history_size=10, history_ttl=60, delta=True)
+    await a.engine.publish("bare", b"2", delta=True)
+    await a.engine.publish("bare", b"3")
+    await eventually(lambda: len(b.received.publications) == 3)
+    got = {pub.data: pub.delta for _, pub, _ in b.received.publications}
+    assert got == {b"1": True, b"2": True, b"3": False}

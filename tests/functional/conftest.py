@@ -39,7 +39,7 @@ from centrifuge import (
 
 from broker import Chorus
 from broker.auth import make_token
-from broker.config import config_from_mapping
+from broker.config import Config, config_from_mapping
 from broker.node import Node
 from tests.waiting import wait_until as wait_until  # re-exported for the tests here
 
@@ -93,11 +93,12 @@ class RunningNode:
 
 
 @asynccontextmanager
-async def run_node(mapping: dict[str, Any],
+async def run_node(mapping: dict[str, Any] | Config,
                    setup: Callable[[Chorus], None] | None = None, *,
                    port: int | None = None) -> AsyncIterator[RunningNode]:
-    """A node serving ``mapping``; ``port`` reuses a port (a node "restarting" there)."""
-    chorus = Chorus(config_from_mapping(mapping))
+    """A node serving ``mapping`` (or a loaded Config); ``port`` reuses a port (a node
+    "restarting" there)."""
+    chorus = Chorus(mapping if isinstance(mapping, Config) else config_from_mapping(mapping))
     if setup is not None:
         setup(chorus)
     runner = web.AppRunner(chorus.create_app(), access_log=None)

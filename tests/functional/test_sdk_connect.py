@@ -144,3 +144,28 @@ async def test_shutdown_tells_clients_to_reconnect(protobuf: bool) -> None:
         connecting = await next_event(sdk.events.connecting)
         assert (connecting.code, connecting.reason) == (3001, "shutdown")
         assert sdk.client.state is ClientState.CONNECTING
+
+
+async def test_anonymous_connection_tokens_can_be_disallowed(protobuf: bool) -> None:
+    """client.disallow_anonymous_connection_tokens (Centrifugo v6): a token without a
+    user is refused with 3507, terminal; a token with one still connects."""
+    config = base_config(client={"disallow_anonymous_connection_tokens": True})
+    async with run_node(config) as node:
+        async with sdk_client(node, protobuf=protobuf, token=make_token(SECRET, ""),
+                              connect=False) as anonymous:
+            await anonymous.client.connect()
+            disconnected = await next_event(anonymous.events.disconnected)
+            assert (disconnected.code, disconnected.reason) == (3507, "permission denied")
+            assert anonymous.client.state is ClientState.DISCONNECTED
+        async with sdk_client(node, protobuf=protobuf, user="named") as named:
+            assert named.client.state is ClientState.CONNECTED
+
+
+async def test_a_socket_without_connect_closes_after_the_stale_delay() -> None:
+    """client.stale_close_delay (Centrifugo v6, default 10s): 3502 "stale"."""
+    async with run_node(base_config(client={"stale_close_delay": "200ms"})) as node:
+        started = asyncio.get_running_loop().time()
+        async with node.session.ws_connect(node.ws_url) as ws:
+            message = await ws.receive(timeout=5)
+            assert (ws.close_code, message.extra) == (3502, "stale")
+        assert asyncio.get_running_loop().time() - started < 5

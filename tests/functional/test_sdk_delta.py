@@ -33,9 +33,11 @@ HISTORY = {"history_size": 100, "history_ttl": "60s", "allow_recovery": True}
 
 
 def delta_config(**options: Any) -> dict[str, Any]:
+    """A "prices" namespace with fossil deltas, published with delta unless
+    ``delta_publish=False`` is given."""
     return base_config(channel={"namespaces": [{
         "name": "prices", "allow_subscribe_for_client": True,
-        "allowed_delta_types": ["fossil"], **options}]})
+        "allowed_delta_types": ["fossil"], "delta_publish": True, **options}]})
 
 
 def document(n: int) -> dict[str, Any]:
@@ -62,26 +64,51 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return seen
 
 
+@pytest.mark.parametrize("published_with", ["delta_publish", "api", "nothing"])
 async def test_delta_subscriber_gets_every_publication_right(
-        protobuf: bool, wire: list[dict[str, Any]]) -> None:
-    async with run_node(delta_config()) as node, \
+        protobuf: bool, wire: list[dict[str, Any]], published_with: str) -> None:
+    """Deltas go out for publications published with delta: the namespace's
+    ``delta_publish`` or the API's per-call ``delta`` (as Centrifugo); otherwise the
+    delta subscriber gets each publication in full. The data is right either way."""
+    config = delta_config(delta_publish=published_with == "delta_publish")
+    async with run_node(config) as node, \
             sdk_client(node, protobuf=protobuf, user="d") as sdk, \
             sdk_client(node, protobuf=not protobuf, user="p") as plain:
         _, events = await sdk.subscribe("prices:aapl", delta=DeltaType.FOSSIL)
         _, plain_events = await plain.subscribe("prices:aapl")
         for n in range(1, 6):
-            status, _ = await node.api("publish", {"channel": "prices:aapl", "data": document(n)})
-            assert status == 200
+            params = {"channel": "prices:aapl", "data": document(n)}
+            if published_with == "api":
+                params["delta"] = True
+            status, body = await node.api("publish", params)
+            assert status == 200 and "error" not in body
         got = [sdk.value((await next_event(events.publications)).data) for _ in range(5)]
         assert got == [document(n) for n in range(1, 6)]
         plain_got = [plain.value((await next_event(plain_events.publications)).data)
                      for _ in range(5)]
         assert plain_got == got
     deltas = [p for p in wire if p.get("delta")]
+    if published_with == "nothing":
+        assert deltas == []
+        return
     # First in full, then 4 deltas each much smaller than the document.
     assert len(deltas) == 4
     full = len(str(document(1)))
     assert all(len(p["data"]) < full // 4 for p in deltas)
+
+
+async def test_client_publications_follow_delta_publish(
+        protobuf: bool, wire: list[dict[str, Any]]) -> None:
+    """A client's own publish in a ``delta_publish`` namespace goes out as deltas too."""
+    config = delta_config(allow_publish_for_subscriber=True)
+    async with run_node(config) as node, \
+            sdk_client(node, protobuf=protobuf, user="d") as sdk:
+        sub, events = await sdk.subscribe("prices:own", delta=DeltaType.FOSSIL)
+        for n in (1, 2, 3):
+            await sub.publish(sdk.payload(document(n)))
+        got = [sdk.value((await next_event(events.publications)).data) for _ in range(3)]
+        assert got == [document(n) for n in (1, 2, 3)]
+    assert len([p for p in wire if p.get("delta")]) == 2
 
 
 async def test_delta_is_off_when_namespace_does_not_allow_it(

@@ -81,6 +81,29 @@ def test_fast_protobuf_push_parses_with_the_reference(channel: str, pub: Publica
     assert parsed["push"]["pub"].get("tags", {}) == (pub.tags or {})
 
 
+@pytest.mark.parametrize("codec_name", CODECS)
+def test_compacted_push_carries_the_channel_id_in_place_of_the_name(codec_name: str) -> None:
+    """Channel compaction: ``Push.id`` set, ``Push.channel`` absent, byte-identical to
+    the generic encoder of that dict."""
+    codec, payloads = CODECS[codec_name]
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.text(min_size=1, max_size=10), st.integers(1, 2**63 - 1), publications(payloads))
+    def check(channel: str, channel_id: int, pub: Publication) -> None:
+        fast = encode_publication_push(codec, channel, pub, channel_id)
+        generic = push_dict(channel, pub)
+        del generic["push"]["channel"]
+        assert fast == codec.encode_reply({"push": {"id": channel_id, **generic["push"]}})
+        [reply] = codec.decode_replies(fast)
+        assert reply["push"]["id"] == channel_id and "channel" not in reply["push"]
+        if codec is PROTOBUF_CODEC:
+            parsed = pb_to_dict(pb_class("Reply").FromString(strip_length_prefix(fast)))
+            assert int(parsed["push"]["id"]) == channel_id
+            assert "channel" not in parsed["push"]
+
+    check()
+
+
 def test_push_encoding_micro_timing() -> None:
     """Prints µs per encode of a 100-byte payload push (run with -s to see it)."""
     info = ClientInfo("user-42", "c0ffee-client-id", b'{"name":"Alice"}', None)

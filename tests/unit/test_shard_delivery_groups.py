@@ -1,4 +1,5 @@
-"""Filtered and delta subscribers: their own groups in the shard, and what they are sent."""
+"""Filtered, delta and compacting subscribers: their own groups in the shard, and what
+they are sent."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_delta_group_gets_full_then_deltas(binary: bool) -> None:
     chan = state.channels["c"]
     docs = [DOC.replace(b"[7,21]", b"[7,%d]" % n) for n in range(4)]
     for doc in docs:
-        ShardActor._deliver_delta(chan, "c", Publication(doc))
+        ShardActor._deliver_delta(chan, "c", Publication(doc, delta=True))
     pubs = pubs_of(sink, binary)
     assert [bool(p.get("delta")) for p in pubs] == [False, True, True, True]
     base = b""
@@ -89,7 +90,7 @@ def test_delta_group_gets_full_then_deltas(binary: bool) -> None:
         assert base == doc
     # A newcomer starts from a full publication while the others keep getting deltas.
     late = live(state, "late", binary=binary, delta=True)
-    ShardActor._deliver_delta(chan, "c", Publication(docs[0]))
+    ShardActor._deliver_delta(chan, "c", Publication(docs[0], delta=True))
     assert not pubs_of(late, binary)[0].get("delta")
     assert pubs_of(sink, binary)[-1]["delta"] is True
 
@@ -101,3 +102,61 @@ def test_delta_push_wraps_json_data_in_a_string() -> None:
     frame, _ = delta_push("c", Publication(b'{"a":1}'), b"patch", binary=True)
     pub = PROTOBUF_CODEC.decode_replies(frame)[0]["push"]["pub"]
     assert pub["data"] == b"patch" and pub["delta"] is True
+
+
+@pytest.mark.usefixtures("pushed")
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "protobuf"])
+def test_only_publications_published_with_delta_go_out_as_deltas(binary: bool) -> None:
+    """As Centrifugo: without ``delta_publish`` (or the API's ``delta``) a delta
+    subscriber gets publications in full, and each one is the base of the next delta."""
+    state = ShardState()
+    sink = live(state, "d", binary=binary, delta=True)
+    chan = state.channels["c"]
+    docs = [DOC.replace(b"[7,21]", b"[7,%d]" % n) for n in range(4)]
+    for doc, delta in zip(docs, [False, False, True, False], strict=True):
+        ShardActor._deliver_delta(chan, "c", Publication(doc, delta=delta))
+    pubs = pubs_of(sink, binary)
+    assert [bool(p.get("delta")) for p in pubs] == [False, False, True, False]
+    delta = pubs[2]["data"] if binary else pubs[2]["data"].encode()
+    assert apply_delta(docs[1], delta) == docs[2]  # against the full one before it
+
+
+def frames_by_id(sink: Sink, binary: bool) -> list[dict[str, Any]]:
+    codec = PROTOBUF_CODEC if binary else JSON_CODEC
+    return [codec.decode_replies(f)[0]["push"] for f in sink.frames]
+
+
+@pytest.mark.usefixtures("pushed")
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "protobuf"])
+def test_compacting_subscribers_share_one_frame_with_the_channel_id(binary: bool) -> None:
+    state = ShardState()
+    plain = live(state, "plain", binary=binary)
+    first = live(state, "a", binary=binary, channel_id=7)
+    second = live(state, "b", binary=binary, channel_id=7)
+    chan = state.channels["c"]
+    assert list(chan.binary if binary else chan.json) == ["plain"]
+    groups = chan.compact_binary if binary else chan.compact_json
+    assert {cid: list(group) for cid, group in groups.items()} == {7: ["a", "b"]}
+    assert ShardActor._deliver_compact(chan, "c", Publication(b'{"n":1}', offset=3)) == 2
+    assert first.frames == second.frames and len(first.frames) == 1  # one frame, shared
+    assert first.frames[0] is second.frames[0]
+    [push] = frames_by_id(first, binary)
+    assert push["id"] == 7 and "channel" not in push and push["pub"]["offset"] == 3
+    assert not plain.frames  # the plain loop is _deliver's own; untouched here
+    state.remove("c", "a")
+    state.remove("c", "b")
+    assert not groups  # emptied groups are dropped
+
+
+@pytest.mark.usefixtures("pushed")
+def test_compaction_combines_with_deltas_and_filters() -> None:
+    state = ShardState()
+    delta = live(state, "d", delta=True, channel_id=3)
+    filtered = live(state, "f", channel_id=3,
+                    predicate=compile_filter({"key": "k", "cmp": "ex"}))
+    chan = state.channels["c"]
+    ShardActor._deliver_delta(chan, "c", Publication(DOC, delta=True))
+    ShardActor._deliver_filtered(chan, "c", Publication(b"1", tags={"k": "v"}))
+    for sink in (delta, filtered):
+        [push] = frames_by_id(sink, False)
+        assert push["id"] == 3 and "channel" not in push
