@@ -25,7 +25,8 @@ from broker.cache.layer import CacheLayer
 from broker.cluster import USER_OPS, NodeDirectory, decode_control, user_command_message
 from broker.config import ChannelOptions, Config
 from broker.connection.outbox import FlushScheduler, ws_frame
-from broker.connection.pings import PingWheel
+from broker.connection.pings import Every, PingWheel, RefreshWheel
+from broker.connection.writewatch import WriteWatch
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
 from broker.names import SHARDS_ID, connection_id, shard_name
@@ -44,6 +45,12 @@ log = logging.getLogger("chorus.node")
 RpcHandler = Callable[[dict[str, Any], bytes], Coroutine[Any, Any, Any]]
 MessageHandler = Callable[[str, str, bytes], None]
 
+
+
+def _any_presence(config: Config) -> bool:
+    channel = config.channel
+    return channel.without_namespace.presence or any(
+        ns.options.presence for ns in channel.namespaces)
 
 
 class NodeDraining(Exception):
@@ -72,6 +79,9 @@ class Node:
         self.message_handlers: list[MessageHandler] = []
         self.draining = False
         self.connect_limiter = ConnectRateLimiter(config.client.connect_rate_limit_per_ip)
+        personal = config.client.subscribe_to_user_personal_channel
+        # A user's new connection disconnects the older ones, on every node (3504).
+        self.single_connection = personal.enabled and personal.single_connection
         self.publishing = 0  # publishes between their engine call and their fan-out
         self._settled = asyncio.Event()  # set whenever ``publishing`` is 0
         self._settled.set()
@@ -85,14 +95,24 @@ class Node:
         self.subscriptions = 0
         self.channel_subscribers: Counter[str] = Counter()
         self._started_shards: set[int] = set()
-        self.pings: PingWheel | None = None
         self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
                             ((False, JSON_CODEC.encode_reply({})),
                              (True, PROTOBUF_CODEC.encode_reply({})))}
+        # Per-connection timers, node-wide (stopped by ``stop_pings``).
+        self.pings: PingWheel | None = None
+        self._timers: list[Every] = []
         if config.client.ping_interval > 0:
             self.pings = PingWheel(config.client.ping_interval, config.client.pong_timeout,
                                    self._no_pong)
-            self._ping_timer = runtime.loop.call_later(self.pings.resolution, self._ping_tick)
+            self._every(self.pings.resolution, self.pings.tick)
+        self.write_watch: WriteWatch | None = WriteWatch(config.websocket.write_timeout,
+                                                         runtime.loop.time)
+        self._every(self.write_watch.resolution, self.write_watch.tick)
+        self.presence_wheel: RefreshWheel[Any] | None = None
+        if _any_presence(config):
+            self.presence_wheel = RefreshWheel(config.client.presence_update_interval,
+                                               lambda conn: conn.refresh_presence())
+            self._every(self.presence_wheel.resolution, self.presence_wheel.tick)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
@@ -103,12 +123,10 @@ class Node:
         engine.set_handlers(self._remote_publication, self._remote_control,
                             self._remote_join, self._remote_leave, self._unrecoverable)
 
-    # -- pings -------------------------------------------------------------------------------
-    def _ping_tick(self) -> None:
-        if self.pings is not None and not self.runtime.closed:
-            self.pings.tick()
-            self._ping_timer = self.runtime.loop.call_later(self.pings.resolution,
-                                                            self._ping_tick)
+    # -- timers ------------------------------------------------------------------------------
+    def _every(self, period: float, tick: Callable[[], None]) -> None:
+        runtime = self.runtime
+        self._timers.append(Every(runtime.loop, period, tick, lambda: not runtime.closed))
 
     def _no_pong(self, conn: Any) -> None:
         from broker.connection.actor import Disconnect
@@ -118,9 +136,12 @@ class Node:
                           Disconnect(codes.DISCONNECT_NO_PONG))
 
     def stop_pings(self) -> None:
-        if self.pings is not None:
-            self._ping_timer.cancel()
-            self.pings = None
+        """Stop the node's per-connection timers: pings, presence refreshes, the write
+        watch (draining: connections are about to be told to leave)."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        self.pings, self.write_watch, self.presence_wheel = None, None, None
 
     # -- shards ---------------------------------------------------------------------------
     def shard_of(self, channel: str) -> int:
@@ -262,11 +283,16 @@ class Node:
 
     # -- connections ---------------------------------------------------------------------------
     def admit(self, user: str) -> codes.DisconnectCode | None:
-        """A disconnect code if one more connection of ``user`` is over a limit."""
+        """A disconnect code if one more connection of ``user`` is over a limit.
+
+        Under ``single_connection`` the user limit is not checked: the new connection
+        replaces the user's others (still counted here until they close), so refusing
+        it would leave the user with none.
+        """
         limits = self.config.client
         if limits.connection_limit and len(self.connections) > limits.connection_limit:
             return codes.DISCONNECT_CONNECTION_LIMIT
-        if user and limits.user_connection_limit and \
+        if user and limits.user_connection_limit and not self.single_connection and \
                 len(self.users.get(user, ())) >= limits.user_connection_limit:
             return codes.DISCONNECT_CONNECTION_LIMIT
         return None

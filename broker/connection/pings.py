@@ -8,13 +8,19 @@ per second, a connection sits in the slot of the second it connected, and each t
 one slot and checks the pongs of the slot pinged ``pong_timeout`` seconds earlier. Pings
 are data-path writes (straight into outboxes, the frame built once per wire format); only
 a missing pong becomes an actor message.
+
+``RefreshWheel`` spreads presence refreshes the same way; ``Every`` is the node's
+repeating timer for the wheels and the write watch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Pingable(Protocol):
@@ -62,3 +68,53 @@ class PingWheel:
 
     def __len__(self) -> int:
         return sum(len(slot) for slot in self.slots)
+
+
+class RefreshWheel(Generic[T]):
+    """Members in one-second slots; each ``tick`` (every ``resolution`` seconds) calls
+    ``visit`` on one slot's members, so each member is visited once per ``interval``
+    and the work is spread evenly over it (presence refreshes: one engine call per
+    subscription every ``client.presence_update_interval``, not all at once)."""
+
+    def __init__(self, interval: float, visit: Callable[[T], None]) -> None:
+        self.resolution = min(1.0, interval)
+        self.size = max(1, math.ceil(interval / self.resolution - 1e-9))
+        self.visit = visit
+        self.slots: list[set[T]] = [set() for _ in range(self.size)]
+        self.position = 0
+
+    def add(self, member: T) -> None:
+        """First visit one full interval from now (the slot just ticked)."""
+        self.slots[(self.position - 1) % self.size].add(member)
+
+    def remove(self, member: T) -> None:
+        for slot in self.slots:
+            slot.discard(member)
+
+    def tick(self) -> None:
+        for member in list(self.slots[self.position]):
+            self.visit(member)
+        self.position = (self.position + 1) % self.size
+
+
+class Every:
+    """Call ``tick`` every ``period`` seconds on ``loop`` while ``alive()`` holds, until
+    ``cancel`` (the next call is scheduled after the tick, so ticks never overlap)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, period: float,
+                 tick: Callable[[], None], alive: Callable[[], bool]) -> None:
+        self._loop, self._period, self._tick, self._alive = loop, period, tick, alive
+        self._handle: asyncio.TimerHandle | None = loop.call_later(period, self._run)
+
+    def _run(self) -> None:
+        if not self._alive():
+            self._handle = None
+            return
+        self._tick()
+        if self._handle is not None:
+            self._handle = self._loop.call_later(self._period, self._run)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
