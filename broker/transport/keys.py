@@ -21,6 +21,9 @@ class ChorusState:
     rpc_handlers: dict[str, Any] = field(default_factory=dict)
     message_handlers: list[Any] = field(default_factory=list)
     _node: Node | None = None
+    # Loop time by which the shutdown drain ends (``chorus.shutdown_timeout`` after it
+    # began), shared by the drain's two phases (on_shutdown and cleanup).
+    drain_deadline: float | None = None
 
     @property
     def node(self) -> Node:

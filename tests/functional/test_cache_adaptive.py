@@ -72,3 +72,16 @@ async def test_cold_channel_keeps_a_small_l1_and_reads_stay_correct(
     assert [p["offset"] for p in reply["result"]["publications"]] == list(range(1, 12))
     _, reply = await node.api("history", {"channel": channel, "limit": 2, "reverse": True})
     assert [p["offset"] for p in reply["result"]["publications"]] == [11, 10]
+
+
+async def test_read_heavy_channel_stays_write_through(node: RunningNode) -> None:
+    """``adaptive_read_ratio`` 0.1: a burst read once per two publishes is not
+    write-heavy, however fast it publishes."""
+    channel, core = "ad:read", node.node
+    for i in range(30):
+        await core.publish(channel, b"%d" % i)
+        if i % 2:
+            await node.api("history", {"channel": channel, "limit": 1})
+    await asyncio.sleep(WINDOW)  # the rates are per window of time
+    await core.publish(channel, b"30")  # closes the window: the decision is made
+    assert core.cache.policy(core.options(channel), channel) == "write_through"

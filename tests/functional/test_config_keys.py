@@ -177,6 +177,35 @@ async def test_webhook_timeout_gives_up_on_a_hanging_receiver() -> None:
             assert board.webhook_sent == 0
 
 
+async def test_monitor_interval_is_the_sampling_period() -> None:
+    async with run_node(base_config(monitor={"interval": "50ms"})) as node:
+        board, started = node.node.metrics.board, time.monotonic()
+        await wait_until(lambda: board.samples >= 8, "eight samples")
+        assert time.monotonic() - started < 1.0  # the 1 s default would take 8 s
+
+
+async def test_shard_count_is_the_number_of_shard_actors() -> None:
+    config = base_config(chorus={"shard_count": 3}, admin={"enabled": True, "insecure": True})
+    async with run_node(config) as node:
+        url = f"http://127.0.0.1:{node.port}/admin/api/actors/chorus/shards"
+        async with node.session.get(url) as response:
+            children = (await response.json())["children"]
+        assert len(children) == 3 and len({node.node.shard_of(f"c{n}") for n in range(60)}) == 3
+
+
+# -- cache ----------------------------------------------------------------------------------------
+async def test_cache_max_pending_bounds_the_write_behind_buffer() -> None:
+    """Past ``cache.max_pending`` unflushed publications a write-behind publish is
+    refused (100, temporary) instead of growing the buffer."""
+    config = base_config(cache={"max_pending": 2}, channel={"without_namespace": {
+        **HISTORY, "cache_policy": "write_behind", "cache_flush_delay": "30s"}})
+    async with run_node(config) as node:
+        for n in (1, 2):
+            assert (await api(node, "publish", {"channel": "wb", "data": n}))["result"]
+        status, body = await node.api("publish", {"channel": "wb", "data": 3})
+        assert body["error"]["code"] == 100, (status, body)
+
+
 # -- notifications ------------------------------------------------------------------------------
 async def test_notifications_disabled_answers_108() -> None:
     async with run_node(base_config(notifications={"enabled": False})) as node:
