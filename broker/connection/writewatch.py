@@ -12,6 +12,10 @@ in the transport buffer — it reads that size on every write already (see
 registered outboxes only. A timeout is seen between ``write_timeout`` and
 ``write_timeout`` plus two timer periods after the oldest waiting byte was written.
 
+Loop stalls do not count: a transport drains only when the event loop polls its
+socket, so time the loop spent elsewhere (seen as the timer firing late) is taken off
+every waiting mark — an overloaded node does not cut healthy clients.
+
 Error handling: none raised; a timed-out outbox is unregistered and told once
 (``Outbox.write_timed_out``), which closes it and calls its connection back.
 """
@@ -38,25 +42,35 @@ class Watched(Protocol):
 
 class WriteWatch:
     """Outboxes with bytes waiting in their transport, each with a mark: when it was
-    last seen caught up to, and how many bytes had been written by then."""
+    last seen caught up to (on the stall-free clock), and how many bytes had been
+    written by then. ``tick`` is meant to run every ``resolution`` seconds."""
 
     def __init__(self, timeout: float, clock: Callable[[], float]) -> None:
         self.timeout = timeout
         self.resolution = timeout / 4
         self.clock = clock
         self._marks: dict[Watched, tuple[float, int]] = {}
+        self._last_tick = clock()
+        self._stalled = 0.0  # loop time lost to late ticks, in total
         self.timeouts = 0
+
+    def _now(self) -> float:
+        """The clock without the loop's stalls."""
+        return self.clock() - self._stalled
 
     def add(self, outbox: Watched) -> None:
         """``outbox`` just left bytes in its transport buffer: everything written so far
         must reach the kernel within ``timeout`` from now."""
         outbox.watched = True
-        self._marks[outbox] = (self.clock(), outbox.bytes_written)
+        self._marks[outbox] = (self._now(), outbox.bytes_written)
 
     def tick(self) -> None:
         """Drop outboxes whose buffer emptied, move the mark of those that progressed,
         and time out those still holding bytes marked ``timeout`` ago or earlier."""
-        now = self.clock()
+        clock = self.clock()
+        self._stalled += max(0.0, clock - self._last_tick - self.resolution)
+        self._last_tick = clock
+        now = clock - self._stalled
         marks = self._marks
         for outbox, (since, upto) in list(marks.items()):
             buffered = 0 if outbox.closed else outbox.transport_buffered()
