@@ -191,7 +191,7 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await _drain(node, config.chorus.shutdown_timeout)
+        await _drain(node, _deadline(state))
         state._node = None
         await node.cache.flush_all()  # write-behind publications reach the engine
         if store is not None:
@@ -202,28 +202,50 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
 async def _tell_clients(app: web.Application) -> None:
     """On shutdown, before aiohttp waits for open handlers (every WebSocket is one, and
     ``cleanup_ctx`` runs only after them): tell clients to reconnect elsewhere (3001)."""
-    node = app[NODE]._node
+    state = app[NODE]
+    node = state._node
     if node is not None and not node.draining:
-        await _drain(node, app[NODE].config.chorus.shutdown_timeout, stop_tree=False)
+        await _drain(node, _deadline(state), stop_tree=False)
 
 
-async def _drain(node: Node, timeout: float, stop_tree: bool = True) -> None:
+def _deadline(state: ChorusState) -> tuple[float, float]:
+    """(timeout, loop time at which the drain must be over): ``chorus.shutdown_timeout``
+    from the first phase's start, so both phases together stay within it."""
+    timeout = state.config.chorus.shutdown_timeout
+    if state.drain_deadline is None:
+        state.drain_deadline = asyncio.get_running_loop().time() + timeout
+    return timeout, state.drain_deadline
+
+
+async def _drain(node: Node, deadline: tuple[float, float], stop_tree: bool = True) -> None:
     """Refuse new publishes, let those in flight fan out, tell every client to reconnect
     elsewhere (3001: each outbox is flushed before its close frame), stop the tree.
 
     So a publication acknowledged to its publisher (the publish call returned) was
-    written to every live subscriber's socket before that subscriber's close frame."""
+    written to every live subscriber's socket before that subscriber's close frame.
+
+    Time: the first phase (``stop_tree=False``, on_shutdown) takes at most half of
+    ``chorus.shutdown_timeout``; ``chorus serve`` gives aiohttp an eighth to end the
+    handlers (it may take twice that); the tree gets whatever is left (at least 0.1 s,
+    then it is stopped by force), so the whole drain ends within the timeout.
+    """
+    timeout, end = deadline
+    loop = asyncio.get_running_loop()
+
+    def left(share: float) -> float:
+        return max(0.0, min(timeout * share, end - loop.time()))
+
     node.draining = True
     node.stop_pings()
-    await node.settled(timeout / 4)
+    await node.settled(left(1 / 8))
     count = len(node.connections)
     for client_id in list(node.connections):
         node.runtime.tell(connection_id(client_id), Disconnect(codes.DISCONNECT_SHUTDOWN))
-    await node.drain_tasks(timeout / 2)
+    await node.drain_tasks(max(0.0, end - timeout / 2 - loop.time()))
     if not stop_tree:
         log.info("chorus draining: %d connections told to reconnect", count)
         return
-    graceful = await node.runtime.shutdown(timeout / 2)
+    graceful = await node.runtime.shutdown(max(0.1, end - loop.time()))
     log.info("chorus drained: %d connections told to reconnect; tree stopped %s", count,
              "in order" if graceful else "by force after the deadline")
 
@@ -259,7 +281,9 @@ def run_server(config: Config, *, reuse_port: bool = False) -> int:
     web.run_app(chorus.create_app(), host=config.http_server.address or None,
                 port=config.http_server.port, ssl_context=ssl_context, access_log=None,
                 reuse_port=reuse_port, backlog=4096,  # the kernel caps it at somaxconn
-                shutdown_timeout=config.chorus.shutdown_timeout, print=_announce(config))
+                # aiohttp waits up to twice this for handlers (graceful, then cancelled),
+                # between the two phases of the drain; see _drain.
+                shutdown_timeout=config.chorus.shutdown_timeout / 8, print=_announce(config))
     return EXIT_TREE_FAILED if chorus.state.fatal is not None else 0
 
 

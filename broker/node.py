@@ -25,10 +25,11 @@ from broker.cache.layer import CacheLayer
 from broker.cluster import USER_OPS, NodeDirectory, decode_control, user_command_message
 from broker.config import ChannelOptions, Config
 from broker.connection.outbox import FlushScheduler, ws_frame
-from broker.connection.pings import PingWheel
+from broker.connection.pings import PingWheel, RefreshWheel
+from broker.connection.writewatch import WriteWatch
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
-from broker.names import SHARDS_ID, shard_name
+from broker.names import SHARDS_ID, connection_id, shard_name
 from broker.notify import NotificationStore, Notifier
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, codes
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
@@ -44,6 +45,12 @@ log = logging.getLogger("chorus.node")
 RpcHandler = Callable[[dict[str, Any], bytes], Coroutine[Any, Any, Any]]
 MessageHandler = Callable[[str, str, bytes], None]
 
+
+
+def _any_presence(config: Config) -> bool:
+    channel = config.channel
+    return channel.without_namespace.presence or any(
+        ns.options.presence for ns in channel.namespaces)
 
 
 class NodeDraining(Exception):
@@ -72,6 +79,9 @@ class Node:
         self.message_handlers: list[MessageHandler] = []
         self.draining = False
         self.connect_limiter = ConnectRateLimiter(config.client.connect_rate_limit_per_ip)
+        personal = config.client.subscribe_to_user_personal_channel
+        # A user's new connection disconnects the older ones, on every node (3504).
+        self.single_connection = personal.enabled and personal.single_connection
         self.publishing = 0  # publishes between their engine call and their fan-out
         self._settled = asyncio.Event()  # set whenever ``publishing`` is 0
         self._settled.set()
@@ -89,10 +99,21 @@ class Node:
         self.channel_ids: dict[str, int] = {}
         self._last_channel_id = 0
         self._started_shards: set[int] = set()
-        self.pings: PingWheel | None = None  # set by the PingerActor that owns it
         self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
                             ((False, JSON_CODEC.encode_reply({})),
                              (True, PROTOBUF_CODEC.encode_reply({})))}
+        # Per-connection timer structures, node-wide data that connections join and
+        # leave; their ticks are ConnectionTimersActor's timers (broker.connection.pings).
+        self.pings: PingWheel | None = None
+        if config.client.ping_interval > 0:
+            self.pings = PingWheel(config.client.ping_interval, config.client.pong_timeout,
+                                   self._no_pong)
+        self.write_watch: WriteWatch | None = WriteWatch(config.websocket.write_timeout,
+                                                         runtime.loop.time)
+        self.presence_wheel: RefreshWheel[Any] | None = None
+        if _any_presence(config):
+            self.presence_wheel = RefreshWheel(config.client.presence_update_interval,
+                                               lambda conn: conn.refresh_presence())
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
@@ -104,9 +125,18 @@ class Node:
         engine.set_handlers(self._remote_publication, self._remote_control,
                             self._remote_join, self._remote_leave, self._unrecoverable)
 
+    # -- per-connection timers ------------------------------------------------------------
+    def _no_pong(self, conn: Any) -> None:
+        from broker.connection.actor import Disconnect
+
+        conn.awaiting_pong = False
+        self.runtime.tell(connection_id(conn.session.client_id),
+                          Disconnect(codes.DISCONNECT_NO_PONG))
+
     def stop_pings(self) -> None:
-        """No more pings (draining): the pinger's ticks find no wheel."""
-        self.pings = None
+        """No more pings, presence refreshes or write-watch ticks (draining: the
+        connections are about to be told to leave)."""
+        self.pings, self.write_watch, self.presence_wheel = None, None, None
 
     # -- shards ---------------------------------------------------------------------------
     def shard_of(self, channel: str) -> int:
@@ -233,11 +263,16 @@ class Node:
 
     # -- connections ---------------------------------------------------------------------------
     def admit(self, user: str) -> codes.DisconnectCode | None:
-        """A disconnect code if one more connection of ``user`` is over a limit."""
+        """A disconnect code if one more connection of ``user`` is over a limit.
+
+        Under ``single_connection`` the user limit is not checked: the new connection
+        replaces the user's others (still counted here until they close), so refusing
+        it would leave the user with none.
+        """
         limits = self.config.client
         if limits.connection_limit and len(self.connections) > limits.connection_limit:
             return codes.DISCONNECT_CONNECTION_LIMIT
-        if user and limits.user_connection_limit and \
+        if user and limits.user_connection_limit and not self.single_connection and \
                 len(self.users.get(user, ())) >= limits.user_connection_limit:
             return codes.DISCONNECT_CONNECTION_LIMIT
         return None

@@ -4,7 +4,8 @@
 chorus (rest_for_one)
 ├── engine (one_for_one) ── engine link monitor
 ├── shards (one_for_one) ── shard-0 .. shard-{S-1}
-├── connections (one_for_one) ── pings (the ping wheel), one temporary actor per socket
+├── connections (one_for_one) ── timers (pings, write watch, presence refresh),
+│                                 one temporary actor per socket
 └── monitors (one_for_one) ── node monitor, alerts
 ```
 ``rest_for_one`` at the root encodes the dependency: when the engine side restarts,
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from actors import ChildSpec, Strategy, supervisor
 from broker.cluster import EngineLinkActor
-from broker.connection.pings import PingerActor
+from broker.connection.pings import ConnectionTimersActor
 from broker.monitor.actor import AlertActor, NodeMonitorActor
 from broker.names import (
     CONNECTIONS_SUPERVISOR,
@@ -39,8 +40,7 @@ def node_tree(node: Node) -> ChildSpec:
     engine = [ChildSpec("link", partial(EngineLinkActor, node), kind="engine")]
     shards = [ChildSpec(shard_name(i), partial(ShardActor, i, node), kind="shard")
               for i in range(node.shard_count)]
-    pings = ([ChildSpec("pings", partial(PingerActor, node), kind="pings")]
-             if node.config.client.ping_interval > 0 else [])
+    timers = [ChildSpec("timers", partial(ConnectionTimersActor, node), kind="timers")]
     monitors = [ChildSpec("node", partial(NodeMonitorActor, node), kind="monitor"),
                 ChildSpec("alerts", partial(AlertActor, node), kind="alerts")]
     return supervisor(
@@ -48,7 +48,7 @@ def node_tree(node: Node) -> ChildSpec:
         [
             supervisor(ENGINE_SUPERVISOR, engine),
             supervisor(SHARDS_SUPERVISOR, shards, max_restarts=max(3, node.shard_count)),
-            supervisor(CONNECTIONS_SUPERVISOR, pings, max_restarts=1000, period=1.0),
+            supervisor(CONNECTIONS_SUPERVISOR, timers, max_restarts=1000, period=1.0),
             supervisor(MONITORS_SUPERVISOR, monitors),
         ],
         strategy=Strategy.REST_FOR_ONE,

@@ -61,12 +61,15 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-def _free_port() -> int:
+CLUSTER_MAX_PORT = 55535  # a cluster node also listens on port + 10000
+
+
+def _free_port(max_port: int = 65535) -> int:
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port: int = sock.getsockname()[1]
-        if port != DEFAULT_REDIS_PORT:
+        if port != DEFAULT_REDIS_PORT and port <= max_port:
             return port
 
 
@@ -117,11 +120,13 @@ def _binary(name: str = "redis-server") -> str:
 
 @contextlib.contextmanager
 def redis_server(
-    *, startup_timeout: float = 10.0, attempts: int = 3, extra: tuple[str, ...] = ()
+    *, startup_timeout: float = 10.0, attempts: int = 3, extra: tuple[str, ...] = (),
+    max_port: int = 65535,
 ) -> Iterator[RedisServer]:
     """Run a private redis-server for the duration of the ``with`` block.
 
-    ``extra`` are more command-line options (e.g. ``("--replicaof", "127.0.0.1", "7000")``).
+    ``extra`` are more command-line options (e.g. ``("--replicaof", "127.0.0.1", "7000")``);
+    ``max_port`` bounds the port picked (cluster nodes need room for their bus port).
 
     Resource handling: the process is terminated (killed after 5 s) and its temp dir
     removed on exit, also when the body raises.
@@ -130,7 +135,7 @@ def redis_server(
     with tempfile.TemporaryDirectory(prefix="chorus-redis-") as tmp:
         workdir = Path(tmp)
         for _ in range(attempts):
-            port = _free_port()
+            port = _free_port(max_port)
             process = _spawn(binary, workdir, port, extra)
             if _wait_ready(process, port, time.monotonic() + startup_timeout):
                 break
@@ -265,7 +270,7 @@ def cluster_setup(primaries: int = 3) -> Iterator[ClusterSetup]:
             stack.enter_context(redis_server(extra=(
                 "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{i}.conf",
                 "--cluster-node-timeout", "2000",
-            )))
+            ), max_port=CLUSTER_MAX_PORT))
             for i in range(primaries)
         )
         addresses = [f"127.0.0.1:{n.port}" for n in nodes]

@@ -70,7 +70,9 @@ async def channel_detail(node: Node, name: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": name, "namespace": node.config.namespace_of(name),
         "known_namespace": options is not None, "shard": node.shard_of(name),
-        "subscribers": summary.get(name, 0), "options": dataclasses.asdict(effective),
+        "subscribers": summary.get(name, 0),
+        "options": {f.name: getattr(effective, f.name)  # the config keys, not derived state
+                    for f in dataclasses.fields(effective) if f.init},
         "presence": None, "history": None}
     if effective.presence:
         presence = await node.engine.presence(name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,16 @@ from typing import Any
 
 from broker.config.env import apply_env
 from broker.config.ops import CacheConfig, MonitorConfig, NotificationsConfig
-from broker.config.parse import DURATION, NAMESPACES, ConfigError, build, deep_merge, opt, read_file
+from broker.config.parse import (
+    DURATION,
+    NAMESPACES,
+    ConfigError,
+    SectionError,
+    build,
+    deep_merge,
+    opt,
+    read_file,
+)
 
 __all__ = [
     "CacheConfig",
@@ -166,10 +176,12 @@ class ClientConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketConfig:
-    """``read_buffer_size`` and ``write_timeout`` are accepted so Centrifugo configs load,
-    and have no effect: reads use aiohttp's buffer, and writes never block (a reader
-    that falls behind trips the outbox bound instead). Compression cannot be turned on:
-    a broadcast frame is built once for every subscriber."""
+    """``write_timeout``: a connection whose socket takes none of the bytes written to it
+    for this long is closed with 3009 "write error" (centrifuge's meaning; see
+    :class:`broker.connection.writewatch.WriteWatch`). ``read_buffer_size`` must stay 0:
+    reads go through the event loop's one shared buffer, there is no per-connection
+    buffer to size. Compression cannot be turned on: a broadcast frame is built once for
+    every subscriber."""
 
     message_size_limit: int = opt(65536, min=1)
     read_buffer_size: int = opt(0)
@@ -180,16 +192,24 @@ class WebSocketConfig:
         if self.compression:
             raise ConfigError("websocket.compression: not supported (frames are built once "
                               "per broadcast and shared by every subscriber)")
+        if self.read_buffer_size:
+            raise ConfigError("websocket.read_buffer_size: not supported (reads use the event "
+                              "loop's shared buffer, there is no per-connection buffer to "
+                              "size); remove the key or set it to 0")
+        if self.write_timeout <= 0:
+            raise ConfigError("websocket.write_timeout: must be > 0 (Centrifugo also treats "
+                              "0 as its 1s default; Chorus asks for the value explicitly)")
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelOptions:
     """Behaviour of the channels without a namespace or of one namespace.
 
-    ``history_meta_ttl`` and ``publication_data_format`` are the effective values: the
-    namespace's own, else the global ``channel.history_meta_ttl`` /
-    ``channel.publication_data_format``. ``force_recovery_mode`` is "stream" or "cache" ("" in
-    a file means "stream").
+    ``history_meta_ttl`` is the global ``channel.history_meta_ttl`` (a namespace may
+    repeat it; another value is refused: the engines keep one meta TTL).
+    ``publication_data_format`` is the effective value: the namespace's own, else the
+    global ``channel.publication_data_format``. ``force_recovery_mode`` is "stream" or
+    "cache" ("" in a file means "stream").
     """
 
     presence: bool = opt(False)
@@ -217,7 +237,9 @@ class ChannelOptions:
     allow_history_for_anonymous: bool = opt(False)
     allow_user_limited_channels: bool = opt(False)
     allow_tags_filter: bool = opt(False)  # Centrifugo v6: subscribers may send a tags filter
-    channel_regex: str = opt("")  # checked against the part after "namespace:"
+    # Client subscribe/publish/presence/history to a name not matching it: 107 (see
+    # Config.channel_name_allowed).
+    channel_regex: str = opt("")
     # Chorus extension: the shard-level L1 history cache (see broker.cache).
     cache_policy: str = opt("write_through", choices=(
         "write_through", "write_behind", "read_through", "off"))
@@ -237,10 +259,22 @@ class ChannelOptions:
     allow_channel_compaction: bool = opt(False)
     # Centrifugo v6: only "stream" ("" means it); map and shared_poll are not supported.
     subscription_type: str = opt("stream", choices=("", "stream"))
+    # ``channel_regex`` compiled once, here (None when empty).
+    channel_pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.force_recovery_mode == "":
             object.__setattr__(self, "force_recovery_mode", "stream")
+        pattern = None
+        if self.channel_regex:
+            # Centrifugo compiles RE2 (Go regexp); Python's ``re`` reads the same syntax
+            # for everything RE2 has, and adds back-references and look-arounds.
+            try:
+                pattern = re.compile(self.channel_regex)
+            except re.error as exc:
+                raise SectionError(
+                    f"channel_regex: invalid regular expression: {exc}") from None
+        object.__setattr__(self, "channel_pattern", pattern)
 
     @property
     def history_enabled(self) -> bool:
@@ -371,6 +405,23 @@ class Config:
         first namespace boundary (":"), as in Centrifugo.
         """
         return self.channel.namespace_options(self._namespace_name(channel))
+
+    def channel_name_allowed(self, channel: str, options: ChannelOptions) -> bool:
+        """Whether ``channel`` passes its namespace's ``channel_regex`` (always, when unset).
+
+        As Centrifugo: the regex is searched (not anchored: write ``^...$`` for a whole
+        match) in the part after the namespace boundary, or in the whole name (private
+        prefix included) for channels without a namespace.
+        """
+        pattern = options.channel_pattern
+        if pattern is None:
+            return True
+        ch = self.channel
+        rest = channel
+        if ch.private_prefix and rest.startswith(ch.private_prefix):
+            rest = rest[len(ch.private_prefix) :]
+        _, sep, tail = rest.partition(ch.namespace_boundary)
+        return pattern.search(tail if sep else channel) is not None
 
     def _namespace_name(self, channel: str) -> str:
         ch = self.channel

@@ -98,6 +98,13 @@ def _check_engine(config: Config) -> None:
         redis.address or redis.sentinel_address or redis.cluster_address
     ):
         raise ConfigError("engine.redis.address: at least one Redis address is required")
+    if redis.cluster_address and redis.db:
+        raise ConfigError("engine.redis.db: Redis Cluster has only db 0 (cluster_address is set)")
+    if config.notifications.read_from_replica and not (
+        config.engine.type == "redis" and redis.sentinel_address
+    ):
+        raise ConfigError("notifications.read_from_replica: needs engine.type redis with "
+                          "engine.redis.sentinel_address (replicas are found through Sentinel)")
 
 
 def _valid_redis_address(addr: str) -> bool:
@@ -146,7 +153,7 @@ def _check_channels(config: Config) -> None:
     for name in ("namespace_boundary", "user_boundary", "user_separator", "private_prefix"):
         if not getattr(ch, name):
             raise ConfigError(f"channel.{name}: must not be empty")
-    _check_options(ch.without_namespace, "channel.without_namespace")
+    _check_options(ch.without_namespace, "channel.without_namespace", ch.history_meta_ttl)
     seen: set[str] = set()
     for i, ns in enumerate(ch.namespaces):
         path = f"channel.namespaces[{i}]"
@@ -158,10 +165,16 @@ def _check_channels(config: Config) -> None:
         if ns.name in seen:
             raise ConfigError(f'{path}.name: duplicate namespace "{ns.name}"')
         seen.add(ns.name)
-        _check_options(ns.options, path)
+        _check_options(ns.options, path, ch.history_meta_ttl)
 
 
-def _check_options(opts: ChannelOptions, path: str) -> None:
+def _check_options(opts: ChannelOptions, path: str, meta_ttl: float) -> None:
+    # The engines keep one meta TTL (channel.history_meta_ttl); a namespace's own value
+    # would be accepted and never applied, so it is refused.
+    if opts.history_meta_ttl != meta_ttl:
+        raise ConfigError(
+            f"{path}.history_meta_ttl: a per-namespace value is not supported (the engine "
+            f"keeps one meta TTL for every channel); set channel.history_meta_ttl instead")
     if opts.history_size > 0 and opts.history_ttl == 0:
         raise ConfigError(f"{path}.history_ttl: required when history_size > 0")
     if opts.history_ttl > 0 and opts.history_size == 0:
@@ -177,11 +190,6 @@ def _check_options(opts: ChannelOptions, path: str) -> None:
         )
     if opts.force_recovery and not opts.history_enabled:
         raise ConfigError(f"{path}.force_recovery: needs history_size and history_ttl")
-    if opts.channel_regex:
-        try:
-            re.compile(opts.channel_regex)
-        except re.error as exc:
-            raise ConfigError(f"{path}.channel_regex: invalid regular expression: {exc}") from None
 
 
 def _check_single_writer(config: Config) -> None:

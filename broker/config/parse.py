@@ -29,6 +29,12 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending key path."""
 
 
+class SectionError(ConfigError):
+    """Raised by a section's ``__post_init__`` with a key relative to the section (a
+    section used at several paths, like a namespace's options); :func:`build` puts the
+    section's path in front."""
+
+
 # --- field kinds ----------------------------------------------------------------------
 
 DURATION = "duration"
@@ -259,7 +265,10 @@ def build(cls: type, raw: Any, path: str, *, skip: tuple[str, ...] = (), base: A
             values[name] = build_namespaces(f, raw[name], sub)
         else:
             values[name] = check_value(sub, f, raw[name])
-    return cls(**values) if base is None else dataclasses.replace(base, **values)
+    try:
+        return cls(**values) if base is None else dataclasses.replace(base, **values)
+    except SectionError as exc:
+        raise ConfigError(f"{path}.{exc}" if path else str(exc)) from None
 
 
 def build_namespaces(f: dataclasses.Field[Any], raw: Any, path: str) -> tuple[Any, ...]:

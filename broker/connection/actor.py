@@ -87,6 +87,8 @@ class ConnectionActor(Actor):
             join=codec.join,
             max_bytes=self.config.client.queue_max_size,
             on_overflow=self._slow,
+            watch=node.write_watch,
+            on_write_timeout=self._write_timeout,
         )
         limit = self.config.client.command_rate_limit
         self.bucket = (TokenBucket(limit.rate_per_second, limit.burst, time.monotonic())
@@ -130,9 +132,12 @@ class ConnectionActor(Actor):
         self.outbox.close()
         for channel in list(session.subs):
             self._drop_subscription(channel, send_leave=was_connected)
-        self.node.connection_closed(self)
-        if self.node.pings is not None:
-            self.node.pings.remove(self)
+        node = self.node
+        node.connection_closed(self)
+        if node.pings is not None:
+            node.pings.remove(self)
+        if node.presence_wheel is not None:
+            node.presence_wheel.remove(self)
         if not self._closing:
             self._close_socket(None)
 
@@ -208,10 +213,24 @@ class ConnectionActor(Actor):
         self.outbox.push(self.codec.encode_reply(error.to_reply(cmd_id)))
 
     # -- pings and expiry ---------------------------------------------------------------------
-    def start_pinging(self) -> None:
-        """Join the node's ping wheel (see ``broker.connection.pings``)."""
-        if self.node.pings is not None:
-            self.node.pings.add(self)
+    def start_timers(self) -> None:
+        """Join the node's ping and presence wheels (see ``broker.connection.pings``)."""
+        node = self.node
+        if node.pings is not None:
+            node.pings.add(self)
+        if node.presence_wheel is not None:
+            node.presence_wheel.add(self)
+
+    def refresh_presence(self) -> None:
+        """Called by the presence wheel every ``client.presence_update_interval``: renew
+        this client's presence in its presence channels, which expires after three
+        intervals without a refresh (a node that died leaves no ghosts for longer)."""
+        node, client_id = self.node, self.session.client_id
+        ttl = self.config.client.presence_update_interval * 3
+        for sub in self.session.subs.values():
+            if sub.options.presence:
+                node.spawn(node.engine.add_presence(sub.channel, client_id,
+                                                    self.client_info(sub), ttl))
 
     def send_ping(self) -> None:
         """Called by the ping wheel: an empty reply, pre-encoded once per format."""
@@ -262,6 +281,14 @@ class ConnectionActor(Actor):
         self.last_error = "slow consumer: outbox over client.queue_max_size"
         self.node.count_slow_consumer()
         self._close_socket(codes.DISCONNECT_SLOW)
+        self.runtime.tell(self.ref, SocketClosed())
+
+    def _write_timeout(self) -> None:
+        timeout = self.config.websocket.write_timeout
+        self.last_error = f"write timeout: socket took nothing for {timeout:g}s " \
+                          "(websocket.write_timeout)"
+        self.node.count_slow_consumer()
+        self._close_socket(codes.DISCONNECT_WRITE_ERROR)
         self.runtime.tell(self.ref, SocketClosed())
 
     def _close_socket(self, code: codes.DisconnectCode | None) -> None:

@@ -102,6 +102,11 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
     if refusal is not None:
         conn.disconnect(refusal)
         return
+    if conn.node.single_connection and session.user:
+        # Before this connection is registered, so it is not among those told to go.
+        conn.node.user_command("disconnect", session.user,
+                               code=codes.DISCONNECT_CONNECTION_LIMIT.code,
+                               reason=codes.DISCONNECT_CONNECTION_LIMIT.reason)
     session.phase = Phase.CONNECTED
     session.name = str(params.get("name", ""))
     session.version = str(params.get("version", ""))
@@ -115,7 +120,7 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
     if config.client.connect_include_server_time:
         result["time"] = int(time.time() * 1000)
     conn.schedule_expiry()
-    conn.start_pinging()
+    conn.start_timers()
     wanted = params.get("subs")
     recovery = wanted if isinstance(wanted, dict) else {}
     subs = [sub for channel in dict.fromkeys((*channels,

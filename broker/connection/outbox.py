@@ -11,7 +11,9 @@ Resource handling:
     An outbox holds at most ``max_bytes`` of frames not yet accepted by the kernel
     (its own pending frames plus the transport's write buffer). Past that the connection
     is a slow consumer: ``on_overflow`` is called once, the outbox closes and drops all
-    further frames, so a reader that stopped reading can never grow the heap.
+    further frames, so a reader that stopped reading can never grow the heap. Bytes that
+    wait in the transport longer than ``websocket.write_timeout`` close it too
+    (``on_write_timeout``, see :mod:`broker.connection.writewatch`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import asyncio
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.connection.writewatch import WriteWatch
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
@@ -110,11 +116,14 @@ class Outbox:
         "_scheduler",
         "_tick",
         "_transport",
+        "_watch",
         "binary",
         "closed",
         "max_bytes",
         "on_overflow",
+        "on_write_timeout",
         "stats",
+        "watched",
     )
 
     def __init__(
@@ -126,6 +135,8 @@ class Outbox:
         join: Callable[[Sequence[bytes]], bytes],
         max_bytes: int,
         on_overflow: Callable[[], None],
+        watch: WriteWatch | None = None,
+        on_write_timeout: Callable[[], None] | None = None,
     ) -> None:
         self._transport: asyncio.WriteTransport = transport  # type: ignore[assignment]
         self._scheduler = scheduler
@@ -137,6 +148,9 @@ class Outbox:
         self.binary = binary
         self.max_bytes = max_bytes
         self.on_overflow = on_overflow
+        self._watch = watch
+        self.on_write_timeout = on_write_timeout
+        self.watched = False  # registered with the write watch
         self.closed = False
         self.stats = OutboxStats()
 
@@ -199,10 +213,34 @@ class Outbox:
         stats.bytes += len(wire)
         stats.writes += 1
         buffered = transport.get_write_buffer_size()
+        if buffered:  # the kernel did not take it all; the common case skips this
+            self._backlogged(buffered)
+
+    def _backlogged(self, buffered: int) -> None:
+        stats = self.stats
         if buffered > stats.peak_pending:
             stats.peak_pending = buffered
             if buffered > self.max_bytes:
                 self._overflow()
+                return
+        if not self.watched and self._watch is not None:
+            self._watch.add(self)
+
+    # -- for the write watch -----------------------------------------------------------
+    @property
+    def bytes_written(self) -> int:
+        return self.stats.bytes
+
+    def transport_buffered(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def write_timed_out(self) -> None:
+        """Bytes waited in the transport past ``websocket.write_timeout``: close, and
+        tell the connection (once)."""
+        if not self.closed:
+            self.close()
+            if self.on_write_timeout is not None:
+                self.on_write_timeout()
 
     def close(self) -> None:
         """Drop whatever is queued; later pushes are ignored."""

@@ -8,18 +8,24 @@ per second, a connection sits in the slot of the second it connected, and each t
 one slot and checks the pongs of the slot pinged ``pong_timeout`` seconds earlier. Pings
 are data-path writes (straight into outboxes, the frame built once per wire format); only
 a missing pong becomes an actor message.
+
+``RefreshWheel`` spreads presence refreshes the same way. The wheels and the write watch
+are node-wide data; their ticks are ``ConnectionTimersActor``'s timers, so nothing ticks
+unowned: the actor's end stops them, its restart resumes them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from actors import Actor
 
 if TYPE_CHECKING:
     from broker.node import Node
+
+T = TypeVar("T")
 
 
 class Pingable(Protocol):
@@ -69,56 +75,62 @@ class PingWheel:
         return sum(len(slot) for slot in self.slots)
 
 
-class PingerActor(Actor):
-    """Owns the node's ping wheel and its timer: one tick per ``resolution`` seconds.
+class RefreshWheel(Generic[T]):
+    """Members in one-second slots; each ``tick`` (every ``resolution`` seconds) calls
+    ``visit`` on one slot's members, so each member is visited once per ``interval``
+    and the work is spread evenly over it (presence refreshes: one engine call per
+    subscription every ``client.presence_update_interval``, not all at once)."""
 
-    Lives under the connection supervisor, so a restart of that supervisor (which ends
-    every connection) restarts the wheel too. A fresh incarnation takes in the
-    connections that are already connected, so a crash of the pinger alone leaves no
-    connection unpinged. Its ending clears ``node.pings``: nothing ticks unowned.
+    def __init__(self, interval: float, visit: Callable[[T], None]) -> None:
+        self.resolution = min(1.0, interval)
+        self.size = max(1, math.ceil(interval / self.resolution - 1e-9))
+        self.visit = visit
+        self.slots: list[set[T]] = [set() for _ in range(self.size)]
+        self.position = 0
+
+    def add(self, member: T) -> None:
+        """First visit one full interval from now (the slot just ticked)."""
+        self.slots[(self.position - 1) % self.size].add(member)
+
+    def remove(self, member: T) -> None:
+        for slot in self.slots:
+            slot.discard(member)
+
+    def tick(self) -> None:
+        for member in list(self.slots[self.position]):
+            self.visit(member)
+        self.position = (self.position + 1) % self.size
+
+
+# The node's per-connection timer structures, by attribute name on the node.
+TIMED = ("pings", "write_watch", "presence_wheel")
+
+
+class ConnectionTimersActor(Actor):
+    """Ticks the node's per-connection timer structures — the ping wheel, the write
+    watch, the presence refresh wheel — each on its own repeating timer of this actor.
+
+    Lives under the connection supervisor. The structures are node-wide data that
+    connections join and leave; what is long-lived about them is the ticking, and that
+    belongs to this actor: its end (stop, failure, kill) stops every tick, its restart
+    resumes them, and a draining node (``Node.stop_pings``) has no structures to tick.
     """
 
-    kind = "pings"
+    kind = "timers"
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        client = node.config.client
-        self.wheel = PingWheel(client.ping_interval, client.pong_timeout, self._no_pong)
 
     def on_start(self) -> None:
-        from broker.connection.state import Phase
-
-        for conn in self.node.connections.values():
-            if conn.session.phase is Phase.CONNECTED:
-                self.wheel.add(conn)
-        if not self.node.draining:
-            self.node.pings = self.wheel
-        self.start_timer(self.wheel.resolution, "tick", repeat=True)
+        for name in TIMED:
+            timed = getattr(self.node, name, None)
+            if timed is not None:
+                self.start_timer(timed.resolution, name, repeat=True)
 
     def receive(self, message: Any) -> Any:
-        if message == "tick":
-            if self.node.pings is self.wheel:  # None once the node drains
-                self.wheel.tick()
+        if message in TIMED:
+            timed = getattr(self.node, message, None)
+            if timed is not None:  # None once the node drains
+                timed.tick()
             return None
         return super().receive(message)
-
-    def _no_pong(self, conn: Any) -> None:
-        from broker.connection.actor import Disconnect
-        from broker.names import connection_id
-        from broker.protocol import codes
-
-        conn.awaiting_pong = False
-        self.tell(connection_id(conn.session.client_id), Disconnect(codes.DISCONNECT_NO_PONG))
-
-    def _release_wheel(self) -> None:
-        if self.node.pings is self.wheel:
-            self.node.pings = None
-
-    def on_stop(self) -> None:
-        self._release_wheel()
-
-    def on_failure(self, error: BaseException) -> None:
-        self._release_wheel()
-
-    def on_kill(self, reason: str) -> None:
-        self._release_wheel()

@@ -127,12 +127,20 @@ def user_limited_allows(config: Config, channel: str, user: str) -> bool | None:
 
 
 def options_for(config: Config, channel: str) -> ChannelOptions:
-    """Channel options, or Denied(codes.ERROR_UNKNOWN_CHANNEL) for a bad name or namespace."""
+    """Channel options for a client's subscribe, publish, presence or history.
+
+    Error handling: Denied with 107 (empty name), 106 (longer than
+    ``channel.max_length``), 102 (namespace not configured) or 107 (name not matching
+    the namespace's ``channel_regex``, as Centrifugo's ``validateChannelName``).
+    """
     if not channel or len(channel) > config.channel.max_length:
         raise Denied(codes.ERROR_BAD_REQUEST if not channel else codes.ERROR_LIMIT_EXCEEDED)
     options = config.channel_options(channel)
     if options is None:
         raise Denied(codes.ERROR_UNKNOWN_CHANNEL)
+    if options.channel_pattern is not None and not config.channel_name_allowed(channel,
+                                                                               options):
+        raise Denied(codes.ERROR_BAD_REQUEST)
     return options
 
 

@@ -23,6 +23,9 @@ class ChorusState:
     _node: Node | None = None
     # Set when the root supervisor failed: the process must be replaced (exit non-zero).
     fatal: BaseException | None = None
+    # Loop time by which the shutdown drain ends (``chorus.shutdown_timeout`` after it
+    # began), shared by the drain's two phases (on_shutdown and cleanup).
+    drain_deadline: float | None = None
 
     @property
     def node(self) -> Node:

@@ -102,3 +102,16 @@ async def test_with_redis_write_behind_needs_the_single_writer_declaration(
     withheld = [r for r in caplog.records if "write_behind is never chosen" in r.message]
     assert len(withheld) == (0 if declared else 1)
     assert declared or "cache.single_writer" in withheld[0].message
+
+
+async def test_read_heavy_channel_stays_write_through(node: RunningNode) -> None:
+    """``adaptive_read_ratio`` 0.1: a burst read once per two publishes is not
+    write-heavy, however fast it publishes."""
+    channel, core = "ad:read", node.node
+    for i in range(30):
+        await core.publish(channel, b"%d" % i)
+        if i % 2:
+            await node.api("history", {"channel": channel, "limit": 1})
+    await asyncio.sleep(WINDOW)  # the rates are per window of time
+    await core.publish(channel, b"30")  # closes the window: the decision is made
+    assert core.cache.policy(core.options(channel), channel) == "write_through"

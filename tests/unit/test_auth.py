@@ -375,3 +375,33 @@ def test_a_short_hmac_key_is_reported_once_at_start_not_per_token() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("kind", ["hmac", "rsa", "ecdsa", "jwks"])
+def test_each_subscription_token_key_verifies_subscription_tokens_only(
+        kind: str, rsa_key: Any, ec_key: Any, jwks_file: Path) -> None:
+    """With ``client.subscription_token.enabled``, each of its key options verifies
+    subscription tokens (and only those: connection tokens keep ``client.token``), and
+    its own ``audience`` and ``issuer`` are required of them."""
+    keys: dict[str, dict[str, str]] = {
+        "hmac": {"hmac_secret_key": OTHER_SECRET}, "rsa": {"rsa_public_key": public_pem(rsa_key)},
+        "ecdsa": {"ecdsa_public_key": public_pem(ec_key)}, "jwks": {"jwks_file": str(jwks_file)}}
+    signers: dict[str, dict[str, Any]] = {
+        "hmac": {"secret": OTHER_SECRET}, "rsa": {"algorithm": "RS256", "key": rsa_key},
+        "ecdsa": {"algorithm": "ES256", "key": ec_key},
+        "jwks": {"algorithm": "RS256", "key": rsa_key, "kid": "rsa-1"}}
+    verifier = TokenVerifier(TokenConfig(hmac_secret_key=SECRET), SubscriptionTokenConfig(
+        enabled=True, audience="subs", issuer="backend", **keys[kind]))
+    sign = signers[kind]
+
+    def token(claims: dict[str, Any], *, channel: str | None = "c") -> str:
+        return make_token(sign.get("secret", ""), "u", channel=channel, claims=claims,
+                          algorithm=sign.get("algorithm", "HS256"), key=sign.get("key"),
+                          kid=sign.get("kid"))
+
+    both = {"aud": "subs", "iss": "backend"}
+    assert verifier.verify_subscribe(token(both)).channel == "c"
+    assert "audience" in str(invalid(verifier, token({"iss": "backend"}), subscribe=True))
+    assert "issuer" in str(invalid(verifier, token({"aud": "subs"}), subscribe=True))
+    invalid(verifier, make_token(SECRET, "u", channel="c", claims=both), subscribe=True)
+    invalid(verifier, token(both, channel=None))  # the subscription key cannot connect

@@ -255,17 +255,15 @@ def test_empty_recovery_mode_means_stream() -> None:
         (
             {
                 "channel": {
-                    "namespaces": [
-                        {
-                            "name": "ab",
-                            "history_size": 1,
-                            "history_ttl": "2h",
-                            "history_meta_ttl": "1h",
-                        }
-                    ]
+                    "history_meta_ttl": "1h",
+                    "namespaces": [{"name": "ab", "history_size": 1, "history_ttl": "2h"}],
                 }
             },
             "channel.namespaces[0].history_ttl: must not exceed history_meta_ttl",
+        ),
+        (
+            {"channel": {"namespaces": [{"name": "ab", "history_meta_ttl": "1h"}]}},
+            "channel.namespaces[0].history_meta_ttl: a per-namespace value is not supported",
         ),
         (
             {"channel": {"namespaces": [{"name": "ab", "force_recovery": True}]}},
@@ -283,6 +281,25 @@ def test_empty_recovery_mode_means_stream() -> None:
         (
             {"channel": {"without_namespace": {"channel_regex": "(["}}},
             "channel.without_namespace.channel_regex: invalid regular expression",
+        ),
+        (
+            {"channel": {"namespaces": [{"name": "ab"}, {"name": "cd", "channel_regex": "a)"}]}},
+            "channel.namespaces[1].channel_regex: invalid regular expression",
+        ),
+        (
+            {"websocket": {"read_buffer_size": 4096}},
+            "websocket.read_buffer_size: not supported",
+        ),
+        ({"websocket": {"write_timeout": "0s"}}, "websocket.write_timeout: must be > 0"),
+        ({"websocket": {"compression": True}}, "websocket.compression: not supported"),
+        (
+            {"engine": {"redis": {"cluster_address": ["h:7000"], "db": 2}}},
+            "engine.redis.db: Redis Cluster has only db 0",
+        ),
+        (
+            {"notifications": {"read_from_replica": True}},
+            "notifications.read_from_replica: needs engine.type redis with "
+            "engine.redis.sentinel_address",
         ),
         ({"channel": {"namespace_boundary": ""}}, "channel.namespace_boundary: must not be empty"),
         (
@@ -461,15 +478,17 @@ def test_custom_boundaries_are_honoured() -> None:
 
 
 def test_history_meta_ttl_falls_back_to_the_global_value() -> None:
+    """The engines keep one meta TTL: a namespace inherits it, may repeat it, and a
+    different value is refused (see test_cross_field_checks_name_the_key)."""
     c = cfg(
         {
             "channel": {
                 "history_meta_ttl": "48h",
-                "namespaces": [{"name": "own", "history_meta_ttl": "2h"}, {"name": "inherit"}],
+                "namespaces": [{"name": "same", "history_meta_ttl": "48h"}, {"name": "inherit"}],
             }
         }
     )
-    assert c.channel_options("own:x").history_meta_ttl == 7200  # type: ignore[union-attr]
+    assert c.channel_options("same:x").history_meta_ttl == 48 * 3600  # type: ignore[union-attr]
     assert c.channel_options("inherit:x").history_meta_ttl == 48 * 3600  # type: ignore[union-attr]
     assert c.channel.without_namespace.history_meta_ttl == 48 * 3600
 

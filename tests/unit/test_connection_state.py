@@ -121,3 +121,38 @@ def test_token_bucket_refills_at_its_rate() -> None:
     assert not bucket.take(0.0)
     assert bucket.take(0.1)  # one token back after 100 ms
     assert not bucket.take(0.1)
+
+
+@pytest.mark.parametrize("command", ["publish", "presence", "history"])
+def test_each_allow_flag_opens_its_command_to_its_audience(command: str) -> None:
+    """``allow_<command>_for_subscriber`` admits subscribers of the channel,
+    ``..._for_client`` connected users, ``..._for_anonymous`` (with ``..._for_client``)
+    anonymous ones; without the flag each of them is refused with 103."""
+    check = {"publish": check_publish, "presence": check_presence,
+             "history": check_history}[command]
+    feature = {"presence": True, "history_size": 10, "history_ttl": "60s"}
+
+    def rule(**flags: bool) -> Any:
+        cfg = config(**feature, **{f"allow_{command}_for_{who}": on
+                                   for who, on in flags.items()})
+        return cfg, options_for(cfg, "room")
+
+    subscriber, user, anonymous = session("u1", "room"), session("u2"), session("")
+    cfg, opts = rule()
+    for who in (subscriber, user, anonymous):
+        denied_with(codes.ERROR_PERMISSION_DENIED, check, cfg, who, "room", opts)
+    cfg, opts = rule(subscriber=True)
+    check(cfg, subscriber, "room", opts)
+    denied_with(codes.ERROR_PERMISSION_DENIED, check, cfg, user, "room", opts)
+    cfg, opts = rule(client=True)
+    check(cfg, user, "room", opts)
+    denied_with(codes.ERROR_PERMISSION_DENIED, check, cfg, anonymous, "room", opts)
+    cfg, opts = rule(client=True, anonymous=True)
+    check(cfg, anonymous, "room", opts)
+
+
+def test_max_length_is_the_configured_one() -> None:
+    cfg = config_from_mapping({"client": {"insecure": True}, "http_api": {"insecure": True},
+                               "channel": {"max_length": 10}})
+    assert options_for(cfg, "a" * 10) is cfg.channel.without_namespace
+    denied_with(codes.ERROR_LIMIT_EXCEEDED, options_for, cfg, "a" * 11)
