@@ -26,6 +26,7 @@ from broker.cluster import USER_OPS, NodeDirectory, decode_control, user_command
 from broker.config import ChannelOptions, Config
 from broker.connection.outbox import FlushScheduler, ws_frame
 from broker.connection.pings import PingWheel
+from broker.consumers.state import ConsumerBoard
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
 from broker.names import SHARDS_ID, shard_name
@@ -90,6 +91,7 @@ class Node:
                             ((False, JSON_CODEC.encode_reply({})),
                              (True, PROTOBUF_CODEC.encode_reply({})))}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.consumers = ConsumerBoard(config.consumers)  # counters of the async consumers
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
         self.cache = CacheLayer(engine, config.cache, self.shard_count, self.shard_of,
@@ -133,6 +135,9 @@ class Node:
                       skip_history: bool = False) -> tuple[Publication, StreamPosition]:
         """Store (when the channel keeps history) and fan out; returns once stored.
 
+        A repeated ``idempotency_key`` fans out nothing and returns the engine's
+        ``SuppressedPublish`` (the earlier result), so a caller can tell a redelivery.
+
         Error handling: an engine failure raises before anything is delivered, so a
         publication is acknowledged only once the engine has it. A draining node raises
         ``NodeDraining`` (nothing stored): its clients are being told to leave, so it
@@ -164,10 +169,11 @@ class Node:
             if not self.publishing:
                 self._settled.set()
         pub, position = outcome
-        if not isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
-            self.publications += 1
-            self.tell_shard(channel, Deliver(channel, pub))
-            self.metrics.published(channel, started)
+        if isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
+            return outcome  # callers that care (consumers) tell a redelivery by its type
+        self.publications += 1
+        self.tell_shard(channel, Deliver(channel, pub))
+        self.metrics.published(channel, started)
         return pub, position
 
     async def settled(self, timeout: float) -> bool:

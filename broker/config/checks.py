@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from broker.config.consumers import validate_consumers
 from broker.config.keys import load_keyset
 from broker.config.parse import ConfigError
 
@@ -32,6 +33,7 @@ def validate(config: Config) -> None:
     _check_personal_channel(config)
     _check_http_api_and_admin(config)
     _check_prometheus(config)
+    validate_consumers(config.consumers)
 
 
 def config_warnings(config: Config) -> list[str]:
@@ -43,12 +45,15 @@ def config_warnings(config: Config) -> list[str]:
     by default, and refusing would stop every config that never mentions Prometheus
     (any Centrifugo config) from starting. ``/metrics`` then answers 401 naming the key.
     """
+    warnings = []
     prometheus = config.prometheus
     if prometheus.enabled and not prometheus.insecure and not prometheus.token:
-        return ["prometheus.token: not set, so GET /metrics refuses every scrape (401); "
-                "set it and send it as the scraper's bearer token, set "
-                "prometheus.insecure: true, or prometheus.enabled: false"]
-    return []
+        warnings.append("prometheus.token: not set, so GET /metrics refuses every scrape "
+                        "(401); set it and send it as the scraper's bearer token, set "
+                        "prometheus.insecure: true, or prometheus.enabled: false")
+    warnings += [f"consumers[{i}].enabled: false, so consumer {c.name!r} does not run"
+                 for i, c in enumerate(config.consumers) if not c.enabled]
+    return warnings
 
 
 def _check_http_server(config: Config) -> None:
