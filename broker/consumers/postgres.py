@@ -37,6 +37,7 @@ the owning actor, whose supervisor restarts it (rows not yet deleted are redeliv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -124,10 +125,8 @@ class PostgresOutboxConsumer:
                 await self._wait(wake)
 
     async def _wait(self, wake: asyncio.Event) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), self.config.partition_poll_interval)
-        except TimeoutError:
-            pass
 
     async def _process_once(self, partition: int, lock: str) -> Batch[Any] | None:
         """One batch of the partition in one transaction; None if another holds it."""
@@ -202,6 +201,34 @@ class PostgresOutboxConsumer:
             except TEMPORARY as error:  # the partition workers count the failure
                 log.debug("consumer %s: lag probe failed: %r", self.name, error)
             await asyncio.sleep(LAG_INTERVAL)
+
+
+def outbox_ddl(table: str = "chorus_outbox", notification_channel: str = "") -> str:
+    """SQL that creates an outbox table Chorus (and Centrifugo) consume, its index, and
+    with ``notification_channel`` the trigger that NOTIFYs the partition of every row."""
+    index = table.replace(".", "_")
+    sql = f"""
+CREATE TABLE IF NOT EXISTS {table} (
+    id BIGSERIAL PRIMARY KEY,
+    method TEXT NOT NULL,
+    payload JSONB NOT NULL,
+    partition INTEGER NOT NULL DEFAULT 0,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS {index}_partition_id ON {table} (partition, id);
+"""
+    if notification_channel:
+        sql += f"""
+CREATE OR REPLACE FUNCTION {index}_notify() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('{notification_channel}', NEW.partition::text);
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+CREATE OR REPLACE TRIGGER {index}_notify AFTER INSERT ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {index}_notify();
+"""
+    return sql
 
 
 def _payload(value: Any) -> bytes | str:

@@ -204,7 +204,8 @@ class RedisStreamConsumer:
                 await self._ensure_group(stream)
                 return
             raise
-        for _name, entries in reply or []:
+        replies: list[Any] = list(reply or [])  # [[stream, [(id, fields), ...]]]
+        for _name, entries in replies:
             await self._handle(stream, entries, lease)
 
     async def _handle(self, stream: str, entries: list[Any], lease: Lease) -> None:
