@@ -12,6 +12,7 @@ checked strictly because they end up in SQL text, lock keys and metric labels.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -102,6 +103,9 @@ def validate_consumers(consumers: tuple[ConsumerConfig, ...]) -> None:
 
 
 def _check_postgres(pg: PostgresConsumerConfig, path: str) -> None:
+    if importlib.util.find_spec("asyncpg") is None:
+        raise ConfigError(f"{path.rsplit('.', 1)[0]}.type: postgresql needs the asyncpg "
+                          "driver: pip install 'chorus-broker[postgres]'")
     if not pg.dsn:
         raise ConfigError(f"{path}.dsn: required (postgresql://user:password@host:5432/db)")
     if urlsplit(pg.dsn).scheme not in ("postgres", "postgresql"):
