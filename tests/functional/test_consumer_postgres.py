@@ -236,3 +236,42 @@ async def test_metrics_and_the_admin_api_show_the_consumer(postgres_dsn: str,
             body = await response.json()
         entry, = body["consumers"]
         assert entry["name"] == "outbox" and entry["processed"] == 3 and entry["owned"] == ["0"]
+
+
+def _readme_blocks() -> tuple[str, dict[str, Any]]:
+    """The SQL and the YAML config of the README's outbox section."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = text.split("## Publishing from a database transaction", 1)[1].split("\n## ", 1)[0]
+    sql = re.search(r"```sql\n(.*?)```", section, re.S)
+    config = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert sql and config, "the README's outbox section lost its SQL or YAML block"
+    return sql.group(1), yaml.safe_load(config.group(1))
+
+
+async def test_the_readme_example_works_as_written(postgres_dsn: str) -> None:
+    sql, readme = _readme_blocks()
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS chorus_outbox; DROP TABLE IF EXISTS orders;"
+                           "CREATE TABLE orders (id INT PRIMARY KEY, status TEXT);"
+                           "INSERT INTO orders VALUES (42, 'new')")
+        setup, transaction = sql.split("-- in the application's transaction")
+        await conn.execute(setup)
+        pg_consumer = readme["consumers"][0]  # the Redis one points at a made-up host
+        pg_consumer["postgresql"]["dsn"] = postgres_dsn
+        namespaces = [{**ns, "allow_subscribe_for_client": True}  # the test's SDK client
+                      for ns in readme["channel"]["namespaces"]]
+        config = base_config(channel={"namespaces": namespaces}, consumers=[pg_consumer])
+        async with run_node(config) as running, sdk_client(running) as client:
+            _, order = await client.subscribe("orders:42")
+            await conn.execute(transaction)
+            assert (await received(order, 1)) == [{"status": "paid"}]
+            assert await conn.fetchval("SELECT status FROM orders WHERE id = 42") == "paid"
+    finally:
+        await conn.execute("DROP TABLE IF EXISTS chorus_outbox; DROP TABLE IF EXISTS orders")
+        await conn.close()
