@@ -195,7 +195,7 @@ class _NodeCollector:
                                           labels=labels),
                         (([s.name, s.type], s.lag) for s in board if s.lag is not None))
         yield _labelled(GaugeMetricFamily("chorus_consumer_partitions_owned",
-                                          "Partitions (or streams) this node holds now",
+                                          "Partitions (or streams) this node held at its last try",
                                           labels=labels),
                         (([s.name, s.type], len(s.owned)) for s in board))
 

@@ -108,8 +108,14 @@ def _check_postgres(pg: PostgresConsumerConfig, path: str) -> None:
                           "driver: pip install 'chorus-broker[postgres]'")
     if not pg.dsn:
         raise ConfigError(f"{path}.dsn: required (postgresql://user:password@host:5432/db)")
-    if urlsplit(pg.dsn).scheme not in ("postgres", "postgresql"):
-        raise ConfigError(f"{path}.dsn: expected a postgresql:// URL")
+    parts = urlsplit(pg.dsn)
+    try:
+        port = parts.port  # raises on a port that is not a number
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("postgres", "postgresql") or port == -1:
+        raise ConfigError(f"{path}.dsn: expected a postgresql://user:password@host:port/db "
+                          "URL")
     if not SQL_TABLE.match(pg.outbox_table_name):
         raise ConfigError(f"{path}.outbox_table_name: required, a table name such as "
                           f"chorus_outbox or myschema.chorus_outbox (got "

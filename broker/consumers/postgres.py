@@ -129,7 +129,10 @@ class PostgresOutboxConsumer:
             await asyncio.wait_for(wake.wait(), self.config.partition_poll_interval)
 
     async def _process_once(self, partition: int, lock: str) -> Batch[Any] | None:
-        """One batch of the partition in one transaction; None if another holds it."""
+        """One batch of the partition in one transaction; None if another holds it (or
+        the node is draining)."""
+        if self.node.draining:  # publishes are refused now; the stop is near
+            return None
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", lock):
                 return None

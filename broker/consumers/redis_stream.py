@@ -139,10 +139,13 @@ class RedisStreamConsumer:
                         raise LeaseLost(stream)
                     if not lease.held:
                         reclaim = True
-                        await self._ensure_group(stream)
                     lease.acquired(loop.time())
                     self.stats.owned.add(stream)
-                if reclaim:
+                if self.node.draining:  # publishes are refused now; the stop is near
+                    await asyncio.sleep(self.block_ms / 1000)
+                    continue
+                if reclaim:  # (re)make the group too: the stream may have been deleted
+                    await self._ensure_group(stream)
                     await self._reclaim(stream, lease)
                     reclaim = False
                 await self._read_new(stream, lease)

@@ -37,7 +37,7 @@ class ConsumerStats:
     errors: int = 0  # temporary failures (database, Redis, engine), each retried
     lag: int | None = None  # rows/entries waiting at the last probe; None before one
     lag_at: float = 0.0
-    owned: set[str] = field(default_factory=set)  # partitions (or streams) held now
+    owned: set[str] = field(default_factory=set)  # partitions (streams) held at the last try
     partitions: int = 0
     starts: int = 0  # incarnations of the consumer actor (1 + restarts)
     last_error: str = ""

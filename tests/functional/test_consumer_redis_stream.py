@@ -121,3 +121,16 @@ async def test_a_dead_consumers_pending_entries_are_reclaimed_in_order_once(
         await wait_until(lambda: stats.processed == 4, "every entry processed", timeout=WAIT)
         assert stats.redeliveries == 1 and await pending(redis, stream) == 0
         assert news.publications.empty()
+
+
+async def test_a_node_that_stops_gives_its_streams_back_at_once(
+        redis_url: str, redis: aioredis.Redis, streams: list[str]) -> None:
+    config = base_config(consumers=[consumer(redis_url, streams, visibility_timeout="60s")])
+    owners = [f"chorus:stream-owner:chorus:{stream}" for stream in streams]
+    async with run_node(config) as running:
+        stats = running.node.consumers.get("streams")
+        await wait_until(lambda: stats.owned == set(streams), "both streams taken",
+                         timeout=WAIT)
+        assert await redis.exists(*owners) == 2
+    # a graceful stop released the leases: another node need not wait 60 s
+    assert await redis.exists(*owners) == 0

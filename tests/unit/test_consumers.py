@@ -137,7 +137,9 @@ def test_consumers_load_with_centrifugo_keys_and_defaults() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     ({"name": "bad name"}, r"consumers\[0\].name"),
     ({"postgresql": {"dsn": "", "outbox_table_name": "t"}}, r"consumers\[0\].postgresql.dsn"),
-    ({"postgresql": {"dsn": "mysql://x/y", "outbox_table_name": "t"}}, "postgresql:// URL"),
+    ({"postgresql": {"dsn": "mysql://x/y", "outbox_table_name": "t"}}, "postgresql://user"),
+    ({"postgresql": {"dsn": "postgresql://x:port/y", "outbox_table_name": "t"}},
+     "postgresql://user"),
     ({"postgresql": {"dsn": "postgresql://x/y", "outbox_table_name": "t; DROP TABLE x"}},
      "outbox_table_name"),
     ({"postgresql": {"dsn": "postgresql://x/y", "outbox_table_name": "t",
