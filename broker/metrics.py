@@ -171,9 +171,33 @@ class _NodeCollector:
         yield from self._actors(node, board)
         yield from self._engine(node, board)
         yield from self._cache(node)
+        yield from self._consumers(node)
         yield _labelled(GaugeMetricFamily("chorus_alerts_active", "Firing alerts (1 each)",
                                           labels=["alert", "severity"]),
                         (([a.rule.name, a.rule.severity], 1.0) for a in board.active_alerts))
+
+    @staticmethod
+    def _consumers(node: Node) -> Iterator[Metric]:
+        """The async consumers (broker.consumers), one label value per configured name."""
+        board = getattr(node, "consumers", None)
+        if board is None or not len(board):
+            return
+        labels = ["consumer", "type"]
+        for key, doc in (("processed", "Rows or entries published and removed"),
+                         ("redeliveries", "Rows or entries the engine had already published "
+                                          "(suppressed by their idempotency key)"),
+                         ("invalid", "Rows or entries dropped: they can never be published"),
+                         ("errors", "Temporary failures (database, Redis, engine), retried")):
+            yield _labelled(CounterMetricFamily(f"chorus_consumer_{key}", doc, labels=labels),
+                            (([s.name, s.type], getattr(s, key)) for s in board))
+        yield _labelled(GaugeMetricFamily("chorus_consumer_lag",
+                                          "Rows or entries waiting at the last probe",
+                                          labels=labels),
+                        (([s.name, s.type], s.lag) for s in board if s.lag is not None))
+        yield _labelled(GaugeMetricFamily("chorus_consumer_partitions_owned",
+                                          "Partitions (or streams) this node held at its last try",
+                                          labels=labels),
+                        (([s.name, s.type], len(s.owned)) for s in board))
 
     def _actors(self, node: Node, board: MonitorBoard) -> Iterator[Metric]:
         registry = node.runtime.registry

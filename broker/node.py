@@ -27,6 +27,7 @@ from broker.config import ChannelOptions, Config
 from broker.connection.outbox import FlushScheduler, ws_frame
 from broker.connection.pings import PingWheel, RefreshWheel
 from broker.connection.writewatch import WriteWatch
+from broker.consumers.state import ConsumerBoard
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
 from broker.names import SHARDS_ID, connection_id, shard_name
@@ -115,6 +116,7 @@ class Node:
             self.presence_wheel = RefreshWheel(config.client.presence_update_interval,
                                                lambda conn: conn.refresh_presence())
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.consumers = ConsumerBoard(config.consumers)  # counters of the async consumers
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
         self.cache = CacheLayer(engine, config.cache, self.shard_count, self.shard_of,
@@ -170,6 +172,8 @@ class Node:
 
         ``delta`` (or the namespace's ``delta_publish``) publishes with delta: fossil
         delta subscribers get a delta against the channel's previous publication.
+        A repeated ``idempotency_key`` fans out nothing and returns the engine's
+        ``SuppressedPublish`` (the earlier result), so a caller can tell a redelivery.
 
         Error handling: an engine failure raises before anything is delivered, so a
         publication is acknowledged only once the engine has it. A draining node raises
@@ -203,10 +207,11 @@ class Node:
             if not self.publishing:
                 self._settled.set()
         pub, position = outcome
-        if not isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
-            self.publications += 1
-            self.tell_shard(channel, Deliver(channel, pub))
-            self.metrics.published(channel, started)
+        if isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
+            return outcome  # callers that care (consumers) tell a redelivery by its type
+        self.publications += 1
+        self.tell_shard(channel, Deliver(channel, pub))
+        self.metrics.published(channel, started)
         return pub, position
 
     async def settled(self, timeout: float) -> bool:

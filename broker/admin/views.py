@@ -112,3 +112,8 @@ def alerts(node: Node) -> dict[str, Any]:
             "rules": list(monitor.alerts),
             "webhook": {"configured": bool(monitor.webhook_url), "sent": board.webhook_sent,
                         "failed": board.webhook_failed}}
+
+
+def consumers(node: Node) -> dict[str, Any]:
+    """The async consumers' counters (``consumers`` in the config), this node's view."""
+    return {"consumers": node.consumers.as_list()}

@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from broker.config.consumers import ConsumerConfig
 from broker.config.env import apply_env
 from broker.config.ops import CacheConfig, MonitorConfig, NotificationsConfig
 from broker.config.parse import (
     DURATION,
     NAMESPACES,
+    SECTIONS,
     ConfigError,
     SectionError,
     build,
@@ -45,6 +47,7 @@ __all__ = [
     "ChannelOptions",
     "Config",
     "ConfigError",
+    "ConsumerConfig",
     "MonitorConfig",
     "NotificationsConfig",
     "config_from_mapping",
@@ -386,6 +389,8 @@ class Config:
     chorus: ChorusConfig = field(default_factory=ChorusConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    # Centrifugo v6 async consumers: the PostgreSQL outbox and Redis Streams (broker.consumers)
+    consumers: tuple[ConsumerConfig, ...] = opt((), kind=SECTIONS, item=ConsumerConfig)
 
     def namespace_of(self, channel: str) -> str:
         """The channel's namespace name: "" for none, ``"(unknown)"`` if not configured.

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from broker.config.consumers import validate_consumers
 from broker.config.keys import load_keyset
 from broker.config.parse import ConfigError
 
@@ -32,6 +33,7 @@ def validate(config: Config) -> None:
     _check_personal_channel(config)
     _check_http_api_and_admin(config)
     _check_prometheus(config)
+    validate_consumers(config.consumers)
 
 
 MIN_HMAC_KEY_BYTES = 32  # HS256's hash size; HS384/512 want more, PyJWT checks those too
@@ -65,6 +67,8 @@ def config_warnings(config: Config) -> list[str]:
                 f"client.{name}.hmac_secret_key: {len(secret.encode())} bytes, shorter than "
                 f"the {MIN_HMAC_KEY_BYTES} that HS256 needs (RFC 7518 section 3.2): tokens "
                 "signed with it can be brute-forced; use a random key of 32+ bytes")
+    found += [f"consumers[{i}].enabled: false, so consumer {c.name!r} does not run"
+              for i, c in enumerate(config.consumers) if not c.enabled]
     return found
 
 

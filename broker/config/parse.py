@@ -39,6 +39,7 @@ class SectionError(ConfigError):
 
 DURATION = "duration"
 NAMESPACES = "namespaces"
+SECTIONS = "sections"  # a list of sections, ``metadata["item"]`` the dataclass of each
 
 
 def opt(default: Any, **meta: Any) -> Any:
@@ -144,6 +145,11 @@ def parse_env_value(kind: str, text: str) -> Any:
             return text
     if kind == "list":
         return split_list(text)
+    if kind == SECTIONS:  # a JSON array of objects, as Centrifugo's CENTRIFUGO_CONSUMERS
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
     return text  # str and duration: the builder parses durations from strings
 
 
@@ -189,6 +195,8 @@ def check_value(path: str, f: dataclasses.Field[Any], value: Any) -> Any:
                 allowed = ", ".join(f'"{c}"' for c in choices)
                 raise ConfigError(f"{path}: items must be one of {allowed}, got {show(item)}")
         return tuple(value)
+    if kind == SECTIONS:
+        return build_sections(f, value, path)
     raise TypeError(f"check_value cannot handle kind {kind!r}")
 
 
@@ -289,6 +297,20 @@ def build_namespaces(f: dataclasses.Field[Any], raw: Any, path: str) -> tuple[An
         options = build(opts_cls, item, sub, skip=("name",))
         items.append(ns_cls(name=name, options=options))
     return tuple(items)
+
+
+def build_sections(f: dataclasses.Field[Any], raw: Any, path: str) -> tuple[Any, ...]:
+    """Build a list of sections (``consumers: [{...}, ...]``), each item by ``build``."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple):
+        raise ConfigError(f"{path}: expected a list of mappings, got {show(raw)}")
+    return tuple(build(f.metadata["item"], item, f"{path}[{i}]") if isinstance(item, Mapping)
+                 else _not_mapping(f"{path}[{i}]", item) for i, item in enumerate(raw))
+
+
+def _not_mapping(path: str, item: Any) -> Any:
+    raise ConfigError(f"{path}: expected a mapping, got {show(item)}")
 
 
 # --- files and merging -----------------------------------------------------------------

@@ -256,6 +256,10 @@ COVERED: dict[str, str] = {
     "test_anonymous_connection_tokens_can_be_disallowed",
     "client.stale_close_delay": "tests/functional/test_sdk_connect.py::"
     "test_a_socket_without_connect_closes_after_the_stale_delay",
+    # a list of sections; each key of an entry is exercised by the consumer tests
+    # (tests/functional/test_consumer_postgres.py, test_consumer_redis_stream.py)
+    "consumers": "tests/functional/test_consumer_postgres.py::"
+    "test_committed_rows_reach_subscribers_in_order_and_leave_the_table",
 }
 
 

@@ -171,6 +171,21 @@ function renderAlerts(alerts) {
   $("alerts").replaceChildren(...parts);
 }
 
+// --- async consumers (outbox table, Redis streams) ------------------------------------------
+function renderConsumers(data) {
+  $("consumers-card").hidden = !data.consumers.length;
+  const head = el("tr", {}, ["consumer", "type", "owned here", "processed", "redeliveries", "invalid",
+    "errors", "lag", "last error"].map((h) => el("th", {}, h)));
+  const rows = data.consumers.map((c) => el("tr", { "data-consumer": c.name },
+    el("td", { class: "name" }, c.name), el("td", {}, c.type),
+    el("td", { class: "num", title: c.owned.join(", ") }, `${c.owned.length} / ${c.partitions}`),
+    el("td", { class: "num" }, fmtNum(c.processed)), el("td", { class: "num" }, fmtNum(c.redeliveries)),
+    el("td", { class: "num" }, fmtNum(c.invalid)), el("td", { class: "num" }, fmtNum(c.errors)),
+    el("td", { class: "num" }, c.lag === null ? "–" : fmtNum(c.lag) + (c.lag_capped ? "+" : "")),
+    el("td", { class: "error small" }, c.last_error ? `${c.last_error} (${fmtAgo(c.last_error_at)} ago)` : "")));
+  $("consumers").replaceChildren(head, ...rows);
+}
+
 // --- connections and channels ----------------------------------------------------------------
 function renderConnections(data) {
   $("conn-total").textContent = `(${data.total})`;
@@ -219,15 +234,16 @@ function render(data) {
   $("tree").replaceChildren(treeList(data.tree.tree));
   renderNode(data.nodes.nodes[0]);
   renderAlerts(data.alerts);
+  renderConsumers(data.consumers);
   renderConnections(data.connections);
   renderChannels(data.channels);
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
 async function refresh() {
-  const [tree, nodes, connections, channels, alerts] = await Promise.all(
-    ["tree", "nodes", "connections", "channels", "alerts"].map((p) => api(p)));
-  lastData = { tree, nodes, connections, channels, alerts };
+  const [tree, nodes, connections, channels, alerts, consumers] = await Promise.all(
+    ["tree", "nodes", "connections", "channels", "alerts", "consumers"].map((p) => api(p)));
+  lastData = { tree, nodes, connections, channels, alerts, consumers };
   render(lastData);
 }
 
