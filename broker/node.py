@@ -22,15 +22,22 @@ import orjson
 from actors import Runtime
 from broker.auth import TokenVerifier
 from broker.cache.layer import CacheLayer
-from broker.cluster import USER_OPS, NodeDirectory, decode_control, user_command_message
+from broker.cluster import (
+    USER_OPS,
+    NodeDirectory,
+    decode_control,
+    emulation_message,
+    user_command_message,
+)
 from broker.config import ChannelOptions, Config
-from broker.connection.outbox import FlushScheduler, ws_frame
+from broker.connection.framing import Delivery
+from broker.connection.outbox import FlushScheduler
 from broker.connection.pings import PingWheel
 from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
 from broker.names import SHARDS_ID, shard_name
 from broker.notify import NotificationStore, Notifier
-from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, codes
+from broker.protocol import codes
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
 from broker.transport.ratelimit import ConnectRateLimiter
 from broker.types import ClientInfo, Publication, StreamPosition
@@ -86,9 +93,9 @@ class Node:
         self.channel_subscribers: Counter[str] = Counter()
         self._started_shards: set[int] = set()
         self.pings: PingWheel | None = None  # set by the PingerActor that owns it
-        self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
-                            ((False, JSON_CODEC.encode_reply({})),
-                             (True, PROTOBUF_CODEC.encode_reply({})))}
+        self._ping_frames: dict[Delivery, tuple[bytes, bytes]] = {}
+        # Emulation sessions of this node's connections: session id -> client id.
+        self.sessions: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
@@ -99,6 +106,15 @@ class Node:
         self.notifier = Notifier(self, notifications) if notifications is not None else None
         engine.set_handlers(self._remote_publication, self._remote_control,
                             self._remote_join, self._remote_leave, self._unrecoverable)
+
+    def ping_frame(self, delivery: Delivery) -> tuple[bytes, bytes]:
+        """The server ping (an empty reply, or push) encoded and framed for ``delivery``,
+        built once per delivery."""
+        frames = self._ping_frames.get(delivery)
+        if frames is None:
+            frame = delivery.codec.encode_reply({})
+            frames = self._ping_frames[delivery] = (frame, delivery.framing.one(frame))
+        return frames
 
     def stop_pings(self) -> None:
         """No more pings (draining): the pinger's ticks find no wheel."""
@@ -235,6 +251,8 @@ class Node:
 
     def connection_opened(self, conn: ConnectionActor) -> None:
         self.connections[conn.session.client_id] = conn
+        if conn.link.emulation:
+            self.sessions[conn.session_id] = conn.session.client_id
 
     def connection_authenticated(self, conn: ConnectionActor) -> None:
         self.users.setdefault(conn.session.user, set()).add(conn.session.client_id)
@@ -242,6 +260,7 @@ class Node:
     def connection_closed(self, conn: ConnectionActor) -> None:
         client_id = conn.session.client_id
         self.connections.pop(client_id, None)
+        self.sessions.pop(conn.session_id, None)
         clients = self.users.get(conn.session.user)
         if clients is not None:
             clients.discard(client_id)
@@ -312,6 +331,8 @@ class Node:
             self.directory.update(message, time.time())
         elif message["op"] in USER_OPS:
             user_command_message(self, message)
+        elif message["op"] == "emulation" and message.get("node") == self.uid:
+            emulation_message(self, message)  # sent to every node; only ours applies it
 
     # -- user commands, on every node ------------------------------------------------------
     def user_command(self, op: str, user: str, *, client: str = "", channel: str = "",

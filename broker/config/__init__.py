@@ -27,6 +27,14 @@ from typing import Any
 from broker.config.env import apply_env
 from broker.config.ops import CacheConfig, MonitorConfig, NotificationsConfig
 from broker.config.parse import DURATION, NAMESPACES, ConfigError, build, deep_merge, opt, read_file
+from broker.config.transports import (
+    EmulationConfig,
+    HttpStreamConfig,
+    SseConfig,
+    UniHttpStreamConfig,
+    UniSseConfig,
+    UniWebSocketConfig,
+)
 
 __all__ = [
     "CacheConfig",
@@ -327,6 +335,13 @@ class Config:
     chorus: ChorusConfig = field(default_factory=ChorusConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    # Transports besides the bidirectional WebSocket (broker.config.transports).
+    http_stream: HttpStreamConfig = field(default_factory=HttpStreamConfig)
+    sse: SseConfig = field(default_factory=SseConfig)
+    emulation: EmulationConfig = field(default_factory=EmulationConfig)
+    uni_websocket: UniWebSocketConfig = field(default_factory=UniWebSocketConfig)
+    uni_sse: UniSseConfig = field(default_factory=UniSseConfig)
+    uni_http_stream: UniHttpStreamConfig = field(default_factory=UniHttpStreamConfig)
 
     def namespace_of(self, channel: str) -> str:
         """The channel's namespace name: "" for none, ``"(unknown)"`` if not configured.

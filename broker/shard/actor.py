@@ -3,7 +3,9 @@
 A publication reaches the shard as one ``Deliver`` message. The shard encodes it once per
 wire format in use (JSON, protobuf), wraps each in a WebSocket frame once, and pushes the
 same bytes into every subscriber's outbox: per subscriber that is one method call and a
-list append.
+list append. Subscribers of the other transports (SSE, HTTP streaming, unidirectional)
+sit in one group per ``Delivery`` (codec and framing): the publication is encoded once
+per codec and framed once per group (``_deliver_groups``), after the WebSocket loops.
 
 Subscribers with a tags filter or with fossil deltas are kept apart (``Channel.filtered``,
 ``Channel.delta``) so that loop stays as it is: a filtered one is tested per publication
@@ -33,9 +35,10 @@ import orjson
 
 from actors import Actor
 from broker.cache.shard_l1 import ShardL1
+from broker.connection.framing import Delivery
 from broker.connection.outbox import Outbox, ws_frame
 from broker.names import connection_id
-from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, encode_publication_push
+from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, Codec, encode_publication_push
 from broker.protocol.fossil import create_delta, is_utf8
 from broker.shard.state import Channel, ShardState, Subscriber
 from broker.types import ClientInfo, Publication
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
     from broker.node import Node
     from broker.shard.filters import Predicate
 
-Frames = tuple[bytes, bytes]  # (protocol frame, WebSocket frame) as Outbox.push takes
+Frames = tuple[bytes, bytes]  # (protocol frame, framed wire bytes) as Outbox.push takes
 
 
 log = logging.getLogger("chorus.shard")
@@ -61,7 +64,7 @@ class Subscribe:
     channel: str
     conn_id: str
     outbox: Outbox
-    binary: bool
+    delivery: Delivery
     join_leave: bool
     delta: bool = False  # fossil deltas negotiated
     predicate: Predicate | None = None  # tags filter
@@ -167,7 +170,8 @@ class ShardActor(Actor):
         if type(message) is Deliver:
             self._deliver(message.channel, message.pub)
         elif isinstance(message, Subscribe):
-            sub = Subscriber(message.conn_id, message.outbox, message.binary, message.join_leave,
+            sub = Subscriber(message.conn_id, message.outbox, message.delivery,
+                             message.join_leave,
                              delta=message.delta, predicate=message.predicate)
             if self.state.add(message.channel, sub):
                 self._follow(message.channel)
@@ -219,6 +223,8 @@ class ShardActor(Actor):
             for outbox in chan.binary.values():
                 push(outbox, frame, wire)
         delivered = len(chan.json) + len(chan.binary)
+        if chan.groups:
+            delivered += self._deliver_groups(chan, channel, pub)
         if chan.filtered:
             delivered += self._deliver_filtered(chan, channel, pub)
         if chan.delta:
@@ -226,21 +232,39 @@ class ShardActor(Actor):
         self.node.metrics_delivered(delivered, channel)
 
     @staticmethod
+    def _deliver_groups(chan: Channel, channel: str, pub: Publication) -> int:
+        """Push ``pub`` to the subscribers of the non-WebSocket deliveries: encoded once
+        per codec, framed once per delivery (an SSE event, a stream line ...), the same
+        bytes for every subscriber of a group. Returns how many got it."""
+        encoded: dict[Codec, bytes] = {}
+        push = Outbox.push
+        count = 0
+        for delivery, outboxes in chan.groups.items():
+            codec = delivery.codec
+            frame = encoded.get(codec)
+            if frame is None:
+                frame = encoded[codec] = encode_publication_push(codec, channel, pub)
+            wire = delivery.framing.one(frame)
+            for outbox in outboxes.values():
+                push(outbox, frame, wire)
+            count += len(outboxes)
+        return count
+
+    @staticmethod
     def _deliver_filtered(chan: Channel, channel: str, pub: Publication) -> int:
         """Push ``pub`` to the filtered subscribers whose filter matches its tags; each
-        wire format is encoded at most once. Returns how many got it."""
+        codec is encoded and each delivery framed at most once. Returns how many got it."""
         tags = pub.tags or {}
-        frames: dict[bool, Frames] = {}
+        frames: dict[Delivery, Frames] = {}
         count = 0
         for sub in chan.filtered.values():
             predicate = sub.predicate
             if predicate is not None and not predicate(tags):
                 continue
-            pair = frames.get(sub.binary)
+            pair = frames.get(sub.delivery)
             if pair is None:
-                codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-                frame = encode_publication_push(codec, channel, pub)
-                pair = frames[sub.binary] = (frame, ws_frame(frame, sub.binary))
+                frame = encode_publication_push(sub.delivery.codec, channel, pub)
+                pair = frames[sub.delivery] = (frame, sub.delivery.framing.one(frame))
             Outbox.push(sub.outbox, *pair)
             count += 1
         return count
@@ -259,13 +283,13 @@ class ShardActor(Actor):
                 patch = None
         # JSON clients get the delta inside a JSON string: it must be valid UTF-8.
         json_patch = patch if patch is not None and is_utf8(patch) else None
-        frames: dict[tuple[bool, bool], Frames] = {}
+        frames: dict[tuple[Delivery, bool], Frames] = {}
         for sub in chan.delta.values():
             use_delta = sub.has_base and (patch if sub.binary else json_patch) is not None
-            pair = frames.get((sub.binary, use_delta))
+            pair = frames.get((sub.delivery, use_delta))
             if pair is None:
-                pair = frames[(sub.binary, use_delta)] = delta_push(
-                    channel, pub, patch if use_delta else None, sub.binary)
+                pair = frames[(sub.delivery, use_delta)] = delta_push(
+                    channel, pub, patch if use_delta else None, sub.delivery)
             Outbox.push(sub.outbox, *pair)
             sub.has_base = True
         return len(chan.delta)
@@ -276,10 +300,9 @@ class ShardActor(Actor):
         if sub is None or (sub.predicate is not None and not sub.predicate(pub.tags or {})):
             return
         if sub.delta:  # in full; it sets no base (``has_base`` stays as activation left it)
-            sub.outbox.push(delta_push(channel, pub, None, sub.binary)[0])
+            sub.outbox.push(delta_push(channel, pub, None, sub.delivery)[0])
             return
-        codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-        sub.outbox.push(encode_publication_push(codec, channel, pub))
+        sub.outbox.push(encode_publication_push(sub.delivery.codec, channel, pub))
 
     def _deliver_join_leave(self, message: DeliverJoinLeave) -> None:
         targets = self.state.join_leave_targets(message.channel)
@@ -287,12 +310,12 @@ class ShardActor(Actor):
             return
         key = "join" if message.join else "leave"
         push = {"push": {"channel": message.channel, key: {"info": client_info_dict(message.info)}}}
-        frames: dict[bool, bytes] = {}
+        frames: dict[Codec, bytes] = {}
         for sub in targets:
-            frame = frames.get(sub.binary)
+            codec = sub.delivery.codec
+            frame = frames.get(codec)
             if frame is None:
-                codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-                frame = frames[sub.binary] = codec.encode_reply(push)
+                frame = frames[codec] = codec.encode_reply(push)
             sub.outbox.push(frame)
 
     def _follow(self, channel: str) -> None:
@@ -319,13 +342,15 @@ def delta_data(data: bytes, binary: bool) -> bytes:
     return orjson.dumps(data.decode("utf-8", errors="replace"))
 
 
-def delta_push(channel: str, pub: Publication, patch: bytes | None, binary: bool) -> Frames:
+def delta_push(channel: str, pub: Publication, patch: bytes | None,
+               delivery: Delivery) -> Frames:
     """The push of ``pub`` for a delta subscriber: ``patch`` with ``delta: true`` when
-    given, else the publication in full (``delta`` absent, i.e. false)."""
+    given, else the publication in full (``delta`` absent, i.e. false); framed for the
+    subscriber's delivery."""
+    codec = delivery.codec
     out = publication_dict(pub)
-    out["data"] = delta_data(pub.data if patch is None else patch, binary)
+    out["data"] = delta_data(pub.data if patch is None else patch, codec.binary)
     if patch is not None:
         out["delta"] = True
-    codec = PROTOBUF_CODEC if binary else JSON_CODEC
     frame = codec.encode_reply({"push": {"channel": channel, "pub": out}})
-    return frame, ws_frame(frame, binary)
+    return frame, delivery.framing.one(frame)
