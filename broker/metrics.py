@@ -148,6 +148,12 @@ class _NodeCollector:
         for name, count in sorted(Counter(c.link.name for c in connections).items()):
             by_transport.add_metric([name], count)
         yield by_transport
+        routes = CounterMetricFamily("chorus_emulation_requests",
+                                     "/emulation requests by route (local, forwarded to the "
+                                     "session's node, unknown node)", labels=["route"])
+        for route, count in sorted(node.emulation_routes.items()):
+            routes.add_metric([route], count)
+        yield routes
         yield _gauge("chorus_users", "Distinct authenticated users", len(node.users))
         yield _gauge("chorus_subscriptions", "Client subscriptions on this node",
                      sum(len(c.session.subs) for c in connections))

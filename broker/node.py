@@ -94,8 +94,10 @@ class Node:
         self._started_shards: set[int] = set()
         self.pings: PingWheel | None = None  # set by the PingerActor that owns it
         self._ping_frames: dict[Delivery, tuple[bytes, bytes]] = {}
-        # Emulation sessions of this node's connections: session id -> client id.
+        # Emulation sessions of this node's connections: session id -> client id; and
+        # how /emulation requests were routed ("local", "forwarded", "unknown_node").
         self.sessions: dict[str, str] = {}
+        self.emulation_routes: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)

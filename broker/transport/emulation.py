@@ -83,10 +83,13 @@ async def emulation_handler(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"emulation request: {error}", headers=cors) from None
     target = target or session.partition(".")[0]
     if target == node.uid:
+        node.emulation_routes["local"] += 1
         deliver_emulated(node, session, data)
         return web.Response(status=204, headers=cors)
     if not any(info.get("uid") == target for info in node.directory.alive(time.time())):
+        node.emulation_routes["unknown_node"] += 1
         raise web.HTTPNotFound(text="emulation: node not found", headers=cors)
+    node.emulation_routes["forwarded"] += 1
     try:
         await node.engine.publish_control(emulation_control(target, session, data))
     except Exception as error:
