@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -239,7 +240,7 @@ ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "baseline-prebuilt": lambda: BaselineAdapter("prebuilt"),
     "chorus": ChorusAdapter,
     "chorus-redis": ChorusRedisAdapter,
-    **{f"chorus-{t}": (lambda t=t: ChorusStreamAdapter(t)) for t in TRANSPORTS},
+    **{f"chorus-{t}": partial(ChorusStreamAdapter, t) for t in TRANSPORTS},
     "chorus-workers2": lambda: ChorusRedisAdapter(workers=2),
     # 50,000 connections need 3 workers under a 20,000 per-process file limit.
     "chorus-workers3": lambda: ChorusRedisAdapter(workers=3),
