@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 
+SLOW_CODE = 3008  # codes.DISCONNECT_SLOW: the outbox overflowed
+
 
 class Link(Protocol):
     """The transport under one connection actor (see the module docstring)."""
@@ -112,6 +114,10 @@ class StreamLink:
         return self.done.done() or self.writer.is_closing()
 
     def close(self, code: DisconnectCode | None) -> None:
+        if code is not None and code.code == SLOW_CODE:
+            # A reader that stopped reading: what is buffered for it will not be read,
+            # and a graceful end would wait for it to drain. Drop the connection.
+            self.writer.abort()  # type: ignore[attr-defined]
         if not self.done.done():
             self.done.set_result(None)
 
