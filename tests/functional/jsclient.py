@@ -91,10 +91,19 @@ async def js_client(node: RunningNode, transport: str, token: str, *,
                     emulation_node: RunningNode | None = None) -> AsyncIterator[JsClient]:
     """A centrifuge-js client of ``node`` over ``transport`` (not yet connected), sending
     its emulation requests to ``emulation_node`` (default: ``node``)."""
-    assert NODE is not None
     port = (emulation_node or node).port
-    options = {"endpoints": endpoints(node, transport), "token": token,
-               "emulation": f"http://127.0.0.1:{port}/emulation", "protobuf": protobuf}
+    async with js_client_at(endpoints(node, transport), f"http://127.0.0.1:{port}/emulation",
+                            token, protobuf=protobuf) as client:
+        yield client
+
+
+@asynccontextmanager
+async def js_client_at(endpoint: str | list[dict[str, str]], emulation: str, token: str, *,
+                       protobuf: bool = False) -> AsyncIterator[JsClient]:
+    """A centrifuge-js client of ``endpoint`` (the SDK's first argument), not yet connected."""
+    assert NODE is not None
+    options = {"endpoints": endpoint, "token": token, "emulation": emulation,
+               "protobuf": protobuf}
     process = await asyncio.create_subprocess_exec(
         NODE, str(JS_DIR / "client.mjs"), json.dumps(options), cwd=JS_DIR,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
