@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import broker.shard.actor as shard_actor
 from broker.connection.framing import (
     SSE_JSON,
     STREAM_JSON,
@@ -86,9 +87,6 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("recorded")
 def test_each_group_gets_one_framing_shared_by_all_its_subscribers(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    encodes: list[Any] = []
-    original = ShardActor._deliver_groups
-
     state = ShardState()
     groups: dict[Delivery, list[Sink]] = {}
     for delivery in (SSE_JSON, UNI_SSE, STREAM_JSON, STREAM_PROTOBUF):
@@ -101,8 +99,7 @@ def test_each_group_gets_one_framing_shared_by_all_its_subscribers(
     chan = state.channels["c"]
     assert not chan.json and not chan.binary and set(chan.groups) == set(groups)
 
-    import broker.shard.actor as shard_actor
-
+    encodes: list[Any] = []
     real_encode = shard_actor.encode_publication_push
 
     def counting(codec: Any, channel: str, pub: Publication) -> bytes:
@@ -110,7 +107,8 @@ def test_each_group_gets_one_framing_shared_by_all_its_subscribers(
         return real_encode(codec, channel, pub)
 
     monkeypatch.setattr(shard_actor, "encode_publication_push", counting)
-    assert original(chan, "c", Publication(b'{"n":1}', offset=1)) == 12
+    delivered = ShardActor._deliver_groups(chan, "c", Publication(b'{"n":1}', offset=1))
+    assert delivered == 12
     # one encoding per codec (JSON for SSE and the stream, uni JSON, protobuf) ...
     assert sorted(map(id, encodes)) == sorted(map(id, [JSON_CODEC, UNI_JSON_CODEC,
                                                         PROTOBUF_CODEC]))
