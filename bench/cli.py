@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "baseline servers measured in the same run.",
         epilog="Examples:\n  python -m bench fanout --subscribers 1000,5000,10000\n"
                "  python -m bench fanout --mode burst --servers baseline-send_str,chorus\n"
+               "  python -m bench fanout --transport sse,http_stream,uni_sse\n"
                "  python -m bench idle --connections 10000 --channels 4\n"
                "  python -m bench multinode --subscribers 3000 --repeat 3\n"
                "  python -m bench outbox --rows 10000 --consumer postgresql,redis_stream",
@@ -101,6 +102,11 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     """Run the scenario; returns the record and the output stem (without extension)."""
     scenario = SCENARIOS[args.scenario]
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for transport in getattr(args, "transport", []):  # fanout --transport: next to "chorus"
+        if "chorus" not in servers:
+            servers.append("chorus")
+        if f"chorus-{transport}" not in servers:
+            servers.append(f"chorus-{transport}")
     for s in servers:
         if s not in ADAPTERS:
             raise SystemExit(f"--servers: unknown server {s!r}; known: {', '.join(ADAPTERS)}")

@@ -142,6 +142,18 @@ class _NodeCollector:
         board = metrics.board
         connections = list(node.connections.values())
         yield _gauge("chorus_connections", "Open client connections", len(connections))
+        by_transport = GaugeMetricFamily("chorus_transport_connections",
+                                         "Open client connections per transport",
+                                         labels=["transport"])
+        for name, count in sorted(Counter(c.link.name for c in connections).items()):
+            by_transport.add_metric([name], count)
+        yield by_transport
+        routes = CounterMetricFamily("chorus_emulation_requests",
+                                     "/emulation requests by route (local, forwarded to the "
+                                     "session's node, unknown node)", labels=["route"])
+        for route, count in sorted(node.emulation_routes.items()):
+            routes.add_metric([route], count)
+        yield routes
         yield _gauge("chorus_users", "Distinct authenticated users", len(node.users))
         yield _gauge("chorus_subscriptions", "Client subscriptions on this node",
                      sum(len(c.session.subs) for c in connections))
@@ -238,14 +250,19 @@ class _NodeCollector:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Handlers whose request lasts as long as a client connection (every client transport,
+# registered by broker.transport.routes): not timed, and no latency label of their own.
+LONG_LIVED: set[Callable[..., Any]] = set()
+
+
 def _endpoint(request: web.Request) -> str | None:
-    """A bounded label for the request's route; None for the WebSocket (long-lived)."""
+    """A bounded label for the request's route; None for a client connection (long-lived)."""
     route = request.match_info.route
     resource = route.resource
     if resource is None:
         return "(unmatched)"
     path = resource.canonical
-    if path.endswith("/connection/websocket"):
+    if route.handler in LONG_LIVED:
         return None
     if path.endswith("/api/{method}"):
         from broker.transport.http_api import METHODS
@@ -261,10 +278,11 @@ def http_metrics_middleware(request: web.Request,
                             handler: Handler) -> Awaitable[web.StreamResponse]:
     """Observe each request's latency by endpoint and status (after the node started).
 
-    A plain function, not a coroutine: a WebSocket's handler runs for the connection's
-    whole life, and a timing frame kept around it would cost every connection memory.
+    A plain function, not a coroutine: a client connection's handler (WebSocket, HTTP
+    stream, SSE ...) runs for the connection's whole life, and a timing frame kept around
+    it would cost every connection memory.
     """
-    if request.path.endswith("/connection/websocket"):
+    if request.match_info.handler in LONG_LIVED:
         return handler(request)
     return _timed(request, handler)
 

@@ -22,9 +22,16 @@ import orjson
 from actors import Runtime
 from broker.auth import TokenVerifier
 from broker.cache.layer import CacheLayer
-from broker.cluster import USER_OPS, NodeDirectory, decode_control, user_command_message
+from broker.cluster import (
+    USER_OPS,
+    NodeDirectory,
+    decode_control,
+    emulation_message,
+    user_command_message,
+)
 from broker.config import ChannelOptions, Config
-from broker.connection.outbox import FlushScheduler, ws_frame
+from broker.connection.framing import Delivery
+from broker.connection.outbox import FlushScheduler
 from broker.connection.pings import PingWheel, RefreshWheel
 from broker.connection.writewatch import WriteWatch
 from broker.consumers.state import ConsumerBoard
@@ -32,7 +39,7 @@ from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
 from broker.metrics import NodeMetrics
 from broker.names import SHARDS_ID, connection_id, shard_name
 from broker.notify import NotificationStore, Notifier
-from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, codes
+from broker.protocol import codes
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
 from broker.transport.ratelimit import ConnectRateLimiter
 from broker.types import ClientInfo, Publication, StreamPosition
@@ -100,12 +107,14 @@ class Node:
         self.channel_ids: dict[str, int] = {}
         self._last_channel_id = 0
         self._started_shards: set[int] = set()
-        self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
-                            ((False, JSON_CODEC.encode_reply({})),
-                             (True, PROTOBUF_CODEC.encode_reply({})))}
+        self.pings: PingWheel | None = None  # see below
+        self._ping_frames: dict[Delivery, tuple[bytes, bytes]] = {}
+        # Emulation sessions of this node's connections: session id -> client id; and
+        # how /emulation requests were routed ("local", "forwarded", "unknown_node").
+        self.sessions: dict[str, str] = {}
+        self.emulation_routes: Counter[str] = Counter()
         # Per-connection timer structures, node-wide data that connections join and
         # leave; their ticks are ConnectionTimersActor's timers (broker.connection.pings).
-        self.pings: PingWheel | None = None
         if config.client.ping_interval > 0:
             self.pings = PingWheel(config.client.ping_interval, config.client.pong_timeout,
                                    self._no_pong)
@@ -134,6 +143,15 @@ class Node:
         conn.awaiting_pong = False
         self.runtime.tell(connection_id(conn.session.client_id),
                           Disconnect(codes.DISCONNECT_NO_PONG))
+
+    def ping_frame(self, delivery: Delivery) -> tuple[bytes, bytes]:
+        """The server ping (an empty reply, or push) encoded and framed for ``delivery``,
+        built once per delivery."""
+        frames = self._ping_frames.get(delivery)
+        if frames is None:
+            frame = delivery.codec.encode_reply({})
+            frames = self._ping_frames[delivery] = (frame, delivery.framing.one(frame))
+        return frames
 
     def stop_pings(self) -> None:
         """No more pings, presence refreshes or write-watch ticks (draining: the
@@ -284,6 +302,8 @@ class Node:
 
     def connection_opened(self, conn: ConnectionActor) -> None:
         self.connections[conn.session.client_id] = conn
+        if conn.link.emulation:
+            self.sessions[conn.session_id] = conn.session.client_id
 
     def connection_authenticated(self, conn: ConnectionActor) -> None:
         self.users.setdefault(conn.session.user, set()).add(conn.session.client_id)
@@ -291,6 +311,7 @@ class Node:
     def connection_closed(self, conn: ConnectionActor) -> None:
         client_id = conn.session.client_id
         self.connections.pop(client_id, None)
+        self.sessions.pop(conn.session_id, None)
         clients = self.users.get(conn.session.user)
         if clients is not None:
             clients.discard(client_id)
@@ -373,6 +394,8 @@ class Node:
             self.directory.update(message, time.time())
         elif message["op"] in USER_OPS:
             user_command_message(self, message)
+        elif message["op"] == "emulation" and message.get("node") == self.uid:
+            emulation_message(self, message)  # sent to every node; only ours applies it
 
     # -- user commands, on every node ------------------------------------------------------
     def user_command(self, op: str, user: str, *, client: str = "", channel: str = "",

@@ -40,6 +40,14 @@ from broker.config.parse import (
     opt,
     read_file,
 )
+from broker.config.transports import (
+    EmulationConfig,
+    HttpStreamConfig,
+    SseConfig,
+    UniHttpStreamConfig,
+    UniSseConfig,
+    UniWebSocketConfig,
+)
 
 __all__ = [
     "CacheConfig",
@@ -391,6 +399,13 @@ class Config:
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     # Centrifugo v6 async consumers: the PostgreSQL outbox and Redis Streams (broker.consumers)
     consumers: tuple[ConsumerConfig, ...] = opt((), kind=SECTIONS, item=ConsumerConfig)
+    # Transports besides the bidirectional WebSocket (broker.config.transports).
+    http_stream: HttpStreamConfig = field(default_factory=HttpStreamConfig)
+    sse: SseConfig = field(default_factory=SseConfig)
+    emulation: EmulationConfig = field(default_factory=EmulationConfig)
+    uni_websocket: UniWebSocketConfig = field(default_factory=UniWebSocketConfig)
+    uni_sse: UniSseConfig = field(default_factory=UniSseConfig)
+    uni_http_stream: UniHttpStreamConfig = field(default_factory=UniHttpStreamConfig)
 
     def namespace_of(self, channel: str) -> str:
         """The channel's namespace name: "" for none, ``"(unknown)"`` if not configured.

@@ -132,6 +132,8 @@ class ClusterPlan:
                 "history_size": 1000, "history_ttl": "600s", "allow_recovery": True,
             }},
             "http_api": {"key": self.api_key},
+            # Emulated sessions behind the balancer: /emulation may reach any node.
+            "http_stream": {"enabled": True}, "sse": {"enabled": True},
             "admin": {"enabled": True, "password": self.admin_password,
                       "secret": self.admin_secret},
             "prometheus": {"insecure": True},

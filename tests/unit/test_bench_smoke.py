@@ -74,3 +74,25 @@ def test_fanout_drives_chorus_end_to_end(tmp_path: Path) -> None:
         assert point["server"] == "chorus"
         assert figures["deliveries"] == figures["expected"] == 20 * 5
         assert figures["lost"] == figures["duplicates"] == 0
+
+
+def test_fanout_measures_chorus_transports_next_to_websocket(tmp_path: Path) -> None:
+    """`--transport`: Chorus over SSE, HTTP streaming and uni SSE, read by the stream
+    client, every delivery counted, and the closing note compares them to WebSocket."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "fanout", "--servers", "chorus", "--transport",
+         "sse,http_stream,uni_sse", "--subscribers", "20", "--publications", "5",
+         "--warmup", "1", "--rate", "50", "--mode", "paced", "--server-core", "-1",
+         "--client-core", "-1", "--workers", "1", "--no-calibrate", "--no-plots", "--quiet",
+         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    points = json.loads(result.read_text())["points"]
+    assert sorted(p["server"] for p in points) == [
+        "chorus", "chorus-http_stream", "chorus-sse", "chorus-uni_sse"]
+    for point in points:
+        figures = point["figures"]
+        assert figures["deliveries"] == figures["expected"] == 20 * 5, point["server"]
+        assert figures["lost"] == figures["duplicates"] == 0
+    assert "Transports: deliveries per server CPU-second next to WebSocket" in proc.stdout
+    assert "| uni_sse | 20 | paced |" in proc.stdout

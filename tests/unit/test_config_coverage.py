@@ -39,6 +39,12 @@ ALLOW = U + "test_connection_state.py::test_each_allow_flag_opens_its_command_to
 SUB_KEYS = U + "test_auth.py::test_each_subscription_token_key_verifies_subscription_tokens_only"
 ADAPTIVE = F + "test_cache_adaptive.py::"
 
+TRANSPORT_KEYS = (F + "test_transport_keys.py::"
+                  "test_handler_prefix_moves_the_endpoint_and_the_body_limit_refuses")
+UNI_WS_REFUSED = "tests/unit/test_config_transports.py::test_bad_transport_keys_fail_naming_the_key"
+UNI_WS_OPTIONS = ("tests/functional/test_uni_transports.py::"
+                  "test_uni_websocket_options_join_pushes_drop_the_disconnect_push_and_limit")
+
 COVERED: dict[str, str] = {
     # -- http_server, log
     "http_server.address": SERVE + "test_http_server_address_is_the_only_interface_bound",
@@ -256,6 +262,39 @@ COVERED: dict[str, str] = {
     "test_anonymous_connection_tokens_can_be_disallowed",
     "client.stale_close_delay": "tests/functional/test_sdk_connect.py::"
     "test_a_socket_without_connect_closes_after_the_stale_delay",
+    # -- transports (besides the bidirectional WebSocket)
+    "http_stream.handler_prefix": TRANSPORT_KEYS,
+    "http_stream.max_request_body_size": TRANSPORT_KEYS,
+    "sse.handler_prefix": TRANSPORT_KEYS,
+    "sse.max_request_body_size": TRANSPORT_KEYS,
+    "uni_sse.handler_prefix": TRANSPORT_KEYS,
+    "uni_sse.max_request_body_size": TRANSPORT_KEYS,
+    "uni_http_stream.handler_prefix": TRANSPORT_KEYS,
+    "uni_http_stream.max_request_body_size": TRANSPORT_KEYS,
+    "emulation.handler_prefix": TRANSPORT_KEYS,
+    "emulation.max_request_body_size": TRANSPORT_KEYS,
+    "http_stream.enabled": F + "test_node_transports.py::test_publish_recovery_presence_and_rpc",
+    "sse.enabled": F + "test_node_transports.py::test_publish_recovery_presence_and_rpc",
+    "uni_sse.enabled": (
+        F + "test_uni_transports.py::test_uni_sse_connect_publications_pings_and_disconnect"),
+    "uni_http_stream.enabled": (
+        F + "test_uni_transports.py::"
+        "test_uni_http_stream_recovers_from_a_position_in_the_connect_request"),
+    "uni_websocket.enabled": UNI_WS_OPTIONS,
+    "uni_websocket.handler_prefix": UNI_WS_OPTIONS,
+    "uni_websocket.join_push_messages": UNI_WS_OPTIONS,
+    "uni_websocket.disable_disconnect_push": UNI_WS_OPTIONS,
+    "uni_websocket.message_size_limit": UNI_WS_OPTIONS,
+    # refused at any value but their default (nothing in Chorus they could set)
+    "uni_websocket.compression": UNI_WS_REFUSED,
+    "uni_websocket.compression_level": UNI_WS_REFUSED,
+    "uni_websocket.compression_min_size": UNI_WS_REFUSED,
+    "uni_websocket.decompressed_message_size_limit": UNI_WS_REFUSED,
+    "uni_websocket.disable_closing_handshake": UNI_WS_REFUSED,
+    "uni_websocket.read_buffer_size": UNI_WS_REFUSED,
+    "uni_websocket.use_write_buffer_pool": UNI_WS_REFUSED,
+    "uni_websocket.write_buffer_size": UNI_WS_REFUSED,
+    "uni_websocket.write_timeout": UNI_WS_REFUSED,
     # a list of sections; each key of an entry is exercised by the consumer tests
     # (tests/functional/test_consumer_postgres.py, test_consumer_redis_stream.py)
     "consumers": "tests/functional/test_consumer_postgres.py::"
