@@ -256,6 +256,10 @@ COVERED: dict[str, str] = {
     "test_anonymous_connection_tokens_can_be_disallowed",
     "client.stale_close_delay": "tests/functional/test_sdk_connect.py::"
     "test_a_socket_without_connect_closes_after_the_stale_delay",
+    "engine.redis.replica_acks": "tests/contract/test_redis_replica_acks.py::"
+    "test_without_the_replica_a_publish_is_stored_and_sent_but_not_acknowledged",
+    "engine.redis.replica_ack_timeout": "tests/contract/test_redis_replica_acks.py::"
+    "test_without_the_replica_a_publish_is_stored_and_sent_but_not_acknowledged",
     # a list of sections; each key of an entry is exercised by the consumer tests
     # (tests/functional/test_consumer_postgres.py, test_consumer_redis_stream.py)
     "consumers": "tests/functional/test_consumer_postgres.py::"
