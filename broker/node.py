@@ -35,7 +35,12 @@ from broker.connection.outbox import FlushScheduler
 from broker.connection.pings import PingWheel, RefreshWheel
 from broker.connection.writewatch import WriteWatch
 from broker.consumers.state import ConsumerBoard
-from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
+from broker.engine.base import (
+    Engine,
+    SuppressedPublish,
+    UnconfirmedPublish,
+    UnrecoverablePosition,
+)
 from broker.metrics import NodeMetrics
 from broker.names import SHARDS_ID, connection_id, shard_name
 from broker.notify import NotificationStore, Notifier
@@ -213,24 +218,41 @@ class Node:
                 outcome = await self.cache.publish_behind(channel, data, options,
                                                           info=info, tags=tags, delta=delta)
             else:
-                outcome = await self.engine.publish(
-                    channel, data, info=info, tags=tags, history_size=size,
-                    history_ttl=options.history_ttl if size else 0.0,
-                    idempotency_key=idempotency_key,
-                    idempotent_ttl=300.0 if idempotency_key else 0.0, delta=delta)
+                try:
+                    outcome = await self.engine.publish(
+                        channel, data, info=info, tags=tags, history_size=size,
+                        history_ttl=options.history_ttl if size else 0.0,
+                        idempotency_key=idempotency_key,
+                        idempotent_ttl=300.0 if idempotency_key else 0.0, delta=delta)
+                except UnconfirmedPublish as unconfirmed:
+                    # Stored and sent to every other node, yet not acknowledged: this
+                    # node's subscribers get it too (no node may be the one with a gap).
+                    self._fan_out(channel, unconfirmed.result, options, policy, started)
+                    raise
                 if policy != "off":
                     self.cache.published(channel, outcome[0], outcome[1], options)
         finally:
             self.publishing -= 1
             if not self.publishing:
                 self._settled.set()
-        pub, position = outcome
         if isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
             return outcome  # callers that care (consumers) tell a redelivery by its type
+        pub, position = outcome
         self.publications += 1
         self.tell_shard(channel, Deliver(channel, pub))
         self.metrics.published(channel, started)
         return pub, position
+
+    def _fan_out(self, channel: str, outcome: tuple[Publication, StreamPosition],
+                 options: ChannelOptions, policy: str, started: float) -> None:
+        """Deliver a publication the engine stored but did not acknowledge."""
+        if isinstance(outcome, SuppressedPublish):
+            return
+        if policy != "off":
+            self.cache.published(channel, outcome[0], outcome[1], options)
+        self.publications += 1
+        self.tell_shard(channel, Deliver(channel, outcome[0]))
+        self.metrics.published(channel, started)
 
     async def settled(self, timeout: float) -> bool:
         """Wait until no publish is between its engine call and its fan-out; False if

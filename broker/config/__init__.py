@@ -100,6 +100,11 @@ class RedisConfig:
     sentinel_master_name: str = opt("")
     sentinel_password: str = opt("")
     cluster_address: tuple[str, ...] = opt(())
+    # Chorus extension: a publication with history is acknowledged only once this many
+    # replicas have it (Redis WAIT after the publish, one WAIT per pipeline), so a
+    # failover cannot lose an acknowledged publication; 0 = off, as in Centrifugo.
+    replica_acks: int = opt(0, min=0)
+    replica_ack_timeout: float = opt(1.0, kind=DURATION)
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,11 @@ def _check_http_server(config: Config) -> None:
 
 def _check_engine(config: Config) -> None:
     redis = config.engine.redis
+    if redis.replica_acks and redis.cluster_address:
+        raise ConfigError("engine.redis.replica_acks: not supported with cluster_address "
+                          "(WAIT must follow each write on its own connection); use 0")
+    if redis.replica_ack_timeout <= 0:
+        raise ConfigError("engine.redis.replica_ack_timeout: must be > 0")
     for key in ("address", "sentinel_address", "cluster_address"):
         for i, addr in enumerate(getattr(redis, key)):
             if not _valid_redis_address(addr):

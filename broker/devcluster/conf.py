@@ -124,6 +124,7 @@ class ClusterPlan:
                 "sentinel_address": [f"127.0.0.1:{p}" for p in self.ports.sentinels],
                 "sentinel_master_name": MASTER_NAME,
                 "prefix": "chorus-local",
+                "replica_acks": 1,  # acknowledged only once the replica has it
             }},
             "client": {"token": {"hmac_secret_key": self.hmac_secret},
                        "insecure": self.insecure},

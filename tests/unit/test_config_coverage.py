@@ -295,6 +295,10 @@ COVERED: dict[str, str] = {
     "uni_websocket.use_write_buffer_pool": UNI_WS_REFUSED,
     "uni_websocket.write_buffer_size": UNI_WS_REFUSED,
     "uni_websocket.write_timeout": UNI_WS_REFUSED,
+    "engine.redis.replica_acks": "tests/contract/test_redis_replica_acks.py::"
+    "test_without_the_replica_a_publish_is_stored_and_sent_but_not_acknowledged",
+    "engine.redis.replica_ack_timeout": "tests/contract/test_redis_replica_acks.py::"
+    "test_without_the_replica_a_publish_is_stored_and_sent_but_not_acknowledged",
     # a list of sections; each key of an entry is exercised by the consumer tests
     # (tests/functional/test_consumer_postgres.py, test_consumer_redis_stream.py)
     "consumers": "tests/functional/test_consumer_postgres.py::"
