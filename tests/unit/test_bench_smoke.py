@@ -45,7 +45,12 @@ def test_fanout_counts_every_delivery_and_reports_ratios(tmp_path: Path) -> None
         other = ({"baseline-send_str", "baseline-prebuilt"} - {p["server"]}).pop()
         assert set(p["ratios"]) == {other}
         assert "deliveries_per_server_cpu_s" in p["ratios"][other]
-    assert [x.name.rsplit("-", 1)[1] for x in plots] == ["latency.png", "throughput.png"]
+    names = [x.name.rsplit("-", 1)[1] for x in plots]
+    # A run this small can use less server CPU than the clock's tick: its throughput is
+    # then undefined (None); the plot is drawn when any point has one.
+    measured = any(isinstance(p["figures"].get("deliveries_per_server_cpu_s"), int | float)
+                   for p in points)
+    assert names == (["latency.png", "throughput.png"] if measured else ["latency.png"])
 
 
 def test_idle_reports_memory_and_connect_rate(tmp_path: Path) -> None:

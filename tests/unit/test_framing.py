@@ -97,14 +97,15 @@ def test_each_group_gets_one_framing_shared_by_all_its_subscribers(
             state.activate("c", conn_id, 0)
             groups.setdefault(delivery, []).append(sink)
     chan = state.channels["c"]
-    assert not chan.json and not chan.binary and set(chan.groups) == set(groups)
+    assert not chan.json and not chan.binary
+    assert set(chan.groups) == {(delivery, 0) for delivery in groups}  # 0: no compaction
 
     encodes: list[Any] = []
     real_encode = shard_actor.encode_publication_push
 
-    def counting(codec: Any, channel: str, pub: Publication) -> bytes:
+    def counting(codec: Any, channel: str, pub: Publication, channel_id: int = 0) -> bytes:
         encodes.append(codec)
-        return real_encode(codec, channel, pub)
+        return real_encode(codec, channel, pub, channel_id)
 
     monkeypatch.setattr(shard_actor, "encode_publication_push", counting)
     delivered = ShardActor._deliver_groups(chan, "c", Publication(b'{"n":1}', offset=1))
@@ -131,7 +132,7 @@ def test_removing_the_last_subscriber_of_a_group_drops_the_group() -> None:
     state.activate("c", "w", 0)
     chan = state.channels["c"]
     state.remove("c", "a")
-    assert list(chan.groups[SSE_JSON]) == ["b"]
+    assert list(chan.groups[(SSE_JSON, 0)]) == ["b"]
     state.remove("c", "b")
     assert not chan.groups and list(chan.json) == ["w"]
 

@@ -137,9 +137,9 @@ def test_compacting_subscribers_share_one_frame_with_the_channel_id(binary: bool
     second = live(state, "b", binary=binary, channel_id=7)
     chan = state.channels["c"]
     assert list(chan.binary if binary else chan.json) == ["plain"]
-    groups = chan.compact_binary if binary else chan.compact_json
-    assert {cid: list(group) for cid, group in groups.items()} == {7: ["a", "b"]}
-    assert ShardActor._deliver_compact(chan, "c", Publication(b'{"n":1}', offset=3)) == 2
+    groups = chan.groups  # compacting subscribers: one group per (delivery, channel id)
+    assert {key[1]: list(group) for key, group in groups.items()} == {7: ["a", "b"]}
+    assert ShardActor._deliver_groups(chan, "c", Publication(b'{"n":1}', offset=3)) == 2
     assert first.frames == second.frames and len(first.frames) == 1  # one frame, shared
     assert first.frames[0] is second.frames[0]
     [push] = frames_by_id(first, binary)
