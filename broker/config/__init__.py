@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from broker.config.consumers import ConsumerConfig
+from broker.config.pusher import PusherConfig
 from broker.config.env import apply_env
 from broker.config.ops import CacheConfig, MonitorConfig, NotificationsConfig
 from broker.config.parse import (
@@ -411,6 +412,8 @@ class Config:
     uni_websocket: UniWebSocketConfig = field(default_factory=UniWebSocketConfig)
     uni_sse: UniSseConfig = field(default_factory=UniSseConfig)
     uni_http_stream: UniHttpStreamConfig = field(default_factory=UniHttpStreamConfig)
+    # Chorus extension: the Pusher Channels protocol and HTTP API (broker.pusher).
+    pusher: PusherConfig = field(default_factory=PusherConfig)
 
     def namespace_of(self, channel: str) -> str:
         """The channel's namespace name: "" for none, ``"(unknown)"`` if not configured.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from broker.config.consumers import validate_consumers
+from broker.config.pusher import validate_pusher
 from broker.config.keys import load_keyset
 from broker.config.parse import ConfigError
 
@@ -34,6 +35,7 @@ def validate(config: Config) -> None:
     _check_http_api_and_admin(config)
     _check_prometheus(config)
     validate_consumers(config.consumers)
+    validate_pusher(config.pusher)
 
 
 MIN_HMAC_KEY_BYTES = 32  # HS256's hash size; HS384/512 want more, PyJWT checks those too
