@@ -74,8 +74,10 @@ async def auth_backend(node: RunningNode, user_for: Callable[[str], str] = lambd
         if channel.startswith("presence-"):
             user = user_for(socket_id)
             custom = members[socket_id] = {"user_id": user, "user_info": {"name": f"n-{user}"}}
-        return web.json_response(lib.authenticate(channel=channel, socket_id=socket_id,
-                                                  custom_data=custom))
+        signed = lib.authenticate(channel=channel, socket_id=socket_id, custom_data=custom)
+        # the library returns an encrypted channel's shared_secret as bytes (base64 text)
+        return web.json_response(signed, dumps=lambda v: json.dumps(
+            v, default=lambda b: b.decode()))
 
     async def user_auth(request: web.Request) -> web.Response:
         form = await request.post()

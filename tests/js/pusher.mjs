@@ -6,6 +6,7 @@
 // Reads commands from stdin, one JSON object per line, each with an "id":
 //   {"op": "subscribe", "channel"} | {"op": "unsubscribe", "channel"}
 //   | {"op": "trigger", "channel", "event", "data"} (a client event) | {"op": "signin"}
+//   | {"op": "bind", "channel", "name"} (reports {"event": "bound", ..., "user_id"})
 //   | {"op": "echo", "kind": "channel"|"private"|"encryptedPrivate"|"join", "name",
 //      "event"} (Laravel Echo) | {"op": "disconnect"} | {"op": "exit"}
 // Writes events to stdout, one JSON object per line:
@@ -90,6 +91,7 @@ function echoListen(command) {
   }
   channel.listen(command.event, (data) =>
     emit({ event: "echo", name: command.name, listened: command.event, data }));
+  channel.subscribed?.(() => emit({ event: "echo_subscribed", name: command.name }));
   channel.error?.((error) => emit({ event: "echo_error", name: command.name,
                                     status: error?.status ?? null }));
 }
@@ -104,6 +106,11 @@ for await (const line of lines) {
       case "unsubscribe": pusher.unsubscribe(command.channel); break;
       case "trigger":
         reply.sent = pusher.channel(command.channel).trigger(command.event, command.data);
+        break;
+      case "bind": // a named binding: pusher-js passes metadata (user_id) only to these
+        pusher.channel(command.channel).bind(command.name, (data, metadata) => emit({
+          event: "bound", channel: command.channel, name: command.name, data,
+          user_id: metadata?.user_id ?? null }));
         break;
       case "signin": pusher.signin(); break;
       case "echo": echoListen(command); break;
