@@ -27,7 +27,6 @@ from types import MappingProxyType
 from typing import Any
 
 from broker.config.consumers import ConsumerConfig
-from broker.config.pusher import PusherConfig
 from broker.config.env import apply_env
 from broker.config.ops import CacheConfig, MonitorConfig, NotificationsConfig
 from broker.config.parse import (
@@ -41,6 +40,7 @@ from broker.config.parse import (
     opt,
     read_file,
 )
+from broker.config.pusher import PusherConfig
 from broker.config.transports import (
     EmulationConfig,
     HttpStreamConfig,

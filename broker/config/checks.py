@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from broker.config.consumers import validate_consumers
-from broker.config.pusher import validate_pusher
 from broker.config.keys import load_keyset
 from broker.config.parse import ConfigError
+from broker.config.pusher import validate_pusher
 
 if TYPE_CHECKING:
     from broker.config import ChannelOptions, Config

@@ -16,6 +16,7 @@ socket stays open. A bad ``pusher:signin`` closes it with 4009, as Pusher does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
@@ -106,10 +107,9 @@ class PusherConnectionActor(ConnectionActor):
         name = message["event"]
         payload = message.get("data")
         if isinstance(payload, str) and name.startswith("pusher:"):
-            try:  # pusher-js sends objects; some clients send JSON strings
+            # pusher-js sends objects; some clients send JSON strings
+            with contextlib.suppress(orjson.JSONDecodeError):
                 payload = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                pass
         payload = payload if isinstance(payload, dict) else {}
         self.awaiting_pong = False  # any message proves the client alive
         if name == "pusher:ping":
@@ -168,7 +168,7 @@ class PusherConnectionActor(ConnectionActor):
                                         name, payload.get("auth"), channel_data):
                 self.subscription_error(name, "AuthError", "Invalid signature", 401)
                 return
-            if presence:
+            if isinstance(channel_data, str):
                 parsed = _presence_member(channel_data)
                 if parsed is None:
                     self.subscription_error(name, "AuthError",

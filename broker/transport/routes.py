@@ -11,6 +11,8 @@ from aiohttp import web
 
 from broker.config import Config
 from broker.metrics import LONG_LIVED as UNTIMED
+from broker.pusher.http_api import install_pusher_api
+from broker.pusher.ws import pusher_websocket_handler
 from broker.transport.emulation import emulation_handler
 from broker.transport.streams import http_stream_handler, sse_handler
 from broker.transport.uni import (
@@ -19,8 +21,6 @@ from broker.transport.uni import (
     uni_websocket_handler,
 )
 from broker.transport.ws import websocket_handler
-from broker.pusher.http_api import install_pusher_api
-from broker.pusher.ws import pusher_websocket_handler
 
 WEBSOCKET_PATH = "/connection/websocket"
 

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
+import time
 
 import orjson
 import pusher
 import pytest
 from aiohttp import ClientSession, WSMsgType
 
-from tests.functional.conftest import SECRET as CHORUS_SECRET
 from tests.functional.conftest import (
     base_config,
     next_event,
@@ -22,6 +25,7 @@ from tests.functional.pusherkit import (
     APP_ID,
     KEY,
     OTHER_KEY,
+    SECRET,
     auth_backend,
     call,
     needs_pusher_js,
@@ -241,4 +245,38 @@ async def test_http_api_refuses_bad_signatures_and_stale_timestamps():
             assert "Timestamp" in await response.text()
         channels = await call(server_lib(node).channels_info, "presence-", ["user_count"])
         assert channels == {"channels": {}}
-    assert CHORUS_SECRET  # the Centrifugo side keeps its own auth
+
+
+def signed_query(path: str, body: bytes, stamp: int) -> dict[str, str]:
+    """A server API query signed as the Pusher docs describe, at time ``stamp``."""
+    query = {"auth_key": KEY, "auth_timestamp": str(stamp), "auth_version": "1.0",
+             "body_md5": hashlib.md5(body).hexdigest()}  # noqa: S324
+    text = "POST\n" + path + "\n" + "&".join(f"{k}={query[k]}" for k in sorted(query))
+    query["auth_signature"] = hmac.new(SECRET.encode(), text.encode(),
+                                       hashlib.sha256).hexdigest()
+    return query
+
+
+async def test_timestamp_window_bounds_how_old_a_signed_request_may_be():
+    config = pusher_config()
+    config["pusher"]["timestamp_window"] = "10s"
+    path = f"/apps/{APP_ID}/events"
+    body = orjson.dumps({"name": "e", "channel": "news", "data": "d"})
+    async with run_node(config) as node:
+        url = f"http://127.0.0.1:{node.port}{path}"
+        for age, status in ((30, 401), (5, 200)):
+            query = signed_query(path, body, int(time.time()) - age)
+            async with node.session.post(url, data=body, params=query) as response:
+                assert response.status == status, await response.text()
+
+
+async def test_connection_established_names_the_socket_and_the_activity_timeout():
+    config = pusher_config()
+    config["pusher"]["activity_timeout"] = "42s"
+    async with run_node(config) as node, ClientSession() as session, session.ws_connect(
+            f"ws://127.0.0.1:{node.port}/app/{KEY}?protocol=7") as ws:
+        hello = json.loads((await ws.receive()).data)
+        assert hello["event"] == "pusher:connection_established"
+        data = json.loads(hello["data"])
+        assert data["activity_timeout"] == 42
+        assert re.match(r"^\d+\.\d+$", data["socket_id"])
