@@ -178,6 +178,9 @@ class PusherConnectionActor(ConnectionActor):
         options = dataclasses.replace(self.node.options(channel), presence=presence,
                                       join_leave=False, force_push_join_leave=False)
         sub = Subscription(channel, options, info=info)
+        hooks = pusher_state(self.node).webhooks
+        if hooks is not None and not self.node.channel_subscribers.get(channel):
+            hooks.channel_event(self.app, "channel_occupied", name)
         if not presence:
             start_subscription(self, sub, {}, lambda _: self.outbox.push(event(
                 "pusher_internal:subscription_succeeded", channel=name, raw_data=b'"{}"')))
@@ -203,6 +206,9 @@ class PusherConnectionActor(ConnectionActor):
             self.outbox.push(event("pusher_internal:subscription_succeeded", data, name))
             if new_user:  # before Activate: the shard will not echo it to this socket
                 self.node.join_leave(sub.channel, self.client_info(sub), join=True)
+                hooks = pusher_state(self.node).webhooks
+                if hooks is not None:
+                    hooks.member_event(self.app, "member_added", name, user_id)
 
         start_subscription(self, sub, {"join_leave": True}, succeeded)
 
@@ -217,7 +223,15 @@ class PusherConnectionActor(ConnectionActor):
 
     def _drop_subscription(self, channel: str, send_leave: bool) -> None:
         sub = self.session.subs.get(channel)
-        if sub is None or not sub.options.presence:
+        if sub is None:
+            return
+        self._drop(channel, sub, send_leave)
+        hooks = pusher_state(self.node).webhooks
+        if hooks is not None and not self.node.channel_subscribers.get(channel):
+            hooks.channel_event(self.app, "channel_vacated", pusher_name(channel))
+
+    def _drop(self, channel: str, sub: Subscription, send_leave: bool) -> None:
+        if not sub.options.presence:
             super()._drop_subscription(channel, send_leave)
             return
         del self.session.subs[channel]
@@ -226,7 +240,8 @@ class PusherConnectionActor(ConnectionActor):
         node.tell_shard(channel, Unsubscribe(channel, client_id))
         info = self.client_info(sub)
         self.presence_users.pop(channel, None)
-        node.spawn(_leave_presence(node, channel, info, announce=send_leave and sub.active))
+        node.spawn(_leave_presence(node, self.app, channel, info,
+                                   announce=send_leave and sub.active))
 
     # -- client events and sign-in -------------------------------------------------------------
     def _client_event(self, name: str, message: dict[str, Any]) -> None:
@@ -312,7 +327,7 @@ def _presence_member(channel_data: str) -> tuple[str, bytes | None] | None:
                                     else None)
 
 
-async def _leave_presence(node: Node, channel: str, info: ClientInfo, *,
+async def _leave_presence(node: Node, app: PusherApp, channel: str, info: ClientInfo, *,
                           announce: bool) -> None:
     """Drop a socket from a presence channel; ``member_removed`` (cluster wide) only when
     it was the user's last socket there."""
@@ -323,3 +338,6 @@ async def _leave_presence(node: Node, channel: str, info: ClientInfo, *,
     members = await engine.presence(channel)
     if all(other.user != info.user for other in members.values()):
         node.join_leave(channel, info, join=False)
+        hooks = pusher_state(node).webhooks
+        if hooks is not None:
+            hooks.member_event(app, "member_removed", pusher_name(channel), info.user)

@@ -89,4 +89,8 @@ def pusher_state(node: Node) -> PusherState:
     state = _STATES.get(node)
     if state is None:
         state = _STATES[node] = PusherState()
+        if any(app.webhooks for app in node.config.pusher.apps):
+            from broker.pusher.webhooks import WebhookSender
+
+            state.webhooks = WebhookSender(node)
     return state
