@@ -40,6 +40,7 @@ from broker.config.parse import (
     opt,
     read_file,
 )
+from broker.config.pusher import PusherConfig
 from broker.config.transports import (
     EmulationConfig,
     HttpStreamConfig,
@@ -411,6 +412,8 @@ class Config:
     uni_websocket: UniWebSocketConfig = field(default_factory=UniWebSocketConfig)
     uni_sse: UniSseConfig = field(default_factory=UniSseConfig)
     uni_http_stream: UniHttpStreamConfig = field(default_factory=UniHttpStreamConfig)
+    # Chorus extension: the Pusher Channels protocol and HTTP API (broker.pusher).
+    pusher: PusherConfig = field(default_factory=PusherConfig)
 
     def namespace_of(self, channel: str) -> str:
         """The channel's namespace name: "" for none, ``"(unknown)"`` if not configured.

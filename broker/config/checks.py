@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from broker.config.consumers import validate_consumers
 from broker.config.keys import load_keyset
 from broker.config.parse import ConfigError
+from broker.config.pusher import validate_pusher
 
 if TYPE_CHECKING:
     from broker.config import ChannelOptions, Config
@@ -34,6 +35,7 @@ def validate(config: Config) -> None:
     _check_http_api_and_admin(config)
     _check_prometheus(config)
     validate_consumers(config.consumers)
+    validate_pusher(config.pusher)
 
 
 MIN_HMAC_KEY_BYTES = 32  # HS256's hash size; HS384/512 want more, PyJWT checks those too

@@ -56,6 +56,9 @@ Frames = tuple[bytes, bytes]  # (protocol frame, framed wire bytes) as Outbox.pu
 
 log = logging.getLogger("chorus.shard")
 
+# The tag naming a socket a publication skips (broker.pusher.codec.SOCKET_TAG).
+SKIP_TAG = "pusher_socket"
+
 
 def shard_index(channel: str, count: int) -> int:
     """Which shard owns ``channel`` (stable across processes and restarts)."""
@@ -244,6 +247,8 @@ class ShardActor(Actor):
         encoded: dict[tuple[Codec, int], bytes] = {}
         push = Outbox.push
         count = 0
+        # A Pusher client event or a trigger with ``socket_id``: not to that socket.
+        skip = pub.tags.get(SKIP_TAG) if pub.tags else None
         for (delivery, channel_id), outboxes in chan.groups.items():
             codec = delivery.codec
             frame = encoded.get((codec, channel_id))
@@ -251,6 +256,12 @@ class ShardActor(Actor):
                 frame = encoded[(codec, channel_id)] = encode_publication_push(
                     codec, channel, pub, channel_id)
             wire = delivery.framing.one(frame)
+            if skip is not None and skip in outboxes:
+                for conn_id, outbox in outboxes.items():
+                    if conn_id != skip:
+                        push(outbox, frame, wire)
+                count += len(outboxes) - 1
+                continue
             for outbox in outboxes.values():
                 push(outbox, frame, wire)
             count += len(outboxes)
@@ -311,6 +322,8 @@ class ShardActor(Actor):
         sub = None if chan is None else chan.subscribers.get(conn_id)
         if sub is None or (sub.predicate is not None and not sub.predicate(pub.tags or {})):
             return
+        if pub.tags and pub.tags.get(SKIP_TAG) == conn_id:
+            return
         if sub.delta:  # in full; it sets no base (``has_base`` stays as activation left it)
             sub.outbox.push(delta_push(channel, pub, None, sub.delivery, sub.channel_id)[0])
             return
@@ -324,8 +337,11 @@ class ShardActor(Actor):
         key = "join" if message.join else "leave"
         event = {key: {"info": client_info_dict(message.info)}}
         frames: dict[tuple[Codec, int], bytes] = {}
+        subject = message.info.client
         for sub in targets:
             codec = sub.delivery.codec
+            if sub.conn_id == subject and codec.name == "pusher":
+                continue  # Pusher never tells a socket of its own member_added/removed
             frame = frames.get((codec, sub.channel_id))
             if frame is None:
                 where = {"id": sub.channel_id} if sub.channel_id else {"channel": message.channel}

@@ -11,6 +11,8 @@ from aiohttp import web
 
 from broker.config import Config
 from broker.metrics import LONG_LIVED as UNTIMED
+from broker.pusher.http_api import install_pusher_api
+from broker.pusher.ws import pusher_websocket_handler
 from broker.transport.emulation import emulation_handler
 from broker.transport.streams import http_stream_handler, sse_handler
 from broker.transport.uni import (
@@ -25,7 +27,8 @@ WEBSOCKET_PATH = "/connection/websocket"
 # Handlers whose request lives as long as the client's connection: the HTTP metrics
 # middleware leaves them untimed (a timing frame per connection would cost memory).
 LONG_LIVED = frozenset({websocket_handler, http_stream_handler, sse_handler,
-                        uni_websocket_handler, uni_sse_handler, uni_http_stream_handler})
+                        uni_websocket_handler, uni_sse_handler, uni_http_stream_handler,
+                        pusher_websocket_handler})
 
 
 def install_transports(app: web.Application, config: Config) -> None:
@@ -45,6 +48,9 @@ def install_transports(app: web.Application, config: Config) -> None:
     if config.uni_http_stream.enabled:
         app.router.add_route("*", config.uni_http_stream.handler_prefix,
                              uni_http_stream_handler)
+    if config.pusher.apps:  # Chorus extension: Pusher clients and server libraries
+        app.router.add_get("/app/{key}", pusher_websocket_handler)
+        install_pusher_api(app)
 
 
 def endpoints(config: Config) -> list[str]:
@@ -58,4 +64,6 @@ def endpoints(config: Config) -> list[str]:
             out.append(f"{name}: {section.handler_prefix}")
     if config.http_stream.enabled or config.sse.enabled:
         out.append(f"emulation: {config.emulation.handler_prefix}")
+    if config.pusher.apps:
+        out.append("pusher: /app/{key} and /apps/{app_id}/...")
     return out

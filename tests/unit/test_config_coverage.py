@@ -299,6 +299,14 @@ COVERED: dict[str, str] = {
     "test_without_the_replica_a_publish_is_stored_and_sent_but_not_acknowledged",
     "engine.redis.replica_ack_timeout": "tests/contract/test_redis_replica_acks.py::"
     "test_without_the_replica_a_publish_is_stored_and_sent_but_not_acknowledged",
+    # Chorus extension: Pusher apps (a list of sections; each key of an entry is
+    # exercised by tests/functional/test_pusher*.py, webhooks by test_pusher_webhooks.py)
+    "pusher.apps": F + "test_pusher.py::"
+    "test_public_and_private_channels_get_events_triggered_by_the_server_library",
+    "pusher.activity_timeout": F + "test_pusher.py::"
+    "test_connection_established_names_the_socket_and_the_activity_timeout",
+    "pusher.timestamp_window": F + "test_pusher.py::"
+    "test_timestamp_window_bounds_how_old_a_signed_request_may_be",
     # a list of sections; each key of an entry is exercised by the consumer tests
     # (tests/functional/test_consumer_postgres.py, test_consumer_redis_stream.py)
     "consumers": "tests/functional/test_consumer_postgres.py::"
