@@ -16,7 +16,6 @@ from typing import Any
 
 from broker.config import Config, ConfigError, dump_starter_config, load_config
 from broker.config.checks import check_workers, config_warnings
-from broker.devcluster.launcher import add_cluster_parser, run_cluster
 
 PROG = "chorus"
 EXIT_OK = 0
@@ -132,8 +131,33 @@ def build_parser() -> argparse.ArgumentParser:
     genconfig.add_argument("-f", "--force", action="store_true", help="overwrite FILE")
 
     sub.add_parser("version", help="print the version", description="Print the version.")
-    add_cluster_parser(sub)  # chorus cluster up|down|status (broker/devcluster/launcher.py)
+    _add_cluster_parser(sub)
     return parser
+
+
+CLUSTER_BASE_PORT = 17400  # broker.devcluster.conf.DEFAULT_BASE_PORT (a test checks)
+
+
+def _add_cluster_parser(sub: Any) -> None:
+    """``cluster up|down|status``; its code (broker/devcluster) loads only when run."""
+    cluster = sub.add_parser("cluster", help="run a local multi-node cluster (loopback)",
+                             description="Run Chorus on loopback: a Redis primary, its replica and "
+                             "3 Sentinels, N nodes and nginx in front (see deploy/README.md).")
+    cluster.add_argument("action", choices=("up", "down", "status"))
+    cluster.add_argument("-n", "--nodes", type=int, default=3, help="Chorus nodes (default 3)")
+    cluster.add_argument("--base-port", type=int, default=CLUSTER_BASE_PORT, metavar="PORT",
+                         help=f"nginx on PORT, nodes PORT+1.., Redis PORT+20/21, Sentinels "
+                              f"PORT+30..; 0 = any free ports (default {CLUSTER_BASE_PORT})")
+    cluster.add_argument("--state-dir", default=".chorus-cluster", metavar="DIR",
+                         help="configs, logs and pids (default .chorus-cluster)")
+    cluster.add_argument("--insecure", action="store_true",
+                         help="client.insecure: connect and subscribe without tokens")
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from broker.devcluster.launcher import run_cluster
+
+    return run_cluster(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checkconfig": _checkconfig,
         "genconfig": _genconfig,
         "version": _version,
-        "cluster": run_cluster,
+        "cluster": _cluster,
     }
     if args.command is None:
         parser.print_help(sys.stderr)
