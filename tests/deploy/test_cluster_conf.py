@@ -142,3 +142,12 @@ def test_up_refuses_a_state_dir_with_a_running_cluster(tmp_path: Path) -> None:
     (tmp_path / "state.json").write_text("{}")
     with pytest.raises(ClusterError, match="cluster down"):
         cluster_up(ClusterPlan(tmp_path, Ports.layout(0, 1)))
+
+
+def test_the_cli_default_base_port_is_the_launchers() -> None:
+    """broker.cli declares ``cluster --base-port`` without importing broker.devcluster
+    (a fast start); its default must stay the launcher's."""
+    from broker.cli import CLUSTER_BASE_PORT, build_parser
+
+    assert CLUSTER_BASE_PORT == DEFAULT_BASE_PORT
+    assert build_parser().parse_args(["cluster", "status"]).base_port == DEFAULT_BASE_PORT
