@@ -72,6 +72,7 @@ def test_redis_configs_refuse_unreplicated_writes(tmp_path: Path) -> None:
     replica = plan.redis_conf(plan.ports.replica, replica_of=plan.ports.primary)
     for conf in (primary, replica):
         assert "min-replicas-to-write 1" in conf and "bind 127.0.0.1" in conf
+        assert "appendonly yes" in conf.splitlines()  # a restart keeps epochs and offsets
     assert "replicaof" not in primary
     assert f"replicaof 127.0.0.1 {plan.ports.primary}" in replica
     sentinel = plan.sentinel_conf(plan.ports.sentinels[0])
