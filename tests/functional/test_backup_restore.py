@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from centrifuge import ConnectingContext, StreamPosition
 
 from broker.cache.warm import HOT_STREAM
@@ -216,3 +217,44 @@ async def test_restore_into_an_empty_redis_recovers_whole_streams_and_refuses_ga
                 assert (await next_event(whole.publications)).offset == 4
             assert await notes(node, "alice") == [({"n": 1}, True), ({"n": 2}, False)]
 
+
+
+@pytest.mark.parametrize("noticed_by", ["publication", "reconnect"])
+async def test_a_connected_client_is_moved_onto_the_restored_epoch(
+        tmp_path: Path, noticed_by: str) -> None:
+    """Redis is emptied and restored under a running node whose client stays connected
+    (FLUSHALL: the node's connections survive, so it notices only later). The node
+    notices the new epoch on its next publication, or when its pub/sub link is re-made
+    and it catches up; either way the client is told to resubscribe (2500) and recovers
+    with ``recovered: true`` in the new epoch, each publication once."""
+    backup_file, config_file = tmp_path / "chorus.jsonl", tmp_path / "chorus.json"
+    with redis_server() as server:
+        config = redis_config(server.url, f"live-{noticed_by}")
+        config_file.write_text(json.dumps(config))
+        admin = aioredis.Redis(port=server.port)
+        try:
+            async with run_node(config) as node, sdk_client(node) as sdk:
+                _, events = await sdk.subscribe("live", recoverable=True)
+                epoch = (await next_event(events.subscribed)).stream_position.epoch
+                await publish(node, "live", 1, 2, 3)
+                assert [(await next_event(events.publications)).offset
+                        for _ in range(3)] == [1, 2, 3]
+                await chorus_cli("backup", "-c", str(config_file), "-o", str(backup_file))
+                await admin.flushall()
+                await chorus_cli("restore", "-c", str(config_file), str(backup_file))
+                if noticed_by == "publication":
+                    await publish(node, "live", 4)
+                else:
+                    await admin.client_kill_filter(_type="pubsub")
+                again = await next_event(events.subscribed, timeout=15)
+                assert (again.was_recovering, again.recovered) == (True, True)
+                assert again.stream_position.epoch != epoch
+                if noticed_by == "reconnect":
+                    await publish(node, "live", 4)
+                pub = await next_event(events.publications)
+                assert (pub.offset, pub.data) == (4, 4)
+                await publish(node, "live", 5)
+                assert (await next_event(events.publications)).offset == 5
+                assert events.publications.empty()
+        finally:
+            await admin.aclose()
