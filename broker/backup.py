@@ -29,9 +29,11 @@ epoch at or below the prior top as a position in the new epoch (the publications
 there are exactly the backup's), so such a client recovers with ``recovered: true``. A
 position past the prior top names publications made after the backup, which are lost:
 it gets ``recovered: false`` — never a silent gap, and never the new publications that
-reuse those offsets. A channel that already holds publications, and an inbox that
-exists, are left alone (counted as skipped). Entries are staged under
-``<prefix>.restore.{channel}`` and made visible by one script together with the meta.
+reuse those offsets. (The backup saves a channel's current epoch only: after a second
+restore, positions from before the first one get ``recovered: false``.) A channel that
+already holds publications, and an inbox that exists, are left alone (counted as
+skipped). Entries are staged under ``<prefix>.restore.{channel}`` and made visible by
+one script together with the meta.
 
 Topologies: standalone, client-side sharding (every server is scanned; a restore
 places channels by the *current* config, so it can move data between shapes),
