@@ -29,12 +29,13 @@ from bench.scenario_fanout import FanoutScenario
 from bench.scenario_idle import IdleScenario
 from bench.scenario_multinode import MultinodeScenario
 from bench.scenario_outbox import OutboxScenario
+from bench.scenario_startup import StartupScenario
 from bench.scenarios import Context, Scenario
 from bench.servers import ADAPTERS
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (FanoutScenario(), IdleScenario(), MultinodeScenario(),
-                        OutboxScenario())}
+                        OutboxScenario(), StartupScenario())}
 DEFAULT_SERVERS = "baseline-send_str,baseline-prebuilt,chorus"
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m bench fanout --transport sse,http_stream,uni_sse\n"
                "  python -m bench idle --connections 10000 --channels 4\n"
                "  python -m bench multinode --subscribers 3000 --repeat 3\n"
-               "  python -m bench outbox --rows 10000 --consumer postgresql,redis_stream",
+               "  python -m bench outbox --rows 10000 --consumer postgresql,redis_stream\n"
+               "  python -m bench startup --repeat 5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="scenario")
     for scenario in SCENARIOS.values():
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         scenario.add_arguments(p)
         _common(p, getattr(scenario, "default_servers", DEFAULT_SERVERS))
+        p.set_defaults(**getattr(scenario, "defaults", {}))  # e.g. startup: no calibration
     return parser
 
 

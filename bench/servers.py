@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -58,6 +59,9 @@ class ServerAdapter(abc.ABC):
     has_channels = False
     # Processes that listen on the port (the server is ready when all of them do).
     processes = 1
+    # A path answering 200 once the server serves (None: the server has none); the
+    # startup scenario measures the time from process start to that first 200.
+    ready_path: str | None = None
 
     @abc.abstractmethod
     def command(self, port: int, workdir: Path) -> list[str]:
@@ -106,11 +110,32 @@ class BaselineAdapter(ServerAdapter):
         return payload
 
 
+class HelloAdapter(ServerAdapter):
+    """bench/hello_server.py: bare aiohttp + uvloop, one route (`GET /ready`); the
+    start-up reference (it has no WebSocket: startup only)."""
+
+    name = "baseline-hello"
+    ready_path = "/ready"
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        return [sys.executable, "-m", "bench.hello_server", "--port", str(port)]
+
+    def publish_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/ready"
+
+    def publish_body(self, payload: bytes) -> bytes:
+        return payload
+
+
 class ChorusAdapter(ServerAdapter):
-    """Chorus over Centrifugo JSON protocol v2 (`python -m broker serve`)."""
+    """Chorus over Centrifugo JSON protocol v2 (`python -m broker serve`).
+
+    The config is JSON (no YAML parser to load: what a JSON-configured node starts with).
+    """
 
     name = "chorus"
     ws_path = "/connection/websocket"
+    ready_path = "/ready"
     api_key = "bench"
     # {"push":{"channel":"bench","pub":{"data":<payload>}}}; extra pub fields
     # (offset, tags) would only make Chorus's frames bigger, i.e. its figures worse.
@@ -118,21 +143,19 @@ class ChorusAdapter(ServerAdapter):
     app_ping = b"{}"
     has_channels = True
 
+    def config(self, port: int) -> dict[str, Any]:
+        """The config mapping the node serves (subclasses add to it)."""
+        return {
+            "client": {"insecure": True, "queue_max_size": 10485760},
+            "http_api": {"key": self.api_key},
+            "channel": {"without_namespace": {}},
+            "http_server": {"port": port},
+            "websocket": {"message_size_limit": 65536},
+        }
+
     def command(self, port: int, workdir: Path) -> list[str]:
-        config = workdir / f"chorus-{port}.yaml"
-        config.write_text(
-            "client:\n"
-            "  insecure: true\n"
-            "  queue_max_size: 10485760\n"
-            "http_api:\n"
-            f"  key: \"{self.api_key}\"\n"
-            "channel:\n"
-            "  without_namespace: {}\n"
-            "http_server:\n"
-            f"  port: {port}\n"
-            "websocket:\n"
-            "  message_size_limit: 65536\n"
-        )
+        config = workdir / f"{self.name}-{port}.json"
+        config.write_text(json.dumps(self.config(port), indent=1))
         return [sys.executable, "-m", "broker", "serve", "--config", str(config),
                 "--port", str(port)]
 
@@ -223,21 +246,24 @@ class ChorusRedisAdapter(ChorusAdapter):
         self.processes = workers
         self.name = "chorus-redis" if workers == 1 else f"chorus-workers{workers}"
 
-    def command(self, port: int, workdir: Path) -> list[str]:
+    def config(self, port: int) -> dict[str, Any]:
         url = os.environ.get(REDIS_URL_ENV)
         if not url:
             raise RuntimeError(f"{self.name} needs ${REDIS_URL_ENV} (python -m bench multinode "
                                "starts its own redis-server)")
+        # The same config as `chorus`, plus the engine.
+        return {**super().config(port), "engine": {"type": "redis",
+                                                    "redis": {"address": [url]}}}
+
+    def command(self, port: int, workdir: Path) -> list[str]:
         argv = super().command(port, workdir)
-        config = Path(argv[argv.index("--config") + 1])
-        with config.open("a") as out:  # the same config as `chorus`, plus the engine
-            out.write(f"engine:\n  type: redis\n  redis:\n    address: [\"{url}\"]\n")
         return argv + (["--workers", str(self.workers)] if self.workers > 1 else [])
 
 
 ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "baseline-send_str": lambda: BaselineAdapter("send_str"),
     "baseline-prebuilt": lambda: BaselineAdapter("prebuilt"),
+    "baseline-hello": HelloAdapter,
     "chorus": ChorusAdapter,
     "chorus-redis": ChorusRedisAdapter,
     **{f"chorus-{t}": partial(ChorusStreamAdapter, t) for t in TRANSPORTS},
@@ -266,6 +292,28 @@ def _raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def launch(argv: list[str], log_path: Path, core: int | None,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session (pinned to `core` with taskset unless None),
+    output appended to `log_path`, from the repository root, with `env` (default: ours);
+    killed at exit."""
+    if core is not None:
+        argv = ["taskset", "-c", str(core), *argv]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parent.parent, start_new_session=True,
+            preexec_fn=_raise_nofile, env=env,
+        )
+    _LIVE.add(proc)
+    return proc
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill `proc`'s whole process group (idempotent)."""
+    _kill(proc)
 
 
 def _kill_all() -> None:
@@ -355,17 +403,8 @@ class ServerProcess:
     def start(self, port: int | None = None, timeout: float = 20.0) -> None:
         """Start the server on `port` (default: a free one); return once it accepts TCP."""
         self.port = port or free_port()
-        argv = self.adapter.command(self.port, self.workdir)
-        if self.core is not None:
-            argv = ["taskset", "-c", str(self.core), *argv]
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parent.parent, start_new_session=True,
-            preexec_fn=_raise_nofile,
-        )
-        log.close()
-        _LIVE.add(self._proc)
+        self._proc = launch(self.adapter.command(self.port, self.workdir), self.log_path,
+                            self.core)
         self._wait_port(time.monotonic() + timeout)
 
     def _wait_port(self, deadline: float) -> None:

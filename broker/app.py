@@ -34,7 +34,6 @@ from aiohttp import web
 
 from actors import Runtime
 from actors.messages import ChildExited, ChildFailed
-from broker.admin.routes import install_admin
 from broker.config import Config, load_config
 from broker.config.checks import config_warnings
 from broker.connection.actor import Disconnect
@@ -147,7 +146,10 @@ class Chorus:
         app.router.add_get("/health", _health)
         app.router.add_get("/ready", _ready)
         install_metrics(app)
-        install_admin(app)
+        if self.config.admin.enabled:  # the console's code loads only when it is on
+            from broker.admin.routes import install_admin
+
+            install_admin(app)
         return app
 
 

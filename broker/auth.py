@@ -11,6 +11,10 @@ Checks follow Centrifugo v6: signature, then a connection token must not carry a
 ``channel`` claim (so a subscription token cannot be replayed as a connection token) and a
 subscription token must; then ``aud``/``iss`` when configured; then ``exp``/``nbf``.
 
+HS* tokens are verified by broker.jws (standard library); PyJWT, and with it
+``cryptography``, is imported on the first RS*/ES* token (or by ``make_token``), so an
+HMAC-only node never loads them.
+
 Error handling: every failure is a :class:`TokenError`; ``expired`` is True only for a
 token whose signature is good but whose ``exp`` has passed (or ``nbf`` is in the future,
 as upstream does), so the broker can answer 109 "token expired" (the client refreshes)
@@ -26,20 +30,29 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
 import orjson
-from jwt.warnings import InsecureKeyLengthWarning
 
+from broker import jws
 from broker.config import SubscriptionTokenConfig, TokenConfig
 from broker.config.keys import KeySet, VerifyKey, load_keyset
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
 __all__ = ["ConnectToken", "SubscriptionToken", "TokenError", "TokenVerifier", "make_token"]
 
-# A short HMAC key is reported once at start (broker.config.checks.config_warnings);
-# PyJWT would write its warning to stderr on every token verified with it.
-warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+
+def _pyjwt() -> ModuleType:
+    """PyJWT, imported on first use (it imports ``cryptography``: slow)."""
+    import jwt
+    from jwt.warnings import InsecureKeyLengthWarning
+
+    # A short HMAC key is reported once at start (broker.config.checks.config_warnings);
+    # PyJWT would write its warning to stderr on every token verified with it.
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    return jwt
 
 # PyJWT's own claim checks are off: Chorus checks claims itself, in upstream's order and
 # with upstream's outcomes (e.g. aud/iss failures are "invalid", never "expired").
@@ -117,12 +130,19 @@ class _KeyedVerifier:
         if not isinstance(token, str) or not token:
             raise TokenError("empty token")
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
+            parsed = jws.parse(token)
+        except jws.JwsError as exc:
             raise TokenError(f"malformed token: {exc}") from None
+        header = parsed.header
         alg = header.get("alg")
         key = self._select(alg, header.get("kid"))
         assert isinstance(alg, str)  # _select rejected anything else
+        if alg in jws.HMAC_HASHES and parsed.plain:
+            try:
+                return jws.verify_hmac(parsed, alg, key.key)
+            except jws.JwsError as exc:
+                raise TokenError(f"invalid token: {exc}") from None
+        jwt = _pyjwt()
         try:
             claims = jwt.decode(token, key.key, algorithms=[alg], options=_DECODE_OPTIONS)
         except jwt.PyJWTError as exc:
@@ -343,4 +363,4 @@ def make_token(
         payload.update(claims)
     headers = {"kid": kid} if kid is not None else None
     signing_key = key if key is not None else secret
-    return jwt.encode(payload, signing_key, algorithm=algorithm, headers=headers)
+    return _pyjwt().encode(payload, signing_key, algorithm=algorithm, headers=headers)

@@ -1,7 +1,10 @@
-"""The ``chorus`` command line: serve, gentoken, checkconfig, genconfig, version.
+"""The ``chorus`` command line: serve, gentoken, checkconfig, genconfig, version, cluster,
+backup, restore.
 
 ``main(argv)`` returns the exit status instead of exiting, so tests call it directly.
-Exit status: 0 success, 2 usage or configuration error (argparse's convention).
+Exit status: 0 success, 1 failure (backup/restore, cluster), 2 usage or configuration
+error (argparse's convention). Subcommands import their machinery when run, so ``chorus
+serve`` loads only the server (a fast start).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from typing import Any
 
 from broker.config import Config, ConfigError, dump_starter_config, load_config
 from broker.config.checks import check_workers, config_warnings
-from broker.devcluster.launcher import add_cluster_parser, run_cluster
 
 PROG = "chorus"
 EXIT_OK = 0
@@ -35,6 +37,8 @@ examples:
   chorus serve -c config.yaml --port 9000 --log-level debug
   chorus gentoken -c config.yaml --user 42 --ttl 3600
   chorus gentoken --secret s3cret --user 42 --channel '$private:room'
+  chorus backup -c config.yaml -o chorus-backup.jsonl.gz
+  chorus restore -c config.yaml chorus-backup.jsonl.gz
 
 configuration:
   File keys follow Centrifugo v6 (JSON, YAML or TOML). Any key can be set from the
@@ -132,8 +136,59 @@ def build_parser() -> argparse.ArgumentParser:
     genconfig.add_argument("-f", "--force", action="store_true", help="overwrite FILE")
 
     sub.add_parser("version", help="print the version", description="Print the version.")
-    add_cluster_parser(sub)  # chorus cluster up|down|status (broker/devcluster/launcher.py)
+    _add_cluster_parser(sub)
+    _add_backup_parsers(sub, default_config)
     return parser
+
+
+def _add_backup_parsers(sub: Any, default_config: str | None) -> None:
+    backup = sub.add_parser(
+        "backup", help="write what Chorus keeps in Redis to a file",
+        description="Write history streams, stream positions (epoch, top offset), "
+                    "notification inboxes and the saved hot-channel list under "
+                    "engine.redis.prefix to a JSON Lines file (presence excluded). "
+                    "Each channel is read atomically; see README 'Backup and restore'.")
+    backup.add_argument("-c", "--config", default=default_config, metavar="FILE",
+                        help="the nodes' config (engine.redis); default: $CHORUS_CONFIG")
+    backup.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="file to write (.gz: gzip; -: stdout)")
+    restore = sub.add_parser(
+        "restore", help="restore a backup into Redis",
+        description="Restore a `chorus backup` file into the Redis of the config, best "
+                    "before nodes serve clients. Each restored channel gets a new epoch; "
+                    "clients positioned within the backup recover (recovered: true), "
+                    "clients past it are told recovered: false. Channels that already "
+                    "hold publications and existing inboxes are left alone.")
+    restore.add_argument("file", help="backup file (.gz: gzip; -: stdin)")
+    restore.add_argument("-c", "--config", default=default_config, metavar="FILE",
+                         help="the nodes' config (engine.redis); default: $CHORUS_CONFIG")
+    restore.add_argument("--dry-run", action="store_true",
+                         help="check the file and print what it holds; write nothing")
+
+
+CLUSTER_BASE_PORT = 17400  # broker.devcluster.conf.DEFAULT_BASE_PORT (a test checks)
+
+
+def _add_cluster_parser(sub: Any) -> None:
+    """``cluster up|down|status``; its code (broker/devcluster) loads only when run."""
+    cluster = sub.add_parser("cluster", help="run a local multi-node cluster (loopback)",
+                             description="Run Chorus on loopback: a Redis primary, its replica and "
+                             "3 Sentinels, N nodes and nginx in front (see deploy/README.md).")
+    cluster.add_argument("action", choices=("up", "down", "status"))
+    cluster.add_argument("-n", "--nodes", type=int, default=3, help="Chorus nodes (default 3)")
+    cluster.add_argument("--base-port", type=int, default=CLUSTER_BASE_PORT, metavar="PORT",
+                         help=f"nginx on PORT, nodes PORT+1.., Redis PORT+20/21, Sentinels "
+                              f"PORT+30..; 0 = any free ports (default {CLUSTER_BASE_PORT})")
+    cluster.add_argument("--state-dir", default=".chorus-cluster", metavar="DIR",
+                         help="configs, logs and pids (default .chorus-cluster)")
+    cluster.add_argument("--insecure", action="store_true",
+                         help="client.insecure: connect and subscribe without tokens")
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from broker.devcluster.launcher import run_cluster
+
+    return run_cluster(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checkconfig": _checkconfig,
         "genconfig": _genconfig,
         "version": _version,
-        "cluster": run_cluster,
+        "cluster": _cluster,
+        "backup": _backup,
+        "restore": _restore,
     }
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -277,4 +334,49 @@ def _genconfig(args: argparse.Namespace) -> int:
 
 def _version(args: argparse.Namespace) -> int:
     print(f"{PROG} {version()}")
+    return EXIT_OK
+
+
+def _redis_config(path: str | None) -> Config | int:
+    """The config for backup/restore, or the exit status of a refusal."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}")
+    if config.engine.type != "redis":
+        return _fail("config error: engine.type is not redis: the memory engine keeps "
+                     "nothing outside the node to back up or restore")
+    return config
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from broker.backup import BackupError, backup_to
+
+    config = _redis_config(args.config)
+    if isinstance(config, int):
+        return config
+    try:
+        summary = backup_to(config, args.output)
+    except BackupError as exc:
+        print(f"{PROG}: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{PROG}: backup: {summary.describe()} -> {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from broker.backup import BackupError, restore_from
+
+    config = _redis_config(args.config)
+    if isinstance(config, int):
+        return config
+    try:
+        summary, notes = restore_from(config, args.file, dry_run=args.dry_run)
+    except BackupError as exc:
+        print(f"{PROG}: restore failed: {exc}", file=sys.stderr)
+        return 1
+    for note in notes:
+        print(f"{PROG}: note: {note}", file=sys.stderr)
+    what = "restore (dry run, nothing written)" if args.dry_run else "restore"
+    print(f"{PROG}: {what}: {summary.describe()}", file=sys.stderr)
     return EXIT_OK

@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import math
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
-from prometheus_client import Counter as PromCounter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.openmetrics import exposition as openmetrics
 
 from broker.monitor.board import MonitorBoard
 from broker.transport.keys import NODE
@@ -47,32 +44,103 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+class Series:
+    """One histogram series: counts per bucket (not cumulative) and the sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.sum += amount
+        self.counts[bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
+
+
+class Histogram:
+    """A Prometheus histogram kept without prometheus_client (rendered at scrape time by
+    broker.metrics_export). ``labels(*values)`` selects a series; ``observe`` is for a
+    histogram without labels. Buckets are upper bounds; +Inf is added."""
+
+    def __init__(self, name: str, doc: str, buckets: tuple[float, ...],
+                 labels: tuple[str, ...] = ()) -> None:
+        self.name, self.doc, self.label_names = name, doc, labels
+        self.bounds = (*sorted(buckets), math.inf)
+        self.series: dict[tuple[str, ...], Series] = {}
+        if not labels:
+            self.series[()] = Series(self.bounds)
+
+    def labels(self, *values: str) -> Series:
+        series = self.series.get(values)
+        if series is None:
+            if len(values) != len(self.label_names):
+                raise ValueError(f"{self.name}: expected labels {self.label_names}, got {values}")
+            series = self.series[values] = Series(self.bounds)
+        return series
+
+    def observe(self, amount: float) -> None:
+        self.series[()].observe(amount)
+
+
+class LabelledCounter:
+    """A counter by one label's value, rendered like Histogram."""
+
+    def __init__(self, name: str, doc: str, label: str) -> None:
+        self.name, self.doc, self.label_names = name, doc, (label,)
+        self.values: dict[str, float] = {}
+
+    def labels(self, value: str) -> _Increment:
+        return _Increment(self.values, value)
+
+
+class _Increment:
+    __slots__ = ("key", "values")
+
+    def __init__(self, values: dict[str, float], key: str) -> None:
+        self.values, self.key = values, key
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.values[self.key] = self.values.get(self.key, 0.0) + amount
+
+
 class NodeMetrics:
-    """The node's registry, its hot-path tallies and the monitor's board."""
+    """The node's hot-path tallies, histograms and the monitor's board.
+
+    prometheus_client is imported at the first scrape (``exposition``), not at start:
+    it is among the slowest imports of a node, and a node never scraped never needs it.
+    """
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.board = MonitorBoard()
-        self.registry = CollectorRegistry(auto_describe=False)
         self.published_by_namespace: Counter[str] = Counter()
         self.delivered_by_namespace: Counter[str] = Counter()
         self._until_sample = LATENCY_SAMPLE_EVERY
         self.publish_latency = Histogram(
             "chorus_publish_deliver_seconds",
             "Publish call to the publication sitting in every local subscriber's outbox "
-            f"(1 in {LATENCY_SAMPLE_EVERY} publications sampled)",
-            buckets=LATENCY_BUCKETS, registry=self.registry)
+            f"(1 in {LATENCY_SAMPLE_EVERY} publications sampled)", LATENCY_BUCKETS)
         self.http_latency = Histogram(
             "chorus_http_request_seconds", "HTTP request latency by endpoint and status",
-            ["endpoint", "status"], buckets=HTTP_BUCKETS, registry=self.registry)
+            HTTP_BUCKETS, ("endpoint", "status"))
         self.engine_round_trip = Histogram(
             "chorus_engine_round_trip_seconds", "Engine probe round trip (node monitor)",
-            buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.webhooks = PromCounter(
-            "chorus_alert_webhooks", "Alert webhook POSTs by result", ["result"],
-            registry=self.registry)
-        ProcessCollector(registry=self.registry)
-        self.registry.register(_NodeCollector(self))
+            LATENCY_BUCKETS)
+        self.webhooks = LabelledCounter(
+            "chorus_alert_webhooks", "Alert webhook POSTs by result", "result")
+        self._registry: Any = None
+
+    @property
+    def registry(self) -> Any:
+        """The prometheus_client CollectorRegistry (made, and the library imported, on
+        first use)."""
+        if self._registry is None:
+            from broker.metrics_export import build_registry
+
+            self._registry = build_registry(self)
+        return self._registry
 
     # -- hot-path hooks (called by the node) -------------------------------------------------
     def published(self, channel: str, started: float) -> None:
@@ -88,20 +156,9 @@ class NodeMetrics:
 
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """The registry rendered for a scraper that sent ``Accept: accept``."""
-        for accepted in accept.split(","):
-            if accepted.split(";")[0].strip() == "application/openmetrics-text":
-                return openmetrics.generate_latest(self.registry), openmetrics.CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from broker.metrics_export import render
 
-
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
-
-
-def _labelled(family: Any, items: Any) -> Any:
-    for labels, value in items:
-        family.add_metric(labels, value)
-    return family
+        return render(self.registry, accept)
 
 
 def flatten_statistics(stats: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
@@ -114,135 +171,6 @@ def flatten_statistics(stats: Any, prefix: str = "") -> Iterator[tuple[str, floa
             yield from flatten_statistics(value, f"{prefix}{key}.")
     elif isinstance(stats, int | float) and not isinstance(stats, bool):
         yield prefix.rstrip("."), float(stats)
-
-
-class _NodeCollector:
-    """Reads the node's plain counters and the monitor board at scrape time."""
-
-    def __init__(self, metrics: NodeMetrics) -> None:
-        self.metrics = metrics
-
-    @staticmethod
-    def _cache(node: Node) -> Iterator[Metric]:
-        """The shards' L1 cache (broker.cache): hits, misses, evictions, bytes."""
-        cache = getattr(node, "cache", None)
-        if cache is None:
-            return
-        stats = cache.as_dict()
-        for key in ("hits", "misses", "evictions", "flushed", "lost"):
-            yield CounterMetricFamily(f"chorus_cache_{key}", f"L1 cache {key}",
-                                      value=stats[key])
-        yield _gauge("chorus_cache_bytes", "Bytes held by the L1 cache", stats["bytes"])
-        yield _gauge("chorus_cache_entries", "Channels held by the L1 cache", stats["entries"])
-        yield _gauge("chorus_cache_write_behind_pending",
-                     "Write-behind publications not yet in the engine", stats["pending"])
-
-    def collect(self) -> Iterator[Metric]:
-        metrics, node = self.metrics, self.metrics.node
-        board = metrics.board
-        connections = list(node.connections.values())
-        yield _gauge("chorus_connections", "Open client connections", len(connections))
-        by_transport = GaugeMetricFamily("chorus_transport_connections",
-                                         "Open client connections per transport",
-                                         labels=["transport"])
-        for name, count in sorted(Counter(c.link.name for c in connections).items()):
-            by_transport.add_metric([name], count)
-        yield by_transport
-        routes = CounterMetricFamily("chorus_emulation_requests",
-                                     "/emulation requests by route (local, forwarded to the "
-                                     "session's node, unknown node)", labels=["route"])
-        for route, count in sorted(node.emulation_routes.items()):
-            routes.add_metric([route], count)
-        yield routes
-        yield _gauge("chorus_users", "Distinct authenticated users", len(node.users))
-        yield _gauge("chorus_subscriptions", "Client subscriptions on this node",
-                     sum(len(c.session.subs) for c in connections))
-        yield _gauge("chorus_channels", "Channels with local subscribers (last monitor sample)",
-                     board.latest.get("channels", 0.0))
-        yield _gauge("chorus_outbox_bytes", "Bytes queued in connection outboxes",
-                     sum(c.outbox.pending_bytes for c in connections))
-        yield _gauge("chorus_loop_lag_seconds", "Event loop lag (last monitor sample)",
-                     node.loop_lag)
-        yield CounterMetricFamily("chorus_publications", "Publications accepted by this node",
-                                  value=node.publications)
-        yield CounterMetricFamily("chorus_deliveries", "Publications written to outboxes",
-                                  value=node.deliveries)
-        yield CounterMetricFamily("chorus_slow_consumer_disconnects",
-                                  "Connections closed because their outbox overflowed",
-                                  value=node.slow_consumers)
-        yield _labelled(CounterMetricFamily("chorus_client_commands", "Client commands by method",
-                                            labels=["method"]),
-                        (([m], v) for m, v in node.commands.items()))
-        yield _labelled(CounterMetricFamily("chorus_messages_in", "Publications by namespace",
-                                            labels=["namespace"]),
-                        (([ns], v) for ns, v in metrics.published_by_namespace.items()))
-        yield _labelled(CounterMetricFamily("chorus_messages_out",
-                                            "Deliveries to subscribers by namespace",
-                                            labels=["namespace"]),
-                        (([ns], v) for ns, v in metrics.delivered_by_namespace.items()))
-        yield from self._actors(node, board)
-        yield from self._engine(node, board)
-        yield from self._cache(node)
-        yield from self._consumers(node)
-        yield _labelled(GaugeMetricFamily("chorus_alerts_active", "Firing alerts (1 each)",
-                                          labels=["alert", "severity"]),
-                        (([a.rule.name, a.rule.severity], 1.0) for a in board.active_alerts))
-
-    @staticmethod
-    def _consumers(node: Node) -> Iterator[Metric]:
-        """The async consumers (broker.consumers), one label value per configured name."""
-        board = getattr(node, "consumers", None)
-        if board is None or not len(board):
-            return
-        labels = ["consumer", "type"]
-        for key, doc in (("processed", "Rows or entries published and removed"),
-                         ("redeliveries", "Rows or entries the engine had already published "
-                                          "(suppressed by their idempotency key)"),
-                         ("invalid", "Rows or entries dropped: they can never be published"),
-                         ("errors", "Temporary failures (database, Redis, engine), retried")):
-            yield _labelled(CounterMetricFamily(f"chorus_consumer_{key}", doc, labels=labels),
-                            (([s.name, s.type], getattr(s, key)) for s in board))
-        yield _labelled(GaugeMetricFamily("chorus_consumer_lag",
-                                          "Rows or entries waiting at the last probe",
-                                          labels=labels),
-                        (([s.name, s.type], s.lag) for s in board if s.lag is not None))
-        yield _labelled(GaugeMetricFamily("chorus_consumer_partitions_owned",
-                                          "Partitions (or streams) this node held at its last try",
-                                          labels=labels),
-                        (([s.name, s.type], len(s.owned)) for s in board))
-
-    def _actors(self, node: Node, board: MonitorBoard) -> Iterator[Metric]:
-        registry = node.runtime.registry
-        records = [r for r in (registry.get(i) for i in registry.ids()) if r is not None]
-        by_kind = Counter(r.kind for r in records)
-        yield _labelled(GaugeMetricFamily("chorus_actors", "Live actors by kind", labels=["kind"]),
-                        (([k], v) for k, v in by_kind.items()))
-        restarts = board.restarts.update(records)
-        yield _labelled(CounterMetricFamily("chorus_actor_restarts", "Actor restarts by kind",
-                                            labels=["kind"]),
-                        (([k], v) for k, v in restarts.items()))
-        yield CounterMetricFamily("chorus_dead_letters", "Messages to actors that were gone",
-                                  value=node.runtime.dead_letters)
-
-    def _engine(self, node: Node, board: MonitorBoard) -> Iterator[Metric]:
-        engine = node.engine
-        yield _gauge("chorus_engine_up", "1 while the engine link is up",
-                     1.0 if getattr(engine, "link_up", True) else 0.0)
-        reconnects = getattr(engine, "reconnects", None)
-        if isinstance(reconnects, int):
-            yield CounterMetricFamily("chorus_engine_reconnects", "Engine reconnects",
-                                      value=reconnects)
-        yield CounterMetricFamily("chorus_engine_probe_failures", "Failed engine probes",
-                                  value=board.engine_probe_failures)
-        statistics = getattr(engine, "statistics", None)
-        if callable(statistics):
-            try:
-                leaves = list(flatten_statistics(statistics()))
-            except Exception:  # an engine mid-reconnect: skip this scrape's statistics
-                leaves = []
-            yield _labelled(GaugeMetricFamily("chorus_engine_statistic",
-                                              "Engine statistics() leaves", labels=["name"]),
-                            (([name], value) for name, value in leaves))
 
 
 # --- HTTP -----------------------------------------------------------------------------------

@@ -32,10 +32,12 @@ import redis
 
 __all__ = [
     "ClusterSetup",
+    "PersistentRedis",
     "RedisServer",
     "RedisUnavailable",
     "SentinelSetup",
     "cluster_setup",
+    "persistent_redis",
     "redis_server",
     "respawn",
     "sentinel_setup",
@@ -166,6 +168,67 @@ def respawn(server: RedisServer, *, startup_timeout: float = 10.0) -> Iterator[R
         yield RedisServer(server.port, process, server.workdir)
     finally:
         _stop(process)
+
+
+class PersistentRedis:
+    """A redis-server run from a config file (persistence as the file says) that can be
+    restarted on the same port and data directory; see ``persistent_redis``."""
+
+    def __init__(self, config_file: Path, workdir: Path, extra: tuple[str, ...]) -> None:
+        self.config_file, self.workdir, self.extra = config_file, workdir, extra
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server (loading what its data directory holds) and wait for PING."""
+        args = [_binary(), str(self.config_file), "--port", str(self.port),
+                "--bind", "127.0.0.1", "--dir", str(self.workdir),
+                "--logfile", str(self.workdir / "redis.log"), *self.extra]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)
+        if not _wait_ready(self.process, self.port, time.monotonic() + timeout):
+            _stop(self.process)
+            path = self.workdir / "redis.log"
+            log = path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
+            raise RuntimeError(f"redis-server from {self.config_file} did not start:\n{log}")
+
+    def stop(self, *, crash: bool = False) -> None:
+        """SIGTERM (Redis flushes its AOF and exits) or, with ``crash``, SIGKILL."""
+        assert self.process is not None, "not started"
+        if crash:
+            self.process.kill()
+            self.process.wait()
+        else:
+            _stop(self.process)
+
+    def restart(self, *, crash: bool = False) -> None:
+        self.stop(crash=crash)
+        self.start()
+
+
+@contextlib.contextmanager
+def persistent_redis(config_file: Path, *, extra: tuple[str, ...] = ()) -> Iterator[
+        PersistentRedis]:
+    """A redis-server started from ``config_file`` (its persistence settings) with the
+    port, bind address, data directory (a temp dir) and log file overridden, plus
+    ``extra`` options. Stopped and its directory removed on exit.
+
+    Error handling: RedisUnavailable without the binary; RuntimeError (with the log) if
+    it does not answer PING.
+    """
+    _binary()
+    with tempfile.TemporaryDirectory(prefix="chorus-aof-") as tmp:
+        server = PersistentRedis(config_file, Path(tmp), extra)
+        server.start()
+        try:
+            yield server
+        finally:
+            if server.process is not None:
+                _stop(server.process)
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float) -> None:

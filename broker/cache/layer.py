@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from broker.cache.adaptive import AdaptivePolicy, Change, limits_from
 from broker.cache.heat import HeatMap
 from broker.cache.policy import Pending, WriteBehindBuffer
 from broker.cache.refresh import Refresher
@@ -42,6 +41,7 @@ from broker.engine.base import EngineError
 from broker.types import ClientInfo, Publication, StreamPosition
 
 if TYPE_CHECKING:
+    from broker.cache.adaptive import AdaptivePolicy, Change
     from broker.config import CacheConfig, ChannelOptions
     from broker.engine.base import Engine
 
@@ -85,7 +85,9 @@ class CacheLayer:
         self.lost = 0
         self.heat = HeatMap()  # the node's, not a shard's: it survives shard restarts
         self.adaptive: AdaptivePolicy | None = None
-        if config.adaptive:
+        if config.adaptive:  # its module loads only when configured
+            from broker.cache.adaptive import AdaptivePolicy, limits_from
+
             self.adaptive = AdaptivePolicy(limits_from(config, engine.name), start=clock())
         self.changes: deque[Change] = deque(maxlen=100)  # adaptive changes, newest last
         self.warm = Prewarmer(self, options)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import logging
 import re
 from collections.abc import Mapping
@@ -130,7 +129,7 @@ def apply_env(raw: Mapping[str, Any], env: Mapping[str, str], root: type) -> dic
         var, value = todo[key]
         if key not in leaves:
             prefix = var[: len(var) - len(key)]
-            hint = difflib.get_close_matches(key, list(leaves), n=1)
+            hint = _close_match(key, list(leaves))
             suffix = f" (did you mean {prefix}{hint[0]}?)" if hint else ""
             raise ConfigError(f"{var}: environment variable matches no config key{suffix}")
         path, f = leaves[key]
@@ -184,7 +183,7 @@ def _apply_namespace_option(out: dict[str, Any], path: Path, f: Any, rest: str, 
                 matches.append((index, options[rest[len(prefix):]]))
     if not matches and named:
         name, option = named[0]
-        hint = difflib.get_close_matches(option, list(options), n=1)
+        hint = _close_match(option, list(options))
         suffix = f" (did you mean {hint[0]}?)" if hint else ""
         raise ConfigError(f"{var}: namespace {name!r} has no option {option}{suffix}")
     if not matches:
@@ -225,3 +224,10 @@ def _set(out: dict[str, Any], path: Path, value: Any) -> None:
 def _copy(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of the JSON-like structure, so env overlays never touch the caller's."""
     return copy.deepcopy(dict(raw))
+
+
+def _close_match(word: str, known: list[str]) -> list[str]:
+    """difflib's closest match, for an error message (difflib is imported only then)."""
+    import difflib
+
+    return difflib.get_close_matches(word, known, n=1)

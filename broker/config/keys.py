@@ -5,6 +5,9 @@ Shared by config validation (so a bad key fails at start with its key path) and 
 algorithms it may verify, so a token can never pick a weaker or different algorithm
 than the key type allows (no "alg: none", no HMAC-with-a-public-key confusion).
 
+PyJWT and ``cryptography`` (slow to import) are loaded only when an RSA or ECDSA key or
+a JWKS file is configured: an HMAC-only node never imports them.
+
 Error handling: every problem raises ConfigError naming the config key path.
 """
 
@@ -15,14 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
-
-import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.config.parse import ConfigError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512"})
@@ -85,6 +86,9 @@ def load_keyset(cfg: TokenKeyConfig, path: str) -> KeySet:
 
 
 def _load_public(pem: str, path: str) -> Any:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     data = pem.strip().encode()
     try:
         return load_pem_public_key(data)
@@ -98,6 +102,8 @@ def _load_public(pem: str, path: str) -> Any:
 
 def load_rsa_public_key(pem: str, path: str) -> rsa.RSAPublicKey:
     """Parse an RSA public key (PEM "PUBLIC KEY", "RSA PUBLIC KEY" or a certificate)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = _load_public(pem, path)
     if not isinstance(key, rsa.RSAPublicKey):
         raise ConfigError(f"{path}: expected an RSA public key, got {type(key).__name__}")
@@ -106,6 +112,8 @@ def load_rsa_public_key(pem: str, path: str) -> rsa.RSAPublicKey:
 
 def load_ec_public_key(pem: str, path: str) -> ec.EllipticCurvePublicKey:
     """Parse an ECDSA public key on P-256, P-384 or P-521."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = _load_public(pem, path)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ConfigError(f"{path}: expected an ECDSA public key, got {type(key).__name__}")
@@ -140,6 +148,9 @@ def load_jwks_file(file: str, path: str) -> Mapping[str, VerifyKey]:
 
 
 def _jwk_to_key(jwk: dict[str, Any], where: str) -> VerifyKey:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     kty = jwk.get("kty")
     if kty not in ("RSA", "EC"):
         raise ConfigError(f"{where}: kty must be RSA or EC, got {kty!r}")

@@ -13,16 +13,12 @@ key path (``channel.namespaces[1].history_size: ...``); nothing else escapes.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 
 class ConfigError(ValueError):
@@ -241,6 +237,8 @@ def _check_number(path: str, value: Any, meta: Mapping[str, Any], *, duration: b
 def unknown_key_error(path: str, key: str, known: list[str]) -> ConfigError:
     """A ConfigError for a key the schema does not define, with a close-match hint."""
     full = f"{path}.{key}" if path else str(key)
+    import difflib  # only for a message: not loaded on the happy path
+
     hint = difflib.get_close_matches(str(key), known, n=1)
     suffix = f' (did you mean "{hint[0]}"?)' if hint else ""
     return ConfigError(f"{full}: unknown key{suffix}")
@@ -333,19 +331,33 @@ def read_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
     try:
-        if suffix == ".json":
-            data = json.loads(text) if text.strip() else {}
-        elif suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
+        data = _parse(suffix, text)
+    except ValueError as exc:  # YAMLError is re-raised as ValueError by _parse
         raise ConfigError(f"{p}: cannot parse: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {show(data)}")
     return data
+
+
+def _parse(suffix: str, text: str) -> Any:
+    """Parse config text by file type. The TOML and YAML parsers are imported here, on
+    demand: a node configured by JSON (or by the environment) never loads them.
+
+    Error handling: ValueError for malformed text (YAML's errors converted)."""
+    if suffix == ".json":
+        return json.loads(text) if text.strip() else {}
+    if suffix == ".toml":
+        import tomllib
+
+        return tomllib.loads(text)
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -94,7 +94,9 @@ class ClusterPlan:
         workdir = self.dir_of(f"redis-{port}")
         lines = [
             f"port {port}", "bind 127.0.0.1", f"dir {workdir}", f"logfile {workdir}/redis.log",
-            'save ""', "appendonly no", "min-replicas-to-write 1", "min-replicas-max-lag 5",
+            # AOF as in deploy/redis/redis.conf: a restarted server keeps epochs and offsets.
+            'save ""', "appendonly yes", "appendfsync everysec",
+            "min-replicas-to-write 1", "min-replicas-max-lag 5",
             # A demoted primary resyncs at once instead of 5 s later: writes resume sooner.
             "repl-diskless-sync-delay 0",
         ]

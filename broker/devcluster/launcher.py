@@ -37,9 +37,9 @@ from typing import Any
 
 import yaml
 
-from broker.devcluster.conf import DEFAULT_BASE_PORT, MASTER_NAME, ClusterPlan, Ports
+from broker.devcluster.conf import MASTER_NAME, ClusterPlan, Ports
 
-__all__ = ["ClusterError", "add_cluster_parser", "cluster_down", "cluster_up",
+__all__ = ["ClusterError", "cluster_down", "cluster_up",
            "leftover_processes", "run_cluster"]
 
 STATE_FILE = "state.json"
@@ -331,22 +331,6 @@ def cluster_down(state_dir: Path, *, quiet: bool = False) -> list[str]:
 
 
 # -- command line ---------------------------------------------------------------------
-
-
-def add_cluster_parser(sub: Any) -> None:
-    """Add ``cluster up|down|status`` to the ``chorus`` subcommands."""
-    cluster = sub.add_parser("cluster", help="run a local multi-node cluster (loopback)",
-                             description="Run Chorus on loopback: a Redis primary, its replica and "
-                             "3 Sentinels, N nodes and nginx in front (see deploy/README.md).")
-    cluster.add_argument("action", choices=("up", "down", "status"))
-    cluster.add_argument("-n", "--nodes", type=int, default=3, help="Chorus nodes (default 3)")
-    cluster.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT, metavar="PORT",
-                         help=f"nginx on PORT, nodes PORT+1.., Redis PORT+20/21, Sentinels "
-                              f"PORT+30..; 0 = any free ports (default {DEFAULT_BASE_PORT})")
-    cluster.add_argument("--state-dir", default=".chorus-cluster", metavar="DIR",
-                         help="configs, logs and pids (default .chorus-cluster)")
-    cluster.add_argument("--insecure", action="store_true",
-                         help="client.insecure: connect and subscribe without tokens")
 
 
 def run_cluster(args: argparse.Namespace) -> int:

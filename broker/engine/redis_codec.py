@@ -7,10 +7,12 @@ channel carry the hash tag ``{CH}``, so on a Cluster they share a slot and one L
 script may touch them all and SPUBLISH::
 
     P.meta.{CH}           hash: "e" epoch, "t" top offset      (history meta TTL)
+                          after a restore also "pe", "pt": the backup's epoch and top
     P.stream.{CH}         stream, entry id "<offset>-0", field "d" = body  (history TTL)
     P.idem.{CH}.KEY       string: the earlier publish result   (idempotent TTL)
     P.pexp.{CH}           zset client id -> expiry (unix ms)   (presence TTL)
     P.pinfo.{CH}          hash client id -> encoded ClientInfo (presence TTL)
+    P.restore.{CH}        stream being restored (chorus restore, broker.backup; 1 h)
     P.ch.{CH}             pub/sub channel of publications and join/leave
     P.control             pub/sub channel of node-to-node control messages
 
@@ -96,6 +98,9 @@ class KeyScheme:
 
     def pubsub(self, channel: str) -> str:
         return f"{self.prefix}.ch.{{{channel}}}"
+
+    def staging(self, channel: str) -> str:
+        return f"{self.prefix}.restore.{{{channel}}}"
 
     @property
     def control(self) -> str:

@@ -341,7 +341,12 @@ class Receiver:
                 self._unrecoverable(channel)  # the stream is gone with its epoch
             self.tracker.set(channel, StreamPosition(0, ""))
             return
-        complete = status == 0 and (
+        # A restored channel (broker.backup) answers a position in its prior epoch under
+        # its new one: nothing is lost, but subscribers hold the old epoch, so they
+        # resubscribe (and recover, with recovered: true) rather than take publications
+        # numbered in an epoch they were never told.
+        renamed = status == 0 and bool(last.epoch) and top.epoch != last.epoch
+        complete = status == 0 and not renamed and (
             bool(last.epoch) or (pubs[0][0].offset == 1 if pubs else top.offset == 0)
         )
         # The live path may have delivered some of these while the stream was read:
@@ -350,7 +355,11 @@ class Receiver:
         floor = last.offset
         if seen is not None and seen.epoch == top.epoch:
             floor = max(floor, seen.offset)
-        if not complete:
+        if renamed:
+            log.info("redis engine: %s was restored under a new epoch; subscribers resync",
+                     channel)
+            self._unrecoverable(channel)
+        elif not complete:
             self._unrecoverable(channel)
         else:
             for pub, node in pubs:

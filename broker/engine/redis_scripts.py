@@ -80,7 +80,11 @@ return {0, msg}
 # ARGV: meta ttl ms, new epoch, since offset ("" = none), since epoch, limit (-1 all,
 #       0 none, n), reverse "1"/"0", create "1"/"0"
 # An empty since epoch matches any epoch (Centrifugo's rule for clients that keep only
-# offsets). Returns {top, epoch, status, id1, body1, ...}; status 0 ok, 1 epoch differs,
+# offsets). A restored channel (broker.backup) has a new epoch and keeps the backup's as
+# "pe" with its top "pt": a since in "pe" at or below "pt" names publications the
+# restore brought back unchanged, so it reads as the same offset in the new epoch; one
+# past "pt" names publications lost with the old Redis: "epoch differs".
+# Returns {top, epoch, status, id1, body1, ...}; status 0 ok, 1 epoch differs,
 # 2 offset beyond top, 3 publications after since no longer held. With create "0" a
 # missing meta is not made: {0, "", 0} (the engine's own catch-up reads must not
 # litter Redis with metas of channels that never had history).
@@ -102,7 +106,13 @@ local result = {top, epoch, 0}
 local lo, hi = '-', '+'
 if ARGV[3] ~= '' then
   local since = tonumber(ARGV[3])
-  if ARGV[4] ~= '' and ARGV[4] ~= epoch then result[3] = 1; return result end
+  if ARGV[4] ~= '' and ARGV[4] ~= epoch then
+    local prior = redis.call('hmget', KEYS[2], 'pe', 'pt')
+    if prior[1] ~= ARGV[4] or since > tonumber(prior[2]) then
+      result[3] = 1
+      return result
+    end
+  end
   if reverse then
     hi = '(' .. since .. '-0'
   else

@@ -72,6 +72,7 @@ def test_redis_configs_refuse_unreplicated_writes(tmp_path: Path) -> None:
     replica = plan.redis_conf(plan.ports.replica, replica_of=plan.ports.primary)
     for conf in (primary, replica):
         assert "min-replicas-to-write 1" in conf and "bind 127.0.0.1" in conf
+        assert "appendonly yes" in conf.splitlines()  # a restart keeps epochs and offsets
     assert "replicaof" not in primary
     assert f"replicaof 127.0.0.1 {plan.ports.primary}" in replica
     sentinel = plan.sentinel_conf(plan.ports.sentinels[0])
@@ -142,3 +143,12 @@ def test_up_refuses_a_state_dir_with_a_running_cluster(tmp_path: Path) -> None:
     (tmp_path / "state.json").write_text("{}")
     with pytest.raises(ClusterError, match="cluster down"):
         cluster_up(ClusterPlan(tmp_path, Ports.layout(0, 1)))
+
+
+def test_the_cli_default_base_port_is_the_launchers() -> None:
+    """broker.cli declares ``cluster --base-port`` without importing broker.devcluster
+    (a fast start); its default must stay the launcher's."""
+    from broker.cli import CLUSTER_BASE_PORT, build_parser
+
+    assert CLUSTER_BASE_PORT == DEFAULT_BASE_PORT
+    assert build_parser().parse_args(["cluster", "status"]).base_port == DEFAULT_BASE_PORT

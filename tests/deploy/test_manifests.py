@@ -139,6 +139,48 @@ def test_compose_redis_replicates_and_refuses_unreplicated_writes() -> None:
         assert command[command.index("--min-replicas-to-write") + 1] == "1"
 
 
+def redis_conf_lines(text: str) -> dict[str, str]:
+    """A redis.conf as {directive: rest of the line}, comments left out."""
+    lines = (line.strip() for line in text.splitlines())
+    return dict(line.split(None, 1) for line in lines if line and not line.startswith("#"))
+
+
+PERSISTENCE = ("appendonly", "appendfsync", "aof-use-rdb-preamble", "save")
+
+
+def test_redis_conf_persists_with_aof() -> None:
+    """History, epochs and notifications outlive a Redis restart (the behaviour is
+    tests/functional/test_backup_restore.py's)."""
+    conf = redis_conf_lines((DEPLOY / "redis" / "redis.conf").read_text())
+    assert conf["appendonly"] == "yes"
+    assert conf["appendfsync"] in ("everysec", "always")
+    assert "dir" not in conf  # each user of the file gives it (Redis applies it at once)
+
+
+def test_compose_redis_servers_load_the_aof_config_on_their_volume() -> None:
+    services = compose()["services"]
+    for name in ("redis-primary", "redis-replica"):
+        command, volumes = services[name]["command"], services[name]["volumes"]
+        assert command[:2] == ["redis-server", "/etc/redis/redis.conf"], name
+        assert "./redis/redis.conf:/etc/redis/redis.conf:ro" in volumes
+        # the AOF is written to a named volume: it outlives the container
+        assert command[command.index("--dir") + 1] == "/data" and f"{name}:/data" in volumes
+        assert "--appendonly" not in command and "--appendfsync" not in command
+
+
+def test_k8s_redis_persists_like_the_compose_redis() -> None:
+    objects = k8s_objects()
+    k8s = redis_conf_lines(objects[("ConfigMap", "redis-sentinel")]["data"]["redis.conf"])
+    assert k8s["dir"] == "/data"
+    reference = redis_conf_lines((DEPLOY / "redis" / "redis.conf").read_text())
+    assert {k: k8s.get(k) for k in PERSISTENCE} == {k: reference[k] for k in PERSISTENCE}
+    spec = objects[("StatefulSet", "redis")]["spec"]
+    [claim] = spec["volumeClaimTemplates"]
+    [redis] = [c for c in spec["template"]["spec"]["containers"] if c["name"] == "redis"]
+    mounts = {m["name"]: m["mountPath"] for m in redis["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == k8s["dir"] == "/data"
+
+
 def test_compose_nginx_balances_the_chorus_nodes_with_websocket_upgrade() -> None:
     nginx = compose()["services"]["nginx"]
     assert "./nginx/chorus.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]

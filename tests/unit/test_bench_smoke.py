@@ -101,3 +101,20 @@ def test_fanout_measures_chorus_transports_next_to_websocket(tmp_path: Path) -> 
         assert figures["lost"] == figures["duplicates"] == 0
     assert "Transports: deliveries per server CPU-second next to WebSocket" in proc.stdout
     assert "| uni_sse | 20 | paced |" in proc.stdout
+
+
+def test_startup_times_chorus_and_the_bare_app_to_their_first_ready(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "startup", "--repeat", "2",
+                           "--server-core", "-1", "--client-core", "-1", "--quiet",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    record = json.loads(result.read_text())
+    assert [(p["server"], p["point"]["run"]) for p in record["points"]] == [
+        ("baseline-hello", 1), ("chorus", 1), ("baseline-hello", 2), ("chorus", 2)]
+    for p in record["points"]:
+        assert 0 < p["figures"]["ready_s"] < 30 and p["figures"]["ready_cpu_s"] >= 0
+    chorus = [p for p in record["points"] if p["server"] == "chorus"]
+    assert all("ready_s" in p["ratios"]["baseline-hello"] for p in chorus)
+    assert "chorus: " in proc.stdout and "x baseline-hello" in proc.stdout

@@ -1,0 +1,104 @@
+"""Compact JWS parsing and HS256/384/512 verification with the standard library.
+
+Why not PyJWT here: importing ``jwt`` imports ``cryptography`` for its RSA/EC
+algorithms, the slowest import of a node's start. A node whose tokens are HMAC-signed
+(the common case) verifies them here and never loads either; RS*/ES* tokens still go
+through PyJWT (broker.auth imports it on first use).
+
+The checks mirror PyJWT 2.x for the HMAC case: three dot-separated base64url segments
+(padding optional), a JSON object header whose ``kid``, when present, is a string, a
+signature compared in constant time over ``header.payload``, then a payload that is a
+JSON object. Headers PyJWT treats specially (``b64``, ``crit``) are left to PyJWT:
+``plain`` is False for them and broker.auth delegates.
+
+Error handling: :class:`JwsError` (a ValueError) with PyJWT's wording; ``malformed``
+is True for a token that cannot even be parsed (as opposed to a bad signature or
+payload).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["HMAC_HASHES", "JwsError", "Parsed", "parse", "verify_hmac"]
+
+HMAC_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+class JwsError(ValueError):
+    """A token failed parsing or verification; ``malformed``: it could not be parsed."""
+
+    def __init__(self, message: str, *, malformed: bool = False) -> None:
+        super().__init__(message)
+        self.malformed = malformed
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A token split into its parts; nothing is verified yet."""
+
+    signing_input: bytes
+    header: dict[str, Any]
+    payload_segment: bytes
+    signature_segment: bytes
+
+    @property
+    def plain(self) -> bool:
+        """True when no header parameter changes how the token is verified."""
+        return "b64" not in self.header and "crit" not in self.header
+
+
+def _b64url(segment: bytes, what: str, *, malformed: bool = False) -> bytes:
+    missing = -len(segment) % 4
+    try:
+        return base64.urlsafe_b64decode(segment + b"=" * missing)
+    except (binascii.Error, ValueError):
+        raise JwsError(f"Invalid {what} padding", malformed=malformed) from None
+
+
+def parse(token: str) -> Parsed:
+    """Split ``token`` and decode its header. Raises JwsError (malformed)."""
+    try:
+        raw = token.encode()
+        signing_input, signature = raw.rsplit(b".", 1)
+        header_segment, payload_segment = signing_input.split(b".", 1)
+    except (ValueError, UnicodeError):
+        raise JwsError("Not enough segments", malformed=True) from None
+    try:
+        header = json.loads(_b64url(header_segment, "header", malformed=True))
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, JwsError):
+            raise
+        raise JwsError(f"Invalid header string: {exc}", malformed=True) from None
+    if not isinstance(header, dict):
+        raise JwsError("Invalid header string: must be a json object", malformed=True)
+    if "kid" in header and not isinstance(header["kid"], str):
+        raise JwsError("Key ID header parameter must be a string", malformed=True)
+    return Parsed(signing_input, header, payload_segment, signature)
+
+
+def verify_hmac(token: Parsed, algorithm: str, key: bytes) -> dict[str, Any]:
+    """The claims of ``token`` if its HMAC signature under ``key`` is good.
+
+    ``algorithm`` must be a key of HMAC_HASHES (the caller matched it to the header).
+    Error handling: JwsError for bad padding, a bad signature, or claims that are not
+    a JSON object.
+    """
+    payload = _b64url(token.payload_segment, "payload")
+    signature = _b64url(token.signature_segment, "crypto")
+    expected = hmac.new(key, token.signing_input, HMAC_HASHES[algorithm]).digest()
+    if not hmac.compare_digest(signature, expected):
+        raise JwsError("Signature verification failed")
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise JwsError(f"Invalid payload string: {exc}") from None
+    if not isinstance(claims, dict):
+        raise JwsError("Invalid payload string: must be a json object")
+    return claims
