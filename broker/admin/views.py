@@ -128,7 +128,7 @@ def pusher(node: Node) -> dict[str, Any]:
     hooks = state.webhooks
     apps = []
     for app in node.config.pusher.apps:
-        counts = channels.get(app.id, {})
+        counts: dict[str, int] = channels.get(app.id, {})
         ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         apps.append({
             "id": app.id, "key": app.key, "connections": state.connections(app.id),
