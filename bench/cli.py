@@ -31,7 +31,7 @@ from bench.scenario_multinode import MultinodeScenario
 from bench.scenario_outbox import OutboxScenario
 from bench.scenario_startup import StartupScenario
 from bench.scenarios import Context, Scenario
-from bench.servers import ADAPTERS
+from bench.servers import ADAPTERS, PROTOCOLS
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (FanoutScenario(), IdleScenario(), MultinodeScenario(),
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  python -m bench fanout --subscribers 1000,5000,10000\n"
                "  python -m bench fanout --mode burst --servers baseline-send_str,chorus\n"
                "  python -m bench fanout --transport sse,http_stream,uni_sse\n"
+               "  python -m bench fanout --servers chorus --protocol centrifugo,pusher\n"
                "  python -m bench idle --connections 10000 --channels 4\n"
                "  python -m bench multinode --subscribers 3000 --repeat 3\n"
                "  python -m bench outbox --rows 10000 --consumer postgresql,redis_stream\n"
@@ -110,6 +111,10 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
             servers.append("chorus")
         if f"chorus-{transport}" not in servers:
             servers.append(f"chorus-{transport}")
+    for protocol in getattr(args, "protocol", []):  # fanout --protocol centrifugo,pusher
+        name = PROTOCOLS[protocol]
+        if name not in servers:
+            servers.append(name)
     for s in servers:
         if s not in ADAPTERS:
             raise SystemExit(f"--servers: unknown server {s!r}; known: {', '.join(ADAPTERS)}")

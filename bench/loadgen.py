@@ -63,6 +63,8 @@ class Target:
     # response body means subscribed; None: WebSocket (path + steps).
     stream_request: bytes | None = None
     ready_marker: bytes = b""
+    app_pong: bytes | None = None  # the answer to app_ping (None: app_ping itself)
+    stamp_marker: bytes = b'"t":'  # what precedes a delivery's timestamp (wsclient)
 
 
 @dataclass
@@ -147,7 +149,8 @@ class _Worker:
                     else:
                         client = await open_client(loop, t.host, t.port, t.path, source,
                                                    t.steps, t.app_ping, self.counters,
-                                                   t.timeout)
+                                                   t.timeout, app_pong=t.app_pong,
+                                                   stamp_marker=t.stamp_marker)
                     self.clients.append(client)
                 except (OSError, TimeoutError) as exc:
                     self.failed += 1

@@ -87,7 +87,8 @@ class Publisher:
         body = self.adapter.publish_body(payload)
         r = self.result
         try:
-            async with session.post(self.url, data=body, headers=self.headers) as resp:
+            url = self.adapter.sign_publish(self.url, body)
+            async with session.post(url, data=body, headers=self.headers) as resp:
                 text = await resp.read()
                 if resp.status != 200 or b'"error"' in text:
                     self._error(f"HTTP {resp.status}: {text[:200]!r}")

@@ -11,6 +11,11 @@ With `--transport sse,http_stream,uni_sse` Chorus is also measured over those tr
 (servers `chorus-<transport>`, subscribers read by `bench/streamclient.py`), and the
 closing note puts each next to Chorus over WebSocket at the same point and mode.
 
+With `--protocol centrifugo,pusher` Chorus is measured with Pusher clients too (server
+`chorus-pusher`: the load client speaks Pusher protocol 7 at `/app/{key}`, the publisher
+triggers through the signed Pusher HTTP API) and the closing note puts its deliveries per
+server CPU-second next to the Centrifugo-protocol figure of the same run.
+
 Figures: deliveries, lost/duplicated deliveries, server CPU seconds, deliveries per
 server CPU-second (the headline), wall-clock delivery rate, latency percentiles
 (publish-to-receive, ms), client and publisher CPU, and `client_saturated` when the
@@ -42,6 +47,18 @@ def transport_list(text: str) -> list[str]:
     if unknown or not values:
         raise argparse.ArgumentTypeError(
             f"expected transports from {', '.join(TRANSPORTS)}: {text!r}")
+    return values
+
+
+def protocol_list(text: str) -> list[str]:
+    """argparse type: "centrifugo,pusher" -> ["centrifugo", "pusher"], each one known."""
+    from bench.servers import PROTOCOLS
+
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in values if v not in PROTOCOLS]
+    if unknown or not values:
+        raise argparse.ArgumentTypeError(
+            f"expected protocols from {', '.join(PROTOCOLS)}: {text!r}")
     return values
 
 
@@ -86,15 +103,27 @@ class FanoutScenario(Scenario):
                             help="also measure Chorus over these transports (sse, "
                                  "http_stream, uni_sse; comma-separated) next to its "
                                  "WebSocket, in the same run")
+        parser.add_argument("--protocol", type=protocol_list, default=[],
+                            help="measure Chorus with clients of these protocols "
+                                 "(centrifugo, pusher; comma-separated) in the same run; "
+                                 "the closing note compares pusher with centrifugo")
 
     def summary(self, record: dict[str, Any]) -> str:
-        """The closing note: each transport's deliveries per server CPU-second next to
-        Chorus over WebSocket at the same point and mode (empty without --transport)."""
+        """The closing notes: each transport's (and Pusher clients') deliveries per server
+        CPU-second next to Chorus over WebSocket with the Centrifugo protocol at the same
+        point and mode (empty without --transport or --protocol)."""
+        return self._compared(record, "Transports", "transport", ("chorus-pusher",)) + \
+            self._compared(record, "Protocols", "protocol", (), only="chorus-pusher")
+
+    def _compared(self, record: dict[str, Any], title: str, what: str,
+                  skip: tuple[str, ...], only: str | None = None) -> str:
         done = [p for p in record["points"] if "figures" in p]
         rows = []
         for p in done:
+            if only is not None and p["server"] != only:
+                continue
             if not p["server"].startswith("chorus-") or p["server"].startswith(
-                    ("chorus-redis", "chorus-workers")):
+                    ("chorus-redis", "chorus-workers", *skip)):
                 continue
             ws = next((b for b in done if b["server"] == "chorus"
                        and b["point"] == p["point"]
@@ -109,10 +138,15 @@ class FanoutScenario(Scenario):
                         f"{_count(theirs)} | {_count(mine)} | {ratio} |")
         if not rows:
             return ""
-        return "\n".join([
-            "", "Transports: deliveries per server CPU-second next to WebSocket (same run):",
-            "", "| transport | subscribers | mode | WebSocket | transport | x WebSocket |",
-            "|---|---|---|---|---|---|", *rows]) + "\n"
+        if what == "protocol":
+            head = ["", "Protocols: deliveries per server CPU-second with Pusher clients next "
+                        "to Centrifugo-protocol clients (same run):", "",
+                    "| protocol | subscribers | mode | centrifugo | protocol | x centrifugo |"]
+        else:
+            head = ["", f"{title}: deliveries per server CPU-second next to WebSocket "
+                        "(same run):", "",
+                    f"| {what} | subscribers | mode | WebSocket | {what} | x WebSocket |"]
+        return "\n".join([*head, "|---|---|---|---|---|---|", *rows]) + "\n"
 
     def run_point(self, ctx: Context, server: str, point: dict[str, Any],
                   args: argparse.Namespace) -> list[Figures]:

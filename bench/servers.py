@@ -18,6 +18,8 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -40,7 +42,8 @@ _LIVE: set[subprocess.Popen[bytes]] = set()
 
 @dataclass(frozen=True)
 class HandshakeStep:
-    """Send `payload` as a text frame, then wait for a message containing a marker."""
+    """Send `payload` as a text frame (nothing when empty), then wait for a message
+    containing a marker."""
 
     payload: bytes
     markers: tuple[bytes, ...]
@@ -55,6 +58,10 @@ class ServerAdapter(abc.ABC):
     frame_overhead = 0
     # Reply to an application-level ping message (None: the server sends none).
     app_ping: bytes | None = None
+    # What the client answers to app_ping (None: app_ping itself, as Centrifugo wants).
+    app_pong: bytes | None = None
+    # What precedes the publisher's timestamp in a delivered frame (see bench/wsclient.py).
+    stamp_marker = b'"t":'
     # True when `channels` in the handshake is meaningful (idle scenario's K).
     has_channels = False
     # Processes that listen on the port (the server is ready when all of them do).
@@ -86,6 +93,11 @@ class ServerAdapter(abc.ABC):
     def publish_headers(self) -> dict[str, str]:
         """Headers for every publish request."""
         return {}
+
+    def sign_publish(self, url: str, body: bytes) -> str:
+        """The URL to POST `body` to (a server whose API signs each request adds the
+        signature here)."""
+        return url
 
     @abc.abstractmethod
     def publish_body(self, payload: bytes) -> bytes:
@@ -231,6 +243,69 @@ class ChorusStreamAdapter(ChorusAdapter):
 TRANSPORTS = ("sse", "http_stream", "uni_sse")
 
 
+class ChorusPusherAdapter(ChorusAdapter):
+    """Chorus with Pusher clients (`python -m bench fanout --protocol pusher`): the same
+    server and config plus one Pusher app.
+
+    Clients connect to `/app/{key}?protocol=7`, wait for `pusher:connection_established`,
+    subscribe with `pusher:subscribe` and answer `pusher:ping` with `pusher:pong`. The
+    publisher triggers through Chorus's Pusher HTTP API (`POST /apps/{id}/events`, signed
+    per request as the server libraries sign: key, timestamp, `body_md5`), so the payload
+    travels as Pusher's data *string*: each delivery is
+    `{"event":"m","channel":"bench","data":"{\\"t\\":...}"}` and the load client finds its
+    timestamp after `t\\":`.
+    """
+
+    name = "chorus-pusher"
+    app_id, key, secret = "bench", "bench-key", "bench-secret"
+    ws_path = f"/app/{key}?protocol=7&client=bench&version=8.4.0"
+    # Envelope plus the 8 escaping backslashes of the payload's 8 quotes.
+    frame_overhead = len(b'{"event":"m","channel":"bench","data":""}') + 8
+    app_ping = b'{"event":"pusher:ping","data":{}}'
+    app_pong = b'{"event":"pusher:pong","data":{}}'
+    stamp_marker = b't\\":'
+    has_channels = True
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        argv = super().command(port, workdir)
+        config = Path(argv[argv.index("--config") + 1])
+        with config.open("a") as out:
+            out.write(f"pusher:\n  apps:\n    - id: \"{self.app_id}\"\n"
+                      f"      key: \"{self.key}\"\n      secret: \"{self.secret}\"\n")
+        return argv
+
+    def handshake(self, channels: int) -> list[HandshakeStep]:
+        steps = [HandshakeStep(b"", (b"pusher:connection_established",))]
+        for i in range(max(1, channels)):
+            ch = "bench" if i == 0 else f"bench-{i}"
+            body = b'{"event":"pusher:subscribe","data":{"channel":"%s"}}' % ch.encode()
+            steps.append(HandshakeStep(body, (b'subscription_succeeded","channel":"%s"'
+                                              % ch.encode(),)))
+        return steps
+
+    def publish_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/apps/{self.app_id}/events"
+
+    def publish_headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    def publish_body(self, payload: bytes) -> bytes:
+        return json.dumps({"name": "m", "channel": "bench",
+                           "data": payload.decode()}, separators=(",", ":")).encode()
+
+    def sign_publish(self, url: str, body: bytes) -> str:
+        path = url[url.index("/apps/"):]
+        query = {"auth_key": self.key, "auth_timestamp": str(int(time.time())),
+                 "auth_version": "1.0", "body_md5": hashlib.md5(body).hexdigest()}
+        signed = "&".join(f"{k}={query[k]}" for k in sorted(query))
+        signature = hmac.new(self.secret.encode(), f"POST\n{path}\n{signed}".encode(),
+                             hashlib.sha256).hexdigest()
+        return f"{url}?{signed}&auth_signature={signature}"
+
+
+PROTOCOLS = {"centrifugo": "chorus", "pusher": "chorus-pusher"}  # fanout --protocol
+
+
 REDIS_URL_ENV = "BENCH_REDIS_URL"  # not CHORUS_*: chorus rejects unknown CHORUS_ vars
 
 
@@ -266,6 +341,7 @@ ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "baseline-hello": HelloAdapter,
     "chorus": ChorusAdapter,
     "chorus-redis": ChorusRedisAdapter,
+    "chorus-pusher": ChorusPusherAdapter,
     **{f"chorus-{t}": partial(ChorusStreamAdapter, t) for t in TRANSPORTS},
     "chorus-workers2": lambda: ChorusRedisAdapter(workers=2),
     # 50,000 connections need 3 workers under a 20,000 per-process file limit.

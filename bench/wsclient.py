@@ -2,7 +2,9 @@
 
 One `BenchClient` per connection. It writes the upgrade request, checks the 101, runs the
 adapter's handshake steps (send a command, wait for the reply marker), then counts every
-delivered publication: it finds `"t":<ns>,"s":<seq>` with `bytes.find` (no JSON parse),
+delivered publication: it finds `"t":<ns>,"s":<seq>` with `bytes.find` (no JSON parse;
+the marker is the adapter's `stamp_marker`: `t\\":` where the payload arrives inside a
+JSON string, as Pusher events carry it, `\\"t\\":<ns>,\\"s\\":<seq>`),
 records publish-to-receive latency in the shared histogram and the seq in the shared
 ledger. All connections of one worker process share one `Counters`.
 
@@ -63,11 +65,14 @@ class BenchClient(asyncio.Protocol):
     """One WebSocket connection: handshake, then count deliveries."""
 
     def __init__(self, request: bytes, key: bytes, steps: list[HandshakeStep],
-                 app_ping: bytes | None, counters: Counters) -> None:
+                 app_ping: bytes | None, counters: Counters, *,
+                 app_pong: bytes | None = None, stamp_marker: bytes = b'"t":') -> None:
         self.request = request
         self.key = key
         self.steps = steps
         self.app_ping = app_ping
+        self.app_pong = app_pong if app_pong is not None else app_ping
+        self.stamp_marker = stamp_marker
         self.counters = counters
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
@@ -145,7 +150,9 @@ class BenchClient(asyncio.Protocol):
 
     def _next_step(self) -> None:
         if self._step < len(self.steps):
-            self.send_text(self.steps[self._step].payload)
+            payload = self.steps[self._step].payload
+            if payload:  # empty: only wait for the server's message (Pusher's greeting)
+                self.send_text(payload)
         elif not self.ready.done():
             self._fast = True
             self.ready.set_result(None)
@@ -154,7 +161,7 @@ class BenchClient(asyncio.Protocol):
         step = self.steps[self._step]
         if not any(m in msg for m in step.markers):
             if self.app_ping is not None and msg == self.app_ping:
-                self.send_text(self.app_ping)
+                self.send_text(self.app_pong or self.app_ping)
             return  # not our reply yet (a ping or a push); keep waiting
         if b'"error"' in msg:
             self._fail(ConnectionError(f"handshake step {self._step}: {msg[:200]!r}"))
@@ -166,7 +173,9 @@ class BenchClient(asyncio.Protocol):
         """Count each publication in one message; answer an application ping."""
         c = self.counters
         c.messages += 1
-        i = buf.find(b'"t":', start, end)
+        marker = self.stamp_marker
+        skip = len(marker)
+        i = buf.find(marker, start, end)
         if i < 0:
             self._maybe_ping(buf[start:end])
             return
@@ -174,10 +183,11 @@ class BenchClient(asyncio.Protocol):
         record_lat = c.hist.record
         while i >= 0:
             j = buf.find(b",", i, end)
-            k = buf.find(b",", j + 5, end)
-            record_lat((now - int(buf[i + 4 : j])) // 1000)
-            record_seq(int(buf[j + 5 : k]))
-            i = buf.find(b'"t":', k, end)
+            s = buf.find(b":", j, end) + 1  # past `"s":` (or `\\"s\\":`)
+            k = buf.find(b",", s, end)
+            record_lat((now - int(buf[i + skip : j])) // 1000)
+            record_seq(int(buf[s:k]))
+            i = buf.find(marker, k, end)
         if self.app_ping is not None:
             msg = buf[start:end]
             if msg.startswith(self.app_ping + b"\n") or b"\n" + self.app_ping in msg:
@@ -187,13 +197,14 @@ class BenchClient(asyncio.Protocol):
         ping = self.app_ping
         if ping is not None and ping in msg.split(b"\n"):
             self.counters.pings += 1
-            self.send_text(ping)
+            self.send_text(self.app_pong or ping)
 
 
 async def open_client(loop: asyncio.AbstractEventLoop, host: str, port: int, path: str,
                       source: str | None, steps: list[HandshakeStep],
                       app_ping: bytes | None, counters: Counters,
-                      timeout: float) -> BenchClient:
+                      timeout: float, *, app_pong: bytes | None = None,
+                      stamp_marker: bytes = b'"t":') -> BenchClient:
     """Connect from `source` (an address on lo), upgrade, run the handshake.
 
     Error handling: raises OSError/ConnectionError/TimeoutError on failure; the socket is
@@ -210,7 +221,8 @@ async def open_client(loop: asyncio.AbstractEventLoop, host: str, port: int, pat
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, (host, port))
             client = BenchClient(handshake_request(host, port, path, key), key, steps,
-                                 app_ping, counters)
+                                 app_ping, counters, app_pong=app_pong,
+                                 stamp_marker=stamp_marker)
             bound = client
             await loop.create_connection(lambda: bound, sock=sock)
             await client.ready

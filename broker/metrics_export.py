@@ -148,9 +148,41 @@ class _NodeCollector:
         yield from self._engine(node, board)
         yield from self._cache(node)
         yield from self._consumers(node)
+        yield from self._pusher(node)
         yield _labelled(GaugeMetricFamily("chorus_alerts_active", "Firing alerts (1 each)",
                                           labels=["alert", "severity"]),
                         (([a.rule.name, a.rule.severity], 1.0) for a in board.active_alerts))
+
+    @staticmethod
+    def _pusher(node: Node) -> Iterator[Metric]:
+        """Pusher apps (broker.pusher), labelled by app id only: never by channel."""
+        if not node.config.pusher.apps:
+            return
+        from broker.pusher.state import local_channels, pusher_state
+
+        state = pusher_state(node)
+        channels = local_channels(node)
+        apps = [app.id for app in node.config.pusher.apps]
+        yield _labelled(GaugeMetricFamily("chorus_pusher_connections",
+                                          "Open Pusher sockets per app", labels=["app"]),
+                        (([a], state.connections(a)) for a in apps))
+        yield _labelled(GaugeMetricFamily("chorus_pusher_channels",
+                                          "Pusher channels with subscribers on this node",
+                                          labels=["app"]),
+                        (([a], len(channels.get(a, ()))) for a in apps))
+        yield _labelled(CounterMetricFamily("chorus_pusher_client_events",
+                                            "client-* events accepted from sockets",
+                                            labels=["app"]),
+                        (([a], state.events_in[a]) for a in apps))
+        yield _labelled(CounterMetricFamily("chorus_pusher_api_calls",
+                                            "Pusher HTTP API requests", labels=["app"]),
+                        (([a], state.api_calls[a]) for a in apps))
+        results = state.webhooks.results if state.webhooks is not None else {}
+        yield _labelled(CounterMetricFamily("chorus_pusher_webhooks",
+                                            "Pusher webhook POSTs by result (sent, or failed "
+                                            "after every retry)", labels=["app", "result"]),
+                        (([a, r], results.get((a, r), 0)) for a in apps
+                         for r in ("sent", "failed")))
 
     @staticmethod
     def _consumers(node: Node) -> Iterator[Metric]:

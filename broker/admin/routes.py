@@ -1,7 +1,8 @@
 """The admin JSON API under ``/admin/api/`` and the console at ``/admin/``.
 
 Reads: ``GET tree``, ``actors/{id}``, ``connections``, ``connections/{id}``, ``channels``,
-``channels/{name}``, ``nodes``, ``alerts``, ``consumers``, ``session``. Actions (``POST``):
+``channels/{name}``, ``nodes``, ``alerts``, ``consumers``, ``pusher`` (Pusher apps with
+their sockets and channels on this node), ``session``. Actions (``POST``):
 ``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``, ``unsubscribe``
 (``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``), and
 ``login`` (``{"password"}`` → ``{"token", "expires_at"}``; after 5 wrong passwords from
@@ -184,6 +185,10 @@ async def consumers(request: web.Request, node: Node) -> Any:
     return views.consumers(node)
 
 
+async def pusher(request: web.Request, node: Node) -> Any:
+    return views.pusher(node)
+
+
 # --- actions ---------------------------------------------------------------------------------
 
 
@@ -269,7 +274,7 @@ def install_admin(app: web.Application) -> None:
     add_post(f"{API}/login", login)
     for path, read in (("session", session), ("tree", tree), ("connections", connections),
                        ("channels", channels), ("nodes", nodes), ("alerts", alerts),
-                       ("consumers", consumers)):
+                       ("consumers", consumers), ("pusher", pusher)):
         add_get(f"{API}/{path}", guarded(read))
     add_get(f"{API}/connections/{{id}}", guarded(connection))
     add_post(f"{API}/connections/{{id}}/disconnect", guarded(disconnect))

@@ -117,3 +117,24 @@ def alerts(node: Node) -> dict[str, Any]:
 def consumers(node: Node) -> dict[str, Any]:
     """The async consumers' counters (``consumers`` in the config), this node's view."""
     return {"consumers": node.consumers.as_list()}
+
+
+def pusher(node: Node) -> dict[str, Any]:
+    """Pusher apps on this node: sockets, counters and occupied channels (capped)."""
+    from broker.pusher.state import local_channels, pusher_state
+
+    state = pusher_state(node)
+    channels = local_channels(node)
+    hooks = state.webhooks
+    apps = []
+    for app in node.config.pusher.apps:
+        counts: dict[str, int] = channels.get(app.id, {})
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        apps.append({
+            "id": app.id, "key": app.key, "connections": state.connections(app.id),
+            "client_events": state.events_in[app.id], "api_calls": state.api_calls[app.id],
+            "webhooks": {r: hooks.results[app.id, r] if hooks else 0 for r in ("sent", "failed")},
+            "channels_total": len(counts),
+            "channels": [{"name": name, "subscribers": count}
+                         for name, count in ordered[:LIST_CAP]]})
+    return {"apps": apps}

@@ -18,7 +18,7 @@ from broker.protocol import codes
 if TYPE_CHECKING:
     from broker.node import Node
 
-__all__ = ["CLOSE", "PusherState", "new_socket_id", "pusher_state"]
+__all__ = ["CLOSE", "PusherState", "local_channels", "new_socket_id", "pusher_state"]
 
 
 def new_socket_id() -> str:
@@ -80,6 +80,28 @@ class PusherState:
 
     def closed(self, app_id: str, socket_id: str) -> None:
         self.sockets.get(app_id, set()).discard(socket_id)
+
+
+def local_channels(node: Node) -> dict[str, Counter[str]]:
+    """App id -> {Pusher channel name: this node's sockets subscribed to it}.
+
+    Read from the Pusher sockets' own sessions (no shard round trip), so a scrape or the
+    admin console costs one pass over this node's Pusher sockets and their subscriptions.
+    A subscription still being confirmed by its shard counts already; the
+    ``#server-to-user-*`` channels of signed-in users are left out (Pusher lists them nowhere).
+    """
+    from broker.pusher.actor import PusherConnectionActor  # the actor imports this module
+    from broker.pusher.codec import pusher_name
+
+    out: dict[str, Counter[str]] = {app.id: Counter() for app in node.config.pusher.apps}
+    for conn in node.connections.values():
+        if isinstance(conn, PusherConnectionActor):
+            counts = out.setdefault(conn.app.id, Counter())
+            for channel in conn.session.subs:
+                name = pusher_name(channel)
+                if not name.startswith("#"):
+                    counts[name] += 1
+    return out
 
 
 _STATES: WeakKeyDictionary[Node, PusherState] = WeakKeyDictionary()

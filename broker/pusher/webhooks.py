@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -50,6 +51,8 @@ class WebhookSender:
         self.pending: dict[str, tuple[PusherApp, list[dict[str, Any]]]] = {}
         self.sent = 0
         self.failed = 0
+        # (app id, "sent" | "failed") -> POSTs: chorus_pusher_webhooks{app,result}
+        self.results: Counter[tuple[str, str]] = Counter()
         self._armed = False
 
     def add(self, app: PusherApp, event: dict[str, Any]) -> None:
@@ -96,6 +99,7 @@ class WebhookSender:
                         session.post(hook.url, data=body, headers=headers) as response:
                     if response.status < 300:
                         self.sent += 1
+                        self.results[app.id, "sent"] += 1
                         return
                     problem = f"HTTP {response.status}"
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -104,5 +108,6 @@ class WebhookSender:
                 await asyncio.sleep(delay)
                 delay *= 2
         self.failed += 1
+        self.results[app.id, "failed"] += 1
         log.warning("pusher webhook %s for app %s dropped after %d attempts: %s",
                     hook.url, app.id, RETRIES + 1, problem)

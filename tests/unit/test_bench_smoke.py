@@ -103,6 +103,28 @@ def test_fanout_measures_chorus_transports_next_to_websocket(tmp_path: Path) -> 
     assert "| uni_sse | 20 | paced |" in proc.stdout
 
 
+def test_fanout_protocol_pusher_counts_every_delivery_next_to_centrifugo(tmp_path: Path) -> None:
+    """`--protocol centrifugo,pusher`: the Pusher load client (connection_established,
+    pusher:subscribe, data-string deliveries) and the signed Pusher HTTP API publisher
+    count every delivery, and the closing note compares the two protocols."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "fanout", "--servers", "chorus", "--protocol",
+         "centrifugo,pusher", "--subscribers", "20", "--publications", "5", "--warmup", "1",
+         "--mode", "burst", "--server-core", "-1", "--client-core", "-1", "--workers", "1",
+         "--no-calibrate", "--no-plots", "--quiet", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    points = json.loads(result.read_text())["points"]
+    assert [p["server"] for p in points] == ["chorus", "chorus-pusher"]
+    for point in points:
+        figures = point["figures"]
+        assert figures["deliveries"] == figures["expected"] == 20 * 5
+        assert figures["lost"] == figures["duplicates"] == figures["publish_errors"] == 0
+        assert 0 < figures["p50_ms"] <= figures["max_ms"]
+    assert "| pusher | 20 | burst |" in proc.stdout
+
+
 def test_startup_times_chorus_and_the_bare_app_to_their_first_ready(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "bench", "startup", "--repeat", "2",
                            "--server-core", "-1", "--client-core", "-1", "--quiet",

@@ -186,6 +186,20 @@ function renderConsumers(data) {
   $("consumers").replaceChildren(head, ...rows);
 }
 
+// --- Pusher apps (pusher-js sockets and their channels on this node) ------------------------
+function renderPusher(data) {
+  $("pusher-card").hidden = !data.apps.length;
+  const head = el("tr", {}, ["app", "key", "sockets", "channels", "client events", "API calls",
+    "webhooks sent / failed"].map((h) => el("th", {}, h)));
+  const rows = data.apps.map((a) => el("tr", { "data-pusher-app": a.id },
+    el("td", { class: "name" }, a.id), el("td", {}, a.key), el("td", { class: "num" }, fmtNum(a.connections)),
+    el("td", { class: "num", title: a.channels.map((c) => `${c.name} (${c.subscribers})`).join(", ") },
+      fmtNum(a.channels_total)),
+    el("td", { class: "num" }, fmtNum(a.client_events)), el("td", { class: "num" }, fmtNum(a.api_calls)),
+    el("td", { class: "num" }, `${fmtNum(a.webhooks.sent)} / ${fmtNum(a.webhooks.failed)}`)));
+  $("pusher").replaceChildren(head, ...rows);
+}
+
 // --- connections and channels ----------------------------------------------------------------
 function renderConnections(data) {
   $("conn-total").textContent = `(${data.total})`;
@@ -235,15 +249,16 @@ function render(data) {
   renderNode(data.nodes.nodes[0]);
   renderAlerts(data.alerts);
   renderConsumers(data.consumers);
+  renderPusher(data.pusher);
   renderConnections(data.connections);
   renderChannels(data.channels);
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
 async function refresh() {
-  const [tree, nodes, connections, channels, alerts, consumers] = await Promise.all(
-    ["tree", "nodes", "connections", "channels", "alerts", "consumers"].map((p) => api(p)));
-  lastData = { tree, nodes, connections, channels, alerts, consumers };
+  const [tree, nodes, connections, channels, alerts, consumers, pusher] = await Promise.all(
+    ["tree", "nodes", "connections", "channels", "alerts", "consumers", "pusher"].map((p) => api(p)));
+  lastData = { tree, nodes, connections, channels, alerts, consumers, pusher };
   render(lastData);
 }
 
