@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from broker.config.keys import load_keyset
 from broker.config.parse import ConfigError
+from broker.config.proxy import validate_proxies
 
 if TYPE_CHECKING:
     from broker.config import ChannelOptions, Config
@@ -32,6 +33,7 @@ def validate(config: Config) -> None:
     _check_personal_channel(config)
     _check_http_api_and_admin(config)
     _check_prometheus(config)
+    validate_proxies(config)
 
 
 MIN_HMAC_KEY_BYTES = 32  # HS256's hash size; HS384/512 want more, PyJWT checks those too
@@ -127,11 +129,13 @@ def _check_tokens(config: Config) -> None:
         load_keyset(client.subscription_token, "client.subscription_token")
     if not client.token.has_key and not (
         client.insecure or client.allow_anonymous_connect_without_token
+        or client.proxy.connect.enabled  # the application authenticates connections
     ):
         raise ConfigError(
             "client.token: a key (hmac_secret_key, rsa_public_key, ecdsa_public_key or "
-            "jwks_file) is required unless client.insecure or "
-            "client.allow_anonymous_connect_without_token is true"
+            "jwks_file) is required unless client.insecure, "
+            "client.allow_anonymous_connect_without_token or client.proxy.connect.enabled "
+            "is true"
         )
 
 

@@ -20,6 +20,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -39,6 +40,7 @@ class SectionError(ConfigError):
 
 DURATION = "duration"
 NAMESPACES = "namespaces"
+SECTIONS = "sections"  # a list of sections, ``metadata["item"]`` the dataclass of each
 
 
 def opt(default: Any, **meta: Any) -> Any:
@@ -125,6 +127,11 @@ def parse_env_value(kind: str, text: str) -> Any:
     Strings that do not parse are returned unchanged so that the builder reports them
     with the usual "expected ..., got ..." message and key path.
     """
+    if kind == MAPPING:  # a JSON object, as Centrifugo's static_headers in the environment
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
     if kind == "bool":
         low = text.strip().lower()
         if low in _TRUE:
@@ -144,6 +151,11 @@ def parse_env_value(kind: str, text: str) -> Any:
             return text
     if kind == "list":
         return split_list(text)
+    if kind == SECTIONS:  # a JSON array of objects, as Centrifugo's CENTRIFUGO_CONSUMERS
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
     return text  # str and duration: the builder parses durations from strings
 
 
@@ -158,10 +170,23 @@ def split_list(text: str) -> Any:
     return [part for part in re.split(r"[\s,]+", stripped) if part]
 
 
+MAPPING = "mapping"  # string keys to string values (``static_headers``), kept read-only
+
+
+def check_mapping(path: str, value: Any) -> Mapping[str, str]:
+    """A mapping of strings to strings, as a read-only copy; ConfigError naming ``path``."""
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError(f"{path}: expected a mapping of strings to strings, got {show(value)}")
+    return MappingProxyType(dict(value))
+
+
 def check_value(path: str, f: dataclasses.Field[Any], value: Any) -> Any:
     """Validate and convert one leaf value; raise ConfigError naming ``path``."""
     kind = field_kind(f)
     meta = f.metadata
+    if kind == MAPPING:
+        return check_mapping(path, value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected a boolean, got {show(value)}")
@@ -189,6 +214,8 @@ def check_value(path: str, f: dataclasses.Field[Any], value: Any) -> Any:
                 allowed = ", ".join(f'"{c}"' for c in choices)
                 raise ConfigError(f"{path}: items must be one of {allowed}, got {show(item)}")
         return tuple(value)
+    if kind == SECTIONS:
+        return build_sections(f, value, path)
     raise TypeError(f"check_value cannot handle kind {kind!r}")
 
 
@@ -289,6 +316,20 @@ def build_namespaces(f: dataclasses.Field[Any], raw: Any, path: str) -> tuple[An
         options = build(opts_cls, item, sub, skip=("name",))
         items.append(ns_cls(name=name, options=options))
     return tuple(items)
+
+
+def build_sections(f: dataclasses.Field[Any], raw: Any, path: str) -> tuple[Any, ...]:
+    """Build a list of sections (``consumers: [{...}, ...]``), each item by ``build``."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple):
+        raise ConfigError(f"{path}: expected a list of mappings, got {show(raw)}")
+    return tuple(build(f.metadata["item"], item, f"{path}[{i}]") if isinstance(item, Mapping)
+                 else _not_mapping(f"{path}[{i}]", item) for i, item in enumerate(raw))
+
+
+def _not_mapping(path: str, item: Any) -> Any:
+    raise ConfigError(f"{path}: expected a mapping, got {show(item)}")
 
 
 # --- files and merging -----------------------------------------------------------------

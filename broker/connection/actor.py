@@ -25,6 +25,7 @@ from broker.connection import commands
 from broker.connection.outbox import Outbox
 from broker.connection.state import Denied, Phase, Session, Subscription, TokenBucket
 from broker.protocol import ProtocolError, codes
+from broker.proxy import flows
 from broker.shard.actor import Unsubscribe
 from broker.types import ClientInfo
 
@@ -72,13 +73,16 @@ class ConnectionActor(Actor):
     kind = "connection"
 
     def __init__(self, node: Node, ws: web.WebSocketResponse, transport: asyncio.BaseTransport,
-                 codec: Codec, remote: str, client_id: str) -> None:
+                 codec: Codec, remote: str, client_id: str,
+                 http_headers: dict[str, str] | None = None) -> None:
         self.node = node
         self.config = node.config
         self.ws = ws
         self.codec = codec
         self.remote = remote
         self.session = Session(client_id)
+        if http_headers:  # the upgrade request's headers a proxy forwards (broker.proxy)
+            self.session.http_headers = http_headers
         self.connected_at = time.time()
         self.outbox = Outbox(
             transport,
@@ -245,15 +249,19 @@ class ConnectionActor(Actor):
             self._expiry_timer.cancel()
             self._expiry_timer = None
         if expire_at:
-            delay = max(0.0, expire_at - time.time()) + self.config.client.expired_close_delay
+            # A client refreshes within the close delay; the refresh proxy is asked on time.
+            grace = 0.0 if self.session.server_refresh else self.config.client.expired_close_delay
+            delay = max(0.0, expire_at - time.time()) + grace
             self._expiry_timer = self.start_timer(delay, _Expired())
 
     def _expired(self) -> None:
         session = self.session
-        if session.phase is Phase.NEW:
+        if session.phase in (Phase.NEW, Phase.CONNECTING):  # a hook that never answers too
             self.disconnect(codes.DISCONNECT_STALE)
         elif session.expire_at and session.expire_at <= time.time():
-            self.disconnect(codes.DISCONNECT_EXPIRED)
+            flows.connection_expired(self)  # the refresh proxy may renew it
+        elif session.expire_at and session.phase is Phase.CONNECTED:
+            self.schedule_expiry()  # the timer fired a hair before expire_at
 
     def watch_subscription_expiry(self, sub: Subscription) -> None:
         """Close the connection (3006) if ``sub``'s token expires without a sub_refresh."""
@@ -265,8 +273,7 @@ class ConnectionActor(Actor):
     def _subscription_expired(self, channel: str) -> None:
         sub = self.session.subs.get(channel)
         if sub is not None and sub.expire_at and sub.expire_at <= time.time():
-            self.last_error = f"subscription to {channel} expired"
-            self.disconnect(codes.DISCONNECT_SUB_EXPIRED)
+            flows.subscription_expired(self, sub)  # the sub_refresh proxy may renew it
 
     # -- endings -------------------------------------------------------------------------------
     def disconnect(self, code: codes.DisconnectCode) -> None:

@@ -77,7 +77,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return ws
     codec = codec_for_subprotocol(ws.ws_protocol)
     client_id = str(uuid.uuid4())
-    factory = partial(ConnectionActor, node, ws, transport, codec, remote, client_id)
+    forwarded = {name: request.headers[name] for name in node.proxies.forwarded
+                 if name in request.headers}  # what proxies' http_headers ask for
+    factory = partial(ConnectionActor, node, ws, transport, codec, remote, client_id,
+                      forwarded or None)
     runtime = node.runtime
     ref = runtime.start_child(CONNECTIONS_ID, ChildSpec(
         client_id, factory, restart=Restart.TEMPORARY, shutdown=2.0, kind="connection"))
