@@ -66,7 +66,8 @@ class StatusTransform:
         if not 100 <= self.status_code <= 599:
             raise SectionError(f"status_code: expected an HTTP status, got {self.status_code}")
         if (self.to_error.code > 0) == (self.to_disconnect.code > 0):
-            raise SectionError("to_error/to_disconnect: set exactly one, with a code > 0")
+            raise SectionError("to_error: set exactly one of to_error and to_disconnect "
+                               "(with a code > 0)")
 
 
 @dataclass(frozen=True, slots=True)

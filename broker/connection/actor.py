@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chorus.connection")
 
+HELD_MAX = 128  # commands a client may send before its connect is answered (proxied)
+
 
 @dataclass(slots=True)
 class Frame:
@@ -103,6 +105,7 @@ class ConnectionActor(Actor):
         self.awaiting_pong = False
         self._expiry_timer: Any = None
         self._closing = False
+        self._held: list[dict[str, Any]] | None = None  # commands sent during CONNECTING
 
     # -- lifecycle ------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -180,6 +183,9 @@ class ConnectionActor(Actor):
             self._dispatch(command)
 
     def _dispatch(self, command: dict[str, Any]) -> None:
+        if self.session.phase is Phase.CONNECTING:
+            self._hold(command)
+            return
         cmd_id = command.get("id", 0)
         method = next((key for key in command if key != "id"), None)
         if method is None:
@@ -205,6 +211,25 @@ class ConnectionActor(Actor):
         except Denied as denied:
             self.reply_error(cmd_id, denied.error)
         self.node.count_command(method)
+
+    def _hold(self, command: dict[str, Any]) -> None:
+        """SDKs send their subscribes right behind the connect command; while the connect
+        proxy is asked they wait here, and run in order once connected (``release_held``),
+        as centrifuge handles one client's commands in order. Error handling: more than
+        ``HELD_MAX`` closes the connection (3501)."""
+        held = self._held = self._held if self._held is not None else []
+        if len(held) >= HELD_MAX:
+            self.last_error = f"more than {HELD_MAX} commands before the connect reply"
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        held.append(command)
+
+    def release_held(self) -> None:
+        held, self._held = self._held, None
+        for command in held or ():
+            if self.session.phase is not Phase.CONNECTED or self._closing:
+                return
+            self._dispatch(command)
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, reply: dict[str, Any]) -> None:

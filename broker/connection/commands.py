@@ -186,6 +186,7 @@ def _answer_connect(conn: ConnectionActor, cmd_id: int, result: dict[str, Any],
     for sub, (_, offset) in zip(subs, ready, strict=True):
         finish_subscription(conn, sub, lambda _: None, {}, offset)
     _deliver_unread(conn)
+    conn.release_held()  # commands sent behind a proxied connect
 
 
 # -- subscribe ------------------------------------------------------------------------

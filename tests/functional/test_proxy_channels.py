@@ -4,6 +4,7 @@ namespace and per RPC namespace, the connection meta, server-side subscription r
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -169,3 +170,40 @@ async def test_sub_refresh_proxy_renews_subscriptions_server_side() -> None:
             first = b.calls["sub_refresh"][0].body
             assert (first["channel"], first["user"]) == ("app:x", "alice")
             assert events.unsubscribed.empty() and client.events.disconnected.empty()
+
+
+async def test_binary_encoding_carries_any_bytes_as_base64() -> None:
+    raw = b"\x00\x01binary\xff"
+    async with backend() as b:
+        b.answers["app"] = lambda body: _binary(body)
+        config = channel_config(b)
+        config["proxies"][0]["binary_encoding"] = True
+        config["channel"]["namespaces"][0]["publication_data_format"] = "binary"
+        async with run_node(config) as node, sdk_client(node, protobuf=True) as client:
+            _, events = await client.subscribe("app:bin")
+            await client.client.publish("app:bin", raw)
+            assert (await next_event(events.publications)).data == raw[::-1]
+            publish = b.calls["app"][-1].body
+            assert publish["encoding"] == "binary" and "data" not in publish
+            assert base64.b64decode(publish["b64data"]) == raw
+
+
+async def _binary(body: dict[str, Any]) -> dict[str, Any]:
+    if "b64data" not in body:
+        return {}
+    return {"result": {"b64data": base64.b64encode(
+        base64.b64decode(body["b64data"])[::-1]).decode()}}
+
+
+async def test_rpc_namespace_boundary_and_methods_without_namespace() -> None:
+    async with backend() as b:
+        b.answers["rpc"] = {"result": {"data": "namespace app"}}
+        b.answers["app"] = {"result": {"data": "without namespace"}}
+        config = channel_config(b)
+        config["rpc"]["namespace_boundary"] = "."
+        config["rpc"]["without_namespace"] = {"proxy_enabled": True, "proxy_name": "app"}
+        async with run_node(config) as node, sdk_client(node) as client:
+            assert (await client.client.rpc("app.sum", None)).data == "namespace app"
+            # No "." in it: a method without namespace, to the proxy named "app".
+            assert (await client.client.rpc("app:sum", None)).data == "without namespace"
+            assert [c.body["method"] for c in b.calls["app"]] == ["app:sum"]

@@ -5,6 +5,7 @@ sends (fields, headers), server-side channels, and the server-side refresh."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -166,3 +167,24 @@ async def test_a_failed_refresh_gives_the_connection_a_minute() -> None:
             await wait_until(lambda: (session.expire_at or 0) > time.time() + 50)
             await asyncio.sleep(0.2)
             assert client.client_id in node.node.connections
+
+
+async def test_commands_sent_behind_a_proxied_connect_run_after_it_in_order() -> None:
+    """centrifuge-js writes its subscribes in the same frame as connect: they wait for the
+    proxy's answer, then run in order (a raw socket, so the frame is exactly that)."""
+    async with backend() as b:
+        async def slow(body: dict[str, Any]) -> dict[str, Any]:
+            await asyncio.sleep(0.2)
+            return {"result": {"user": "u"}}
+        b.answers["connect"] = slow
+        async with run_node(proxied(b)) as node, \
+                node.session.ws_connect(node.ws_url, protocols=["centrifuge-json"]) as ws:
+            await ws.send_str('{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"a"}}\n'
+                              '{"id":3,"rpc":{"method":"x"}}')
+            replies = []
+            while len(replies) < 3:
+                message = await asyncio.wait_for(ws.receive(), WAIT)
+                replies += [json.loads(line) for line in message.data.splitlines()]
+            assert [r["id"] for r in replies] == [1, 2, 3]
+            assert replies[0]["connect"]["client"] and replies[1]["subscribe"] == {}
+            assert replies[2]["error"]["code"] == 104  # no RPC here: answered, in turn
