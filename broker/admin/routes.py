@@ -1,7 +1,7 @@
 """The admin JSON API under ``/admin/api/`` and the console at ``/admin/``.
 
 Reads: ``GET tree``, ``actors/{id}``, ``connections``, ``connections/{id}``, ``channels``,
-``channels/{name}``, ``nodes``, ``alerts``, ``session``. Actions (``POST``):
+``channels/{name}``, ``nodes``, ``alerts``, ``proxies``, ``session``. Actions (``POST``):
 ``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``, ``unsubscribe``
 (``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``), and
 ``login`` (``{"password"}`` → ``{"token", "expires_at"}``; after 5 wrong passwords from
@@ -180,6 +180,10 @@ async def alerts(request: web.Request, node: Node) -> Any:
     return views.alerts(node)
 
 
+async def proxies(request: web.Request, node: Node) -> Any:
+    return views.proxies(node)
+
+
 # --- actions ---------------------------------------------------------------------------------
 
 
@@ -264,7 +268,8 @@ def install_admin(app: web.Application) -> None:
     app[LOGIN_THROTTLE] = LoginThrottle()
     add_post(f"{API}/login", login)
     for path, read in (("session", session), ("tree", tree), ("connections", connections),
-                       ("channels", channels), ("nodes", nodes), ("alerts", alerts)):
+                       ("channels", channels), ("nodes", nodes), ("alerts", alerts),
+                       ("proxies", proxies)):
         add_get(f"{API}/{path}", guarded(read))
     add_get(f"{API}/connections/{{id}}", guarded(connection))
     add_post(f"{API}/connections/{{id}}/disconnect", guarded(disconnect))

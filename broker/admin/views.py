@@ -112,3 +112,9 @@ def alerts(node: Node) -> dict[str, Any]:
             "rules": list(monitor.alerts),
             "webhook": {"configured": bool(monitor.webhook_url), "sent": board.webhook_sent,
                         "failed": board.webhook_failed}}
+
+
+def proxies(node: Node) -> dict[str, Any]:
+    """Every proxy and hook: endpoint, breaker, in flight, and calls, errors (by reason)
+    and mean latency per event kind."""
+    return {"proxies": node.proxies.snapshot()}
