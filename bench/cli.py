@@ -25,6 +25,7 @@ from typing import Any
 from bench.plots import write_plots
 from bench.progress import Progress
 from bench.report import add_ratios, machine_info, markdown, run_calibration, write_json
+from bench.scenario_connect import ConnectScenario
 from bench.scenario_fanout import FanoutScenario
 from bench.scenario_idle import IdleScenario
 from bench.scenario_multinode import MultinodeScenario
@@ -32,7 +33,8 @@ from bench.scenarios import Context, Scenario
 from bench.servers import ADAPTERS
 
 SCENARIOS: dict[str, Scenario] = {
-    s.name: s for s in (FanoutScenario(), IdleScenario(), MultinodeScenario())}
+    s.name: s for s in (FanoutScenario(), IdleScenario(), MultinodeScenario(),
+                        ConnectScenario())}
 DEFAULT_SERVERS = "baseline-send_str,baseline-prebuilt,chorus"
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  python -m bench fanout --subscribers 1000,5000,10000\n"
                "  python -m bench fanout --mode burst --servers baseline-send_str,chorus\n"
                "  python -m bench idle --connections 10000 --channels 4\n"
-               "  python -m bench multinode --subscribers 3000 --repeat 3",
+               "  python -m bench multinode --subscribers 3000 --repeat 3\n"
+               "  python -m bench connect --connections 2000 --auth jwt,proxy",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="scenario")
     for scenario in SCENARIOS.values():
