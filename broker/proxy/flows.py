@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from broker.connection.state import Phase, Subscription
+from broker.connection.state import Denied, Phase, Subscription
 from broker.protocol import codes
 from broker.proxy.types import (
     ConnectRequest,
@@ -247,7 +247,10 @@ def subscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any], sub: S
         sub.info, sub.data = payload(result.info), payload(result.data)
         sub.expire_at = result.expire_at or None
         sub.server_refresh = conn.node.proxies.channel("sub_refresh", sub.options) is not None
-        start(sub)
+        try:
+            start(sub)
+        except Denied as denied:  # refused on its own terms (a bad delta or tags filter)
+            conn.reply_error(cmd_id, denied.error)
 
     def failed(error: BaseException) -> None:
         proxying.discard(channel)

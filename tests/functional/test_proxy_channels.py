@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from centrifuge import ReplyError
+from centrifuge.filter import Filter
 
 from tests.functional.conftest import (
     WAIT,
@@ -207,3 +208,15 @@ async def test_rpc_namespace_boundary_and_methods_without_namespace() -> None:
             # No "." in it: a method without namespace, to the proxy named "app".
             assert (await client.client.rpc("app:sum", None)).data == "without namespace"
             assert [c.body["method"] for c in b.calls["app"]] == ["app:sum"]
+
+
+async def test_a_proxied_subscribe_is_still_refused_on_its_own_terms() -> None:
+    """Allowed by the backend, but with a tags filter its namespace does not allow: 103,
+    and the connection lives on."""
+    async with backend() as b, run_node(channel_config(b)) as node, \
+            sdk_client(node) as client:
+        _, events = await client.subscribe("app:x", wait=False,
+                                           tags_filter=Filter.eq("k", "v"))
+        assert (await next_event(events.unsubscribed)).code == 103
+        await client.subscribe("app:y")
+        assert client.client_id in node.node.connections
