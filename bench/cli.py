@@ -29,12 +29,13 @@ from bench.scenario_connect import ConnectScenario
 from bench.scenario_fanout import FanoutScenario
 from bench.scenario_idle import IdleScenario
 from bench.scenario_multinode import MultinodeScenario
+from bench.scenario_outbox import OutboxScenario
 from bench.scenarios import Context, Scenario
 from bench.servers import ADAPTERS
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (FanoutScenario(), IdleScenario(), MultinodeScenario(),
-                        ConnectScenario())}
+                        ConnectScenario(), OutboxScenario())}
 DEFAULT_SERVERS = "baseline-send_str,baseline-prebuilt,chorus"
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -52,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "baseline servers measured in the same run.",
         epilog="Examples:\n  python -m bench fanout --subscribers 1000,5000,10000\n"
                "  python -m bench fanout --mode burst --servers baseline-send_str,chorus\n"
+               "  python -m bench fanout --transport sse,http_stream,uni_sse\n"
                "  python -m bench idle --connections 10000 --channels 4\n"
                "  python -m bench multinode --subscribers 3000 --repeat 3\n"
-               "  python -m bench connect --connections 2000 --auth jwt,proxy",
+               "  python -m bench connect --connections 2000 --auth jwt,proxy\n"
+               "  python -m bench outbox --rows 10000 --consumer postgresql,redis_stream",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="scenario")
     for scenario in SCENARIOS.values():
@@ -101,6 +104,11 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     """Run the scenario; returns the record and the output stem (without extension)."""
     scenario = SCENARIOS[args.scenario]
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for transport in getattr(args, "transport", []):  # fanout --transport: next to "chorus"
+        if "chorus" not in servers:
+            servers.append("chorus")
+        if f"chorus-{transport}" not in servers:
+            servers.append(f"chorus-{transport}")
     for s in servers:
         if s not in ADAPTERS:
             raise SystemExit(f"--servers: unknown server {s!r}; known: {', '.join(ADAPTERS)}")

@@ -41,6 +41,7 @@ import uvloop
 
 from bench.latency import DeliveryLedger, LatencyHistogram
 from bench.servers import HandshakeStep
+from bench.streamclient import StreamClient, open_stream
 from bench.wsclient import BenchClient, Counters, open_client
 
 _LIVE: set[Any] = set()
@@ -58,6 +59,10 @@ class Target:
     source_addrs: int = 8
     concurrency: int = 64  # connects in flight per worker
     timeout: float = 30.0  # per connection: connect + upgrade + handshake
+    # An HTTP-stream target (SSE, HTTP streaming): the whole request, and what in the
+    # response body means subscribed; None: WebSocket (path + steps).
+    stream_request: bytes | None = None
+    ready_marker: bytes = b""
 
 
 @dataclass
@@ -88,7 +93,7 @@ class _Worker:
         self.conn = conn
         self.target = target
         self.counters = Counters()
-        self.clients: list[BenchClient] = []
+        self.clients: list[BenchClient | StreamClient] = []
         self.failed = 0
         self.pending = 0
         self.errors: list[str] = []
@@ -134,8 +139,15 @@ class _Worker:
             source = f"127.0.0.{1 + (offset + i) % t.source_addrs}"
             async with sem:
                 try:
-                    client = await open_client(loop, t.host, t.port, t.path, source, t.steps,
-                                               t.app_ping, self.counters, t.timeout)
+                    client: BenchClient | StreamClient
+                    if t.stream_request is not None:
+                        client = await open_stream(loop, t.host, t.port, t.stream_request,
+                                                   t.ready_marker, source, self.counters,
+                                                   t.timeout)
+                    else:
+                        client = await open_client(loop, t.host, t.port, t.path, source,
+                                                   t.steps, t.app_ping, self.counters,
+                                                   t.timeout)
                     self.clients.append(client)
                 except (OSError, TimeoutError) as exc:
                     self.failed += 1

@@ -7,6 +7,10 @@ window, publish M, and wait until every delivery arrived or none arrived for
 measured publication and after the last delivery, so idle time around the window does
 not dilute it.
 
+With `--transport sse,http_stream,uni_sse` Chorus is also measured over those transports
+(servers `chorus-<transport>`, subscribers read by `bench/streamclient.py`), and the
+closing note puts each next to Chorus over WebSocket at the same point and mode.
+
 Figures: deliveries, lost/duplicated deliveries, server CPU seconds, deliveries per
 server CPU-second (the headline), wall-clock delivery rate, latency percentiles
 (publish-to-receive, ms), client and publisher CPU, and `client_saturated` when the
@@ -23,6 +27,22 @@ from bench.loadgen import LoadGen
 from bench.publisher import Publisher
 from bench.scenarios import Context, Figures, Scenario, int_list, running
 from bench.servers import ServerProcess
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int | float) else "-"
+
+
+def transport_list(text: str) -> list[str]:
+    """argparse type: "sse,http_stream" -> ["sse", "http_stream"], each one known."""
+    from bench.servers import TRANSPORTS
+
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in values if v not in TRANSPORTS]
+    if unknown or not values:
+        raise argparse.ArgumentTypeError(
+            f"expected transports from {', '.join(TRANSPORTS)}: {text!r}")
+    return values
 
 
 class FanoutScenario(Scenario):
@@ -62,6 +82,37 @@ class FanoutScenario(Scenario):
         parser.add_argument("--drain-timeout", type=float, default=15.0,
                             help="give up waiting for deliveries after this many seconds "
                                  "without progress")
+        parser.add_argument("--transport", type=transport_list, default=[],
+                            help="also measure Chorus over these transports (sse, "
+                                 "http_stream, uni_sse; comma-separated) next to its "
+                                 "WebSocket, in the same run")
+
+    def summary(self, record: dict[str, Any]) -> str:
+        """The closing note: each transport's deliveries per server CPU-second next to
+        Chorus over WebSocket at the same point and mode (empty without --transport)."""
+        done = [p for p in record["points"] if "figures" in p]
+        rows = []
+        for p in done:
+            if not p["server"].startswith("chorus-") or p["server"].startswith(
+                    ("chorus-redis", "chorus-workers")):
+                continue
+            ws = next((b for b in done if b["server"] == "chorus"
+                       and b["point"] == p["point"]
+                       and b["figures"].get("mode") == p["figures"].get("mode")), None)
+            if ws is None:
+                continue
+            key = "deliveries_per_server_cpu_s"
+            mine, theirs = p["figures"].get(key), ws["figures"].get(key)
+            ratio = f"{mine / theirs:.2f}" if mine and theirs else "-"
+            rows.append(f"| {p['server'].removeprefix('chorus-')} | "
+                        f"{p['point'][self.x_key]:,} | {p['figures'].get('mode')} | "
+                        f"{_count(theirs)} | {_count(mine)} | {ratio} |")
+        if not rows:
+            return ""
+        return "\n".join([
+            "", "Transports: deliveries per server CPU-second next to WebSocket (same run):",
+            "", "| transport | subscribers | mode | WebSocket | transport | x WebSocket |",
+            "|---|---|---|---|---|---|", *rows]) + "\n"
 
     def run_point(self, ctx: Context, server: str, point: dict[str, Any],
                   args: argparse.Namespace) -> list[Figures]:

@@ -73,7 +73,9 @@ def running(ctx: Context, server_name: str, n: int, channels: int = 1) -> Iterat
         port = free_port()
         target = Target("127.0.0.1", port, adapter.ws_path, adapter.handshake(channels),
                         adapter.app_ping, ctx.source_addrs,
-                        max(1, ctx.connect_concurrency // workers))
+                        max(1, ctx.connect_concurrency // workers),
+                        stream_request=adapter.stream_request(port),
+                        ready_marker=adapter.ready_marker)
         loadgen = LoadGen(target, workers, ctx.client_core)
         loadgen.spawn()  # the workers boot while the server starts
         server.start(port)

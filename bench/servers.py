@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
+import json
 import os
 import re
 import resource
@@ -28,7 +29,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from urllib.parse import urlencode
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _LIVE: set[subprocess.Popen[bytes]] = set()
@@ -60,9 +63,17 @@ class ServerAdapter(abc.ABC):
     def command(self, port: int, workdir: Path) -> list[str]:
         """The argv that serves on 127.0.0.1:`port`; may write config into `workdir`."""
 
+    # HTTP-stream servers: what in the response body means the client is subscribed.
+    ready_marker = b""
+
     def handshake(self, channels: int) -> list[HandshakeStep]:
         """Steps after the upgrade that subscribe the connection (to `channels` channels)."""
         return []
+
+    def stream_request(self, port: int) -> bytes | None:
+        """For a server measured over an HTTP stream (SSE, HTTP streaming): the request
+        that connects and subscribes a client; None for WebSocket."""
+        return None
 
     @abc.abstractmethod
     def publish_url(self, port: int) -> str:
@@ -144,6 +155,59 @@ class ChorusAdapter(ServerAdapter):
         return b'{"channel":"bench","data":' + payload + b"}"
 
 
+class ChorusStreamAdapter(ChorusAdapter):
+    """Chorus measured over an HTTP-stream transport instead of WebSocket (`python -m
+    bench fanout --transport sse,http_stream,uni_sse`): the same server and config, with
+    the transport enabled.
+
+    Bidirectional emulation (`sse`, `http_stream`) connects and subscribes with commands
+    in the stream's own request (the server runs every command of it, as Centrifugo);
+    the pong timeout is off, since answering pings would need `/emulation` requests the
+    load generator does not make. `uni_sse` subscribes through the token's `channels`.
+    """
+
+    TOKEN_SECRET = "bench-token-secret-0123456789abcdef"  # signs the bench's own tokens
+
+    def __init__(self, transport: str) -> None:
+        if transport not in ("sse", "http_stream", "uni_sse"):
+            raise ValueError(f"--transport: unknown transport {transport!r} "
+                             "(sse, http_stream, uni_sse)")
+        self.transport = transport
+        self.name = f"chorus-{transport}"
+        self.ws_path = f"/connection/{transport}"
+        self.ready_marker = b'"connect"' if transport == "uni_sse" else b'"id":2'
+        if transport == "uni_sse":  # bare pushes: no {"push": ...} around them
+            self.frame_overhead = len(b'{"channel":"bench","pub":{"data":}}')
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        argv = super().command(port, workdir)
+        config = Path(argv[argv.index("--config") + 1])
+        text = config.read_text().replace(
+            "client:\n", "client:\n  pong_timeout: 0s\n  token:\n"
+            f"    hmac_secret_key: \"{self.TOKEN_SECRET}\"\n", 1)
+        config.write_text(text + f"{self.transport}:\n  enabled: true\n")
+        return argv
+
+    def stream_request(self, port: int) -> bytes:
+        host = f"127.0.0.1:{port}"
+        if self.transport == "uni_sse":
+            from broker.auth import make_token
+
+            token = make_token(self.TOKEN_SECRET, "bench", channels=["bench"])
+            query = urlencode({"cf_connect": json.dumps({"token": token})})
+            return f"GET {self.ws_path}?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        commands = '{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"bench"}}'
+        if self.transport == "sse":
+            query = urlencode({"cf_connect": commands})
+            return f"GET {self.ws_path}?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        return (f"POST {self.ws_path} HTTP/1.1\r\nHost: {host}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(commands)}\r\n\r\n{commands}").encode()
+
+
+TRANSPORTS = ("sse", "http_stream", "uni_sse")
+
+
 REDIS_URL_ENV = "BENCH_REDIS_URL"  # not CHORUS_*: chorus rejects unknown CHORUS_ vars
 
 
@@ -176,6 +240,7 @@ ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "baseline-prebuilt": lambda: BaselineAdapter("prebuilt"),
     "chorus": ChorusAdapter,
     "chorus-redis": ChorusRedisAdapter,
+    **{f"chorus-{t}": partial(ChorusStreamAdapter, t) for t in TRANSPORTS},
     "chorus-workers2": lambda: ChorusRedisAdapter(workers=2),
     # 50,000 connections need 3 workers under a 20,000 per-process file limit.
     "chorus-workers3": lambda: ChorusRedisAdapter(workers=3),

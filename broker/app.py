@@ -48,7 +48,7 @@ from broker.protocol import codes
 from broker.proxy.hooks import Hook
 from broker.transport.http_api import api_handler
 from broker.transport.keys import NODE, ChorusState
-from broker.transport.ws import websocket_handler
+from broker.transport.routes import install_transports
 from broker.tree import node_tree
 
 log = logging.getLogger("chorus")
@@ -176,7 +176,7 @@ class Chorus:
         app[FATAL] = self._on_fatal
         app.cleanup_ctx.append(_node_context)
         app.on_shutdown.append(_tell_clients)
-        app.router.add_get("/connection/websocket", websocket_handler)
+        install_transports(app, self.config)
         app.router.add_post("/api/{method}", api_handler)
         app.router.add_get("/health", _health)
         app.router.add_get("/ready", _ready)
@@ -340,7 +340,9 @@ def _announce(config: Config) -> Callable[[str], None]:
     def announce(message: str) -> None:
         scheme = "https" if config.http_server.tls.enabled else "http"
         host = config.http_server.address or "0.0.0.0"
-        log.info("serving on %s://%s:%d (WebSocket: /connection/websocket, API: /api/<method>)",
-                 scheme, host, config.http_server.port)
+        from broker.transport.routes import endpoints
+
+        log.info("serving on %s://%s:%d (%s, API: /api/<method>)", scheme, host,
+                 config.http_server.port, ", ".join(endpoints(config)))
 
     return announce

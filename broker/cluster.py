@@ -1,10 +1,14 @@
-"""Node-to-node control over the engine: user commands everywhere, and node heartbeats.
+"""Node-to-node control over the engine: user commands everywhere, node heartbeats, and
+the commands of emulation sessions held by another node.
 
 A server-API ``disconnect``, ``subscribe`` or ``unsubscribe`` for a user is applied on this
 node and sent to every other node as a control message, because that user's connections
 may be anywhere. Each node also announces itself every ``HEARTBEAT_INTERVAL`` seconds;
-the ``NodeDirectory`` keeps the announcements that are fresh, for the ``info`` API and the
-admin console.
+the ``NodeDirectory`` keeps the announcements that are fresh, for the ``info`` API, the
+admin console and the routing of emulation requests. An ``/emulation`` request that a
+load balancer sent to a node other than the session's is forwarded as an ``emulation``
+control message naming the session's node (Centrifugo does the same over its broker);
+only that node applies it.
 
 Control messages are at-most-once (the engine's guarantee for ``publish_control``): a
 node that misses a heartbeat reappears with the next one; a missed user command is what
@@ -13,6 +17,8 @@ a client reconnect or the next command fixes, as in Centrifugo.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -128,3 +134,40 @@ def user_command_message(node: Node, message: dict[str, Any]) -> None:
     for client_id in node.user_connections(user):
         if not client or client_id == client:
             node.runtime.tell(connection_id(client_id), command)
+
+
+def emulation_control(node_uid: str, session: str, data: bytes) -> bytes:
+    """The control message carrying an emulation request's commands to ``node_uid``."""
+    return encode_control("emulation", node=node_uid, session=session,
+                          data=base64.b64encode(data).decode("ascii"))
+
+
+def deliver_emulated(node: Node, session: str, data: bytes | str) -> bool:
+    """Tell the connection of ``session`` on this node the commands in ``data``, as if
+    its transport had read them; False if no such session lives here."""
+    from broker.connection.actor import Frame
+    from broker.names import connection_id
+
+    client_id = node.sessions.get(session)
+    if client_id is None:
+        return False
+    node.runtime.tell(connection_id(client_id), Frame(data))
+    return True
+
+
+def emulation_message(node: Node, message: dict[str, Any]) -> None:
+    """Apply an ``emulation`` control message addressed to this node.
+
+    Error handling: a malformed message is logged and dropped (at most once, like every
+    control message: the client's command times out and the SDK retries or reconnects).
+    """
+    session, data = message.get("session"), message.get("data")
+    if not isinstance(session, str) or not isinstance(data, str):
+        log.warning("ignored a malformed emulation control message")
+        return
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except binascii.Error:
+        log.warning("ignored an emulation control message with bad data")
+        return
+    deliver_emulated(node, session, raw)

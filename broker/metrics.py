@@ -142,6 +142,18 @@ class _NodeCollector:
         board = metrics.board
         connections = list(node.connections.values())
         yield _gauge("chorus_connections", "Open client connections", len(connections))
+        by_transport = GaugeMetricFamily("chorus_transport_connections",
+                                         "Open client connections per transport",
+                                         labels=["transport"])
+        for name, count in sorted(Counter(c.link.name for c in connections).items()):
+            by_transport.add_metric([name], count)
+        yield by_transport
+        routes = CounterMetricFamily("chorus_emulation_requests",
+                                     "/emulation requests by route (local, forwarded to the "
+                                     "session's node, unknown node)", labels=["route"])
+        for route, count in sorted(node.emulation_routes.items()):
+            routes.add_metric([route], count)
+        yield routes
         yield _gauge("chorus_users", "Distinct authenticated users", len(node.users))
         yield _gauge("chorus_subscriptions", "Client subscriptions on this node",
                      sum(len(c.session.subs) for c in connections))
@@ -171,9 +183,33 @@ class _NodeCollector:
         yield from self._actors(node, board)
         yield from self._engine(node, board)
         yield from self._cache(node)
+        yield from self._consumers(node)
         yield _labelled(GaugeMetricFamily("chorus_alerts_active", "Firing alerts (1 each)",
                                           labels=["alert", "severity"]),
                         (([a.rule.name, a.rule.severity], 1.0) for a in board.active_alerts))
+
+    @staticmethod
+    def _consumers(node: Node) -> Iterator[Metric]:
+        """The async consumers (broker.consumers), one label value per configured name."""
+        board = getattr(node, "consumers", None)
+        if board is None or not len(board):
+            return
+        labels = ["consumer", "type"]
+        for key, doc in (("processed", "Rows or entries published and removed"),
+                         ("redeliveries", "Rows or entries the engine had already published "
+                                          "(suppressed by their idempotency key)"),
+                         ("invalid", "Rows or entries dropped: they can never be published"),
+                         ("errors", "Temporary failures (database, Redis, engine), retried")):
+            yield _labelled(CounterMetricFamily(f"chorus_consumer_{key}", doc, labels=labels),
+                            (([s.name, s.type], getattr(s, key)) for s in board))
+        yield _labelled(GaugeMetricFamily("chorus_consumer_lag",
+                                          "Rows or entries waiting at the last probe",
+                                          labels=labels),
+                        (([s.name, s.type], s.lag) for s in board if s.lag is not None))
+        yield _labelled(GaugeMetricFamily("chorus_consumer_partitions_owned",
+                                          "Partitions (or streams) this node held at its last try",
+                                          labels=labels),
+                        (([s.name, s.type], len(s.owned)) for s in board))
 
     def _actors(self, node: Node, board: MonitorBoard) -> Iterator[Metric]:
         registry = node.runtime.registry
@@ -214,14 +250,19 @@ class _NodeCollector:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Handlers whose request lasts as long as a client connection (every client transport,
+# registered by broker.transport.routes): not timed, and no latency label of their own.
+LONG_LIVED: set[Callable[..., Any]] = set()
+
+
 def _endpoint(request: web.Request) -> str | None:
-    """A bounded label for the request's route; None for the WebSocket (long-lived)."""
+    """A bounded label for the request's route; None for a client connection (long-lived)."""
     route = request.match_info.route
     resource = route.resource
     if resource is None:
         return "(unmatched)"
     path = resource.canonical
-    if path.endswith("/connection/websocket"):
+    if route.handler in LONG_LIVED:
         return None
     if path.endswith("/api/{method}"):
         from broker.transport.http_api import METHODS
@@ -237,10 +278,11 @@ def http_metrics_middleware(request: web.Request,
                             handler: Handler) -> Awaitable[web.StreamResponse]:
     """Observe each request's latency by endpoint and status (after the node started).
 
-    A plain function, not a coroutine: a WebSocket's handler runs for the connection's
-    whole life, and a timing frame kept around it would cost every connection memory.
+    A plain function, not a coroutine: a client connection's handler (WebSocket, HTTP
+    stream, SSE ...) runs for the connection's whole life, and a timing frame kept around
+    it would cost every connection memory.
     """
-    if request.path.endswith("/connection/websocket"):
+    if request.match_info.handler in LONG_LIVED:
         return handler(request)
     return _timed(request, handler)
 

@@ -11,11 +11,13 @@ ENGINE_SUPERVISOR = "engine"
 SHARDS_SUPERVISOR = "shards"
 CONNECTIONS_SUPERVISOR = "connections"
 MONITORS_SUPERVISOR = "monitors"
+CONSUMERS_SUPERVISOR = "consumers"
 
 ENGINE_ID = f"{ROOT_ID}/{ENGINE_SUPERVISOR}"
 SHARDS_ID = f"{ROOT_ID}/{SHARDS_SUPERVISOR}"
 CONNECTIONS_ID = f"{ROOT_ID}/{CONNECTIONS_SUPERVISOR}"
 MONITORS_ID = f"{ROOT_ID}/{MONITORS_SUPERVISOR}"
+CONSUMERS_ID = f"{ROOT_ID}/{CONSUMERS_SUPERVISOR}"
 
 NODE_MONITOR_ID = f"{MONITORS_ID}/node"
 ALERTS_ID = f"{MONITORS_ID}/alerts"
@@ -29,3 +31,8 @@ def shard_name(index: int) -> str:
 def connection_id(client_id: str) -> str:
     """The id of the connection actor of ``client_id``."""
     return f"{CONNECTIONS_ID}/{client_id}"
+
+
+def consumer_id(name: str) -> str:
+    """The id of the actor that owns consumer ``name`` (``consumers[].name``)."""
+    return f"{CONSUMERS_ID}/{name}"

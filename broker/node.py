@@ -22,16 +22,29 @@ import orjson
 from actors import Runtime
 from broker.auth import TokenVerifier
 from broker.cache.layer import CacheLayer
-from broker.cluster import USER_OPS, NodeDirectory, decode_control, user_command_message
+from broker.cluster import (
+    USER_OPS,
+    NodeDirectory,
+    decode_control,
+    emulation_message,
+    user_command_message,
+)
 from broker.config import ChannelOptions, Config
-from broker.connection.outbox import FlushScheduler, ws_frame
+from broker.connection.framing import Delivery
+from broker.connection.outbox import FlushScheduler
 from broker.connection.pings import PingWheel, RefreshWheel
 from broker.connection.writewatch import WriteWatch
-from broker.engine.base import Engine, SuppressedPublish, UnrecoverablePosition
+from broker.consumers.state import ConsumerBoard
+from broker.engine.base import (
+    Engine,
+    SuppressedPublish,
+    UnconfirmedPublish,
+    UnrecoverablePosition,
+)
 from broker.metrics import NodeMetrics
 from broker.names import SHARDS_ID, connection_id, shard_name
 from broker.notify import NotificationStore, Notifier
-from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, codes
+from broker.protocol import codes
 from broker.proxy.hooks import Hook
 from broker.proxy.registry import Proxies
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
@@ -102,12 +115,14 @@ class Node:
         self.channel_ids: dict[str, int] = {}
         self._last_channel_id = 0
         self._started_shards: set[int] = set()
-        self.ping_frames = {binary: (frame, ws_frame(frame, binary)) for binary, frame in
-                            ((False, JSON_CODEC.encode_reply({})),
-                             (True, PROTOBUF_CODEC.encode_reply({})))}
+        self.pings: PingWheel | None = None  # see below
+        self._ping_frames: dict[Delivery, tuple[bytes, bytes]] = {}
+        # Emulation sessions of this node's connections: session id -> client id; and
+        # how /emulation requests were routed ("local", "forwarded", "unknown_node").
+        self.sessions: dict[str, str] = {}
+        self.emulation_routes: Counter[str] = Counter()
         # Per-connection timer structures, node-wide data that connections join and
         # leave; their ticks are ConnectionTimersActor's timers (broker.connection.pings).
-        self.pings: PingWheel | None = None
         if config.client.ping_interval > 0:
             self.pings = PingWheel(config.client.ping_interval, config.client.pong_timeout,
                                    self._no_pong)
@@ -118,6 +133,7 @@ class Node:
             self.presence_wheel = RefreshWheel(config.client.presence_update_interval,
                                                lambda conn: conn.refresh_presence())
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.consumers = ConsumerBoard(config.consumers)  # counters of the async consumers
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
         # Proxies and @chorus.on_... hooks, resolved now: a conflict fails the start
         self.proxies = Proxies(config, hooks, self.metrics.registry)
@@ -137,6 +153,15 @@ class Node:
         conn.awaiting_pong = False
         self.runtime.tell(connection_id(conn.session.client_id),
                           Disconnect(codes.DISCONNECT_NO_PONG))
+
+    def ping_frame(self, delivery: Delivery) -> tuple[bytes, bytes]:
+        """The server ping (an empty reply, or push) encoded and framed for ``delivery``,
+        built once per delivery."""
+        frames = self._ping_frames.get(delivery)
+        if frames is None:
+            frame = delivery.codec.encode_reply({})
+            frames = self._ping_frames[delivery] = (frame, delivery.framing.one(frame))
+        return frames
 
     def stop_pings(self) -> None:
         """No more pings, presence refreshes or write-watch ticks (draining: the
@@ -175,6 +200,8 @@ class Node:
 
         ``delta`` (or the namespace's ``delta_publish``) publishes with delta: fossil
         delta subscribers get a delta against the channel's previous publication.
+        A repeated ``idempotency_key`` fans out nothing and returns the engine's
+        ``SuppressedPublish`` (the earlier result), so a caller can tell a redelivery.
 
         Error handling: an engine failure raises before anything is delivered, so a
         publication is acknowledged only once the engine has it. A draining node raises
@@ -196,23 +223,41 @@ class Node:
                 outcome = await self.cache.publish_behind(channel, data, options,
                                                           info=info, tags=tags, delta=delta)
             else:
-                outcome = await self.engine.publish(
-                    channel, data, info=info, tags=tags, history_size=size,
-                    history_ttl=options.history_ttl if size else 0.0,
-                    idempotency_key=idempotency_key,
-                    idempotent_ttl=300.0 if idempotency_key else 0.0, delta=delta)
+                try:
+                    outcome = await self.engine.publish(
+                        channel, data, info=info, tags=tags, history_size=size,
+                        history_ttl=options.history_ttl if size else 0.0,
+                        idempotency_key=idempotency_key,
+                        idempotent_ttl=300.0 if idempotency_key else 0.0, delta=delta)
+                except UnconfirmedPublish as unconfirmed:
+                    # Stored and sent to every other node, yet not acknowledged: this
+                    # node's subscribers get it too (no node may be the one with a gap).
+                    self._fan_out(channel, unconfirmed.result, options, policy, started)
+                    raise
                 if policy != "off":
                     self.cache.published(channel, outcome[0], outcome[1], options)
         finally:
             self.publishing -= 1
             if not self.publishing:
                 self._settled.set()
+        if isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
+            return outcome  # callers that care (consumers) tell a redelivery by its type
         pub, position = outcome
-        if not isinstance(outcome, SuppressedPublish):  # a repeated idempotency key
-            self.publications += 1
-            self.tell_shard(channel, Deliver(channel, pub))
-            self.metrics.published(channel, started)
+        self.publications += 1
+        self.tell_shard(channel, Deliver(channel, pub))
+        self.metrics.published(channel, started)
         return pub, position
+
+    def _fan_out(self, channel: str, outcome: tuple[Publication, StreamPosition],
+                 options: ChannelOptions, policy: str, started: float) -> None:
+        """Deliver a publication the engine stored but did not acknowledge."""
+        if isinstance(outcome, SuppressedPublish):
+            return
+        if policy != "off":
+            self.cache.published(channel, outcome[0], outcome[1], options)
+        self.publications += 1
+        self.tell_shard(channel, Deliver(channel, outcome[0]))
+        self.metrics.published(channel, started)
 
     async def settled(self, timeout: float) -> bool:
         """Wait until no publish is between its engine call and its fan-out; False if
@@ -284,6 +329,8 @@ class Node:
 
     def connection_opened(self, conn: ConnectionActor) -> None:
         self.connections[conn.session.client_id] = conn
+        if conn.link.emulation:
+            self.sessions[conn.session_id] = conn.session.client_id
 
     def connection_authenticated(self, conn: ConnectionActor) -> None:
         self.users.setdefault(conn.session.user, set()).add(conn.session.client_id)
@@ -291,6 +338,7 @@ class Node:
     def connection_closed(self, conn: ConnectionActor) -> None:
         client_id = conn.session.client_id
         self.connections.pop(client_id, None)
+        self.sessions.pop(conn.session_id, None)
         clients = self.users.get(conn.session.user)
         if clients is not None:
             clients.discard(client_id)
@@ -373,6 +421,8 @@ class Node:
             self.directory.update(message, time.time())
         elif message["op"] in USER_OPS:
             user_command_message(self, message)
+        elif message["op"] == "emulation" and message.get("node") == self.uid:
+            emulation_message(self, message)  # sent to every node; only ours applies it
 
     # -- user commands, on every node ------------------------------------------------------
     def user_command(self, op: str, user: str, *, client: str = "", channel: str = "",

@@ -1,10 +1,10 @@
 """The admin JSON API under ``/admin/api/`` and the console at ``/admin/``.
 
 Reads: ``GET tree``, ``actors/{id}``, ``connections``, ``connections/{id}``, ``channels``,
-``channels/{name}``, ``nodes``, ``alerts``, ``proxies``, ``session``. Actions (``POST``):
-``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``, ``unsubscribe``
-(``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``), and
-``login`` (``{"password"}`` → ``{"token", "expires_at"}``; after 5 wrong passwords from
+``channels/{name}``, ``nodes``, ``alerts``, ``proxies``, ``consumers``, ``session``.
+Actions (``POST``): ``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``,
+``unsubscribe`` (``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``),
+and ``login`` (``{"password"}`` → ``{"token", "expires_at"}``; after 5 wrong passwords from
 one address within a minute, 429 with ``Retry-After`` until the oldest is a minute old;
 a correct one clears the count — see ``broker.admin.throttle``).
 
@@ -184,6 +184,10 @@ async def proxies(request: web.Request, node: Node) -> Any:
     return views.proxies(node)
 
 
+async def consumers(request: web.Request, node: Node) -> Any:
+    return views.consumers(node)
+
+
 # --- actions ---------------------------------------------------------------------------------
 
 
@@ -269,7 +273,7 @@ def install_admin(app: web.Application) -> None:
     add_post(f"{API}/login", login)
     for path, read in (("session", session), ("tree", tree), ("connections", connections),
                        ("channels", channels), ("nodes", nodes), ("alerts", alerts),
-                       ("proxies", proxies)):
+                       ("proxies", proxies), ("consumers", consumers)):
         add_get(f"{API}/{path}", guarded(read))
     add_get(f"{API}/connections/{{id}}", guarded(connection))
     add_post(f"{API}/connections/{{id}}/disconnect", guarded(disconnect))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from broker.config.consumers import ConsumerConfig
 from broker.config.env import apply_env
 from broker.config.ops import CacheConfig, MonitorConfig, NotificationsConfig
 from broker.config.parse import (
@@ -46,6 +47,15 @@ from broker.config.proxy import (
     ProxyConfig,
     RpcConfig,
 )
+from broker.config.pusher import PusherConfig
+from broker.config.transports import (
+    EmulationConfig,
+    HttpStreamConfig,
+    SseConfig,
+    UniHttpStreamConfig,
+    UniSseConfig,
+    UniWebSocketConfig,
+)
 
 __all__ = [
     "CacheConfig",
@@ -53,6 +63,7 @@ __all__ = [
     "ChannelOptions",
     "Config",
     "ConfigError",
+    "ConsumerConfig",
     "MonitorConfig",
     "NotificationsConfig",
     "ProxyConfig",
@@ -98,6 +109,11 @@ class RedisConfig:
     sentinel_master_name: str = opt("")
     sentinel_password: str = opt("")
     cluster_address: tuple[str, ...] = opt(())
+    # Chorus extension: a publication with history is acknowledged only once this many
+    # replicas have it (Redis WAIT after the publish, one WAIT per pipeline), so a
+    # failover cannot lose an acknowledged publication; 0 = off, as in Centrifugo.
+    replica_acks: int = opt(0, min=0)
+    replica_ack_timeout: float = opt(1.0, kind=DURATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +425,17 @@ class Config:
     # Centrifugo v6 named proxies and RPC namespaces (broker.config.proxy)
     proxies: tuple[NamedProxyConfig, ...] = opt((), kind=SECTIONS, item=NamedProxyConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
+    # Centrifugo v6 async consumers: the PostgreSQL outbox and Redis Streams (broker.consumers)
+    consumers: tuple[ConsumerConfig, ...] = opt((), kind=SECTIONS, item=ConsumerConfig)
+    # Transports besides the bidirectional WebSocket (broker.config.transports).
+    http_stream: HttpStreamConfig = field(default_factory=HttpStreamConfig)
+    sse: SseConfig = field(default_factory=SseConfig)
+    emulation: EmulationConfig = field(default_factory=EmulationConfig)
+    uni_websocket: UniWebSocketConfig = field(default_factory=UniWebSocketConfig)
+    uni_sse: UniSseConfig = field(default_factory=UniSseConfig)
+    uni_http_stream: UniHttpStreamConfig = field(default_factory=UniHttpStreamConfig)
+    # Chorus extension: the Pusher Channels protocol and HTTP API (broker.pusher).
+    pusher: PusherConfig = field(default_factory=PusherConfig)
 
     def namespace_of(self, channel: str) -> str:
         """The channel's namespace name: "" for none, ``"(unknown)"`` if not configured.

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from broker.config.consumers import validate_consumers
 from broker.config.keys import load_keyset
 from broker.config.parse import ConfigError
 from broker.config.proxy import validate_proxies
+from broker.config.pusher import validate_pusher
 
 if TYPE_CHECKING:
     from broker.config import ChannelOptions, Config
@@ -34,6 +36,8 @@ def validate(config: Config) -> None:
     _check_http_api_and_admin(config)
     _check_prometheus(config)
     validate_proxies(config)
+    validate_consumers(config.consumers)
+    validate_pusher(config.pusher)
 
 
 MIN_HMAC_KEY_BYTES = 32  # HS256's hash size; HS384/512 want more, PyJWT checks those too
@@ -67,6 +71,8 @@ def config_warnings(config: Config) -> list[str]:
                 f"client.{name}.hmac_secret_key: {len(secret.encode())} bytes, shorter than "
                 f"the {MIN_HMAC_KEY_BYTES} that HS256 needs (RFC 7518 section 3.2): tokens "
                 "signed with it can be brute-forced; use a random key of 32+ bytes")
+    found += [f"consumers[{i}].enabled: false, so consumer {c.name!r} does not run"
+              for i, c in enumerate(config.consumers) if not c.enabled]
     return found
 
 
@@ -86,6 +92,11 @@ def _check_http_server(config: Config) -> None:
 
 def _check_engine(config: Config) -> None:
     redis = config.engine.redis
+    if redis.replica_acks and redis.cluster_address:
+        raise ConfigError("engine.redis.replica_acks: not supported with cluster_address "
+                          "(WAIT must follow each write on its own connection); use 0")
+    if redis.replica_ack_timeout <= 0:
+        raise ConfigError("engine.redis.replica_ack_timeout: must be > 0")
     for key in ("address", "sentinel_address", "cluster_address"):
         for i, addr in enumerate(getattr(redis, key)):
             if not _valid_redis_address(addr):

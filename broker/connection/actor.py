@@ -1,9 +1,16 @@
-"""Connection actor: one per WebSocket, the client's session on this node.
+"""Connection actor: one per client connection, the client's session on this node.
 
-The WebSocket reader (``broker.transport.ws``) turns each incoming message into a
-``Frame`` told to this actor; replies and pushes leave through the connection's
-``Outbox``. Commands that need I/O (history, presence, RPC, engine publishes) run as
-effects and answer when their result comes back.
+The same actor serves every transport; what differs is its ``Link`` (see
+``broker.transport.link``): how replies are encoded and framed, where the outbox writes,
+and how the connection is closed. The transport's reader (``broker.transport.ws`` for a
+WebSocket, ``broker.transport.emulation`` for commands of an HTTP-streaming or SSE
+session) turns each incoming message into a ``Frame`` told to this actor; replies and
+pushes leave through the connection's ``Outbox``. Commands that need I/O (history,
+presence, RPC, engine publishes) run as effects and answer when their result comes back.
+
+Unidirectional sessions (uni_websocket, uni_sse, uni_http_stream) get one ``UniConnect``
+with the connect request instead of frames: the connect result goes out as a push, an
+error refusing it becomes a disconnect (Centrifugo's mapping), and nothing else is read.
 
 Failure policy: connection actors are *temporary* children of the connection
 supervisor — a crashed session is not rebuilt (the client reconnects, and recovers from
@@ -14,8 +21,8 @@ when it is killed because its supervisor ended: no socket outlives its actor).
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,10 +37,8 @@ from broker.shard.actor import Unsubscribe
 from broker.types import ClientInfo
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from broker.node import Node
-    from broker.protocol import Codec
+    from broker.transport.link import Link
 
 log = logging.getLogger("chorus.connection")
 
@@ -45,6 +50,13 @@ class Frame:
     """One WebSocket message from the client (str for text messages)."""
 
     data: bytes | str
+
+
+@dataclass(slots=True)
+class UniConnect:
+    """The connect request of a unidirectional session (params of ``connect``)."""
+
+    params: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -71,23 +83,32 @@ class _SubExpired:
     channel: str
 
 
+# Centrifugo's mapping of errors refusing a unidirectional connect to disconnects.
+UNI_ERROR_DISCONNECTS = {
+    codes.ERROR_EXPIRED.code: codes.DISCONNECT_EXPIRED,
+    codes.ERROR_TOKEN_EXPIRED.code: codes.DISCONNECT_EXPIRED,
+    codes.ERROR_TOO_MANY_REQUESTS.code: codes.DISCONNECT_TOO_MANY_REQUESTS,
+    codes.ERROR_PERMISSION_DENIED.code: codes.DISCONNECT_PERMISSION_DENIED,
+}
+
+
 class ConnectionActor(Actor):
     kind = "connection"
 
-    def __init__(self, node: Node, ws: web.WebSocketResponse, transport: asyncio.BaseTransport,
-                 codec: Codec, remote: str, client_id: str,
+    def __init__(self, node: Node, link: Link, remote: str, client_id: str,
                  http_headers: dict[str, str] | None = None) -> None:
         self.node = node
         self.config = node.config
-        self.ws = ws
-        self.codec = codec
+        self.link = link
+        self.delivery = link.delivery
+        self.codec = codec = link.delivery.codec
         self.remote = remote
         self.session = Session(client_id)
         if http_headers:  # the upgrade request's headers a proxy forwards (broker.proxy)
             self.session.http_headers = http_headers
         self.connected_at = time.time()
         self.outbox = Outbox(
-            transport,
+            link.writer,
             node.scheduler,
             binary=codec.binary,
             join=codec.join,
@@ -95,7 +116,14 @@ class ConnectionActor(Actor):
             on_overflow=self._slow,
             watch=node.write_watch,
             on_write_timeout=self._write_timeout,
+            framing=link.delivery.framing,
         )
+        # The secret an emulation client names in its /emulation requests (its client id
+        # is public: presence shows it). Prefixed with the node's id, so the session
+        # alone says which node holds it.
+        self.session_id = (f"{node.uid}.{secrets.token_urlsafe(18)}"
+                           if link.emulation or link.unidirectional else "")
+        self.expects_pong = not link.unidirectional  # uni clients cannot answer pings
         limit = self.config.client.command_rate_limit
         self.bucket = (TokenBucket(limit.rate_per_second, limit.burst, time.monotonic())
                        if limit.enabled else None)
@@ -155,6 +183,9 @@ class ConnectionActor(Actor):
             self._on_frame(message.data)
         elif kind is SocketClosed:
             self.stop()
+        elif kind is UniConnect:
+            self.frames_in += 1
+            self._dispatch({"id": 1, "connect": message.params})
         elif kind is Disconnect:
             self.disconnect(message.code)
         elif kind is _Expired:
@@ -238,7 +269,19 @@ class ConnectionActor(Actor):
     def answer(self, cmd_id: int, method: str, result: dict[str, Any]) -> None:
         self.outbox.push(self.codec.encode_reply({"id": cmd_id, method: result}))
 
+    def answer_connect(self, cmd_id: int, result: dict[str, Any]) -> None:
+        """The connect result: a reply, or on a unidirectional link the connect push."""
+        if self.link.unidirectional:
+            self.write({"push": {"connect": result}})
+        else:
+            self.answer(cmd_id, "connect", result)
+
     def reply_error(self, cmd_id: int, error: codes.ErrorCode) -> None:
+        if self.link.unidirectional:
+            # Only the connect runs on a uni link: a refusal ends it, with a code.
+            self.last_error = f"connect refused: {error.code} {error.message}"
+            self.disconnect(UNI_ERROR_DISCONNECTS.get(error.code, codes.DISCONNECT_SERVER_ERROR))
+            return
         self.outbox.push(self.codec.encode_reply(error.to_reply(cmd_id)))
 
     # -- pings and expiry ---------------------------------------------------------------------
@@ -262,8 +305,9 @@ class ConnectionActor(Actor):
                                                     self.client_info(sub), ttl))
 
     def send_ping(self) -> None:
-        """Called by the ping wheel: an empty reply, pre-encoded once per format."""
-        self.outbox.push(*self.node.ping_frames[self.codec.binary])
+        """Called by the ping wheel: an empty reply (uni: an empty push), pre-encoded and
+        framed once per delivery."""
+        self.outbox.push(*self.node.ping_frame(self.delivery))
 
     def _pong(self) -> None:
         self.awaiting_pong = False
@@ -327,9 +371,12 @@ class ConnectionActor(Actor):
         if self._closing:
             return
         self._closing = True
-        close_code = code.code if code is not None else 3000
-        reason = (code.reason if code is not None else "connection closed").encode()
-        self.node.spawn(self.ws.close(code=close_code, message=reason))
+        link = self.link
+        if link.disconnect_push and code is not None and not self.outbox.closed:
+            # An HTTP body has no close code: the client learns it from this push.
+            self.outbox.push(self.codec.encode_reply(code.to_push()))
+            self.outbox.flush()
+        link.close(code)
 
     def _drop_subscription(self, channel: str, send_leave: bool) -> None:
         sub = self.session.subs.pop(channel, None)
@@ -355,7 +402,7 @@ class ConnectionActor(Actor):
             "client": self.session.client_id,
             "user": self.session.user,
             "remote": self.remote,
-            "transport": "websocket",
+            "transport": self.link.name,
             "protocol": self.codec.name,
             "connected_at": self.connected_at,
             "subscriptions": sorted(self.session.subs),

@@ -138,7 +138,13 @@ def complete_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any],
         session.headers = {str(k).lower(): str(v) for k, v in headers.items()}
     conn.node.connection_authenticated(conn)
     result: dict[str, Any] = {"client": session.client_id, "version": "chorus",
-                              "ping": int(config.client.ping_interval), "pong": True}
+                              "ping": int(config.client.ping_interval)}
+    if conn.expects_pong:
+        result["pong"] = True
+    if conn.session_id:  # emulation and uni sessions, as Centrifugo
+        result["session"] = conn.session_id
+        if conn.link.emulation:  # where its /emulation requests must reach
+            result["node"] = conn.node.uid
     if not session.server_refresh:  # else the refresh proxy renews it, not the SDK
         result.update(expiry_fields(session.expire_at))
     data = flows.payload(credentials.data)
@@ -182,7 +188,7 @@ def _answer_connect(conn: ConnectionActor, cmd_id: int, result: dict[str, Any],
     if subs:
         result["subs"] = {sub.channel: sub_result for sub, (sub_result, _) in zip(
             subs, ready, strict=True)}
-    conn.answer(cmd_id, "connect", result)
+    conn.answer_connect(cmd_id, result)
     for sub, (_, offset) in zip(subs, ready, strict=True):
         finish_subscription(conn, sub, lambda _: None, {}, offset)
     _deliver_unread(conn)

@@ -2,10 +2,13 @@
 
 The shard that owns a channel writes a publication's pre-encoded frame straight into each
 subscriber's outbox (no actor message per subscriber). The first frame a connection gets
-in a loop iteration goes to its transport at once, as the WebSocket frame the shard
-built once for all subscribers; whatever follows in the same iteration is coalesced into
-a single WebSocket message and a single ``transport.write`` when the iteration ends. The
-per-write syscall is the floor, so under load coalescing is where the throughput is.
+in a loop iteration goes to its transport at once, as the wire bytes the shard framed
+once for all subscribers of its delivery group (a WebSocket frame, an SSE event, a line
+of an HTTP stream); whatever follows in the same iteration is coalesced by the
+connection's framing (``broker.connection.framing``) into a single ``transport.write``
+when the iteration ends. The per-write syscall is the floor, so under load coalescing is
+where the throughput is. The outbox itself knows no transport: it writes bytes to an
+asyncio write transport, framed by the framing it was given (WebSocket by default).
 
 Resource handling:
     An outbox holds at most ``max_bytes`` of frames not yet accepted by the kernel
@@ -19,7 +22,6 @@ Resource handling:
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,23 +29,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from broker.connection.writewatch import WriteWatch
 
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
+from broker.connection.framing import Framing, WsFraming
+from broker.connection.wsframe import ws_frame, ws_header
 
-
-def ws_header(length: int, binary: bool) -> bytes:
-    """The header of one unmasked, final WebSocket data frame (server to client)."""
-    first = 0x82 if binary else 0x81
-    if length < 126:
-        return bytes((first, length))
-    if length < 65536:
-        return _HEADER_16.pack(first, 126, length)
-    return _HEADER_64.pack(first, 127, length)
-
-
-def ws_frame(payload: bytes, binary: bool) -> bytes:
-    """A complete WebSocket data frame carrying ``payload``."""
-    return ws_header(len(payload), binary) + payload
+__all__ = ["FlushScheduler", "Outbox", "OutboxStats", "ws_frame", "ws_header"]
 
 
 @dataclass(slots=True)
@@ -101,9 +90,10 @@ class Outbox:
     """Encoded frames waiting for one connection's socket.
 
     The first frame of a tick goes straight to the transport (for a broadcast: the
-    WebSocket frame built once for every subscriber — no allocation per delivery).
-    Frames that follow within the same tick are queued and leave together, as one
-    WebSocket message in one write, when the tick ends. A paced stream therefore costs
+    wire bytes framed once for every subscriber of the group — no allocation per
+    delivery). Frames that follow within the same tick are queued and leave together,
+    framed by ``framing.many`` (one WebSocket message, or consecutive events or lines)
+    in one write, when the tick ends. A paced stream therefore costs
     one write per delivery, like a bare server, and a burst coalesces; while the node is
     in a burst (``FlushScheduler.busy``) the first frame waits too.
     """
@@ -111,7 +101,8 @@ class Outbox:
     __slots__ = (
         "_first_wire",
         "_frames",
-        "_join",
+        "_many",
+        "_one",
         "_pending",
         "_scheduler",
         "_tick",
@@ -137,10 +128,16 @@ class Outbox:
         on_overflow: Callable[[], None],
         watch: WriteWatch | None = None,
         on_write_timeout: Callable[[], None] | None = None,
+        framing: Framing | None = None,
     ) -> None:
+        """``framing`` wraps frames for the transport; None: a WebSocket framing of
+        ``binary`` messages whose frames are joined by ``join``."""
         self._transport: asyncio.WriteTransport = transport  # type: ignore[assignment]
         self._scheduler = scheduler
-        self._join = join
+        if framing is None:
+            framing = WsFraming(binary, join)
+        self._one = framing.one
+        self._many = framing.many
         self._frames: list[bytes] = []
         self._first_wire: bytes | None = None
         self._pending = 0
@@ -155,8 +152,8 @@ class Outbox:
         self.stats = OutboxStats()
 
     def push(self, frame: bytes, wire: bytes | None = None) -> None:
-        """Send one encoded reply/push. ``wire`` is ``frame`` already wrapped as a
-        WebSocket frame (shared by all subscribers of a broadcast), if the caller has it.
+        """Send one encoded reply/push. ``wire`` is ``frame`` already framed for this
+        outbox's transport (shared by all subscribers of a broadcast), if the caller has it.
         """
         if self.closed:
             return
@@ -172,7 +169,7 @@ class Outbox:
             self._tick = scheduler.tick
             if not scheduler.scheduled:
                 scheduler.touch()
-            self._write(wire if wire is not None else ws_frame(frame, self.binary), 1)
+            self._write(wire if wire is not None else self._one(frame), 1)
             return
         self._first_wire = wire
         frames.append(frame)
@@ -185,17 +182,16 @@ class Outbox:
         return self._pending + self._transport.get_write_buffer_size()
 
     def flush(self) -> int:
-        """Write everything queued as one WebSocket message; returns how many frames."""
+        """Write everything queued in one write; returns how many frames."""
         frames = self._frames
         if not frames or self.closed:
             return 0
         if len(frames) == 1:
             wire = self._first_wire
             if wire is None:
-                wire = ws_frame(frames[0], self.binary)
+                wire = self._one(frames[0])
         else:
-            payload = self._join(frames)
-            wire = ws_header(len(payload), self.binary) + payload
+            wire = self._many(frames)
         self._frames = []
         self._pending = 0
         self._first_wire = None

@@ -7,7 +7,8 @@ a timer handle each and an actor message every interval; instead the wheel has o
 per second, a connection sits in the slot of the second it connected, and each tick pings
 one slot and checks the pongs of the slot pinged ``pong_timeout`` seconds earlier. Pings
 are data-path writes (straight into outboxes, the frame built once per wire format); only
-a missing pong becomes an actor message.
+a missing pong becomes an actor message. Unidirectional clients are pinged (an empty
+push keeps proxies from timing the stream out) but cannot answer, so no pong is awaited.
 
 ``RefreshWheel`` spreads presence refreshes the same way. The wheels and the write watch
 are node-wide data; their ticks are ``ConnectionTimersActor``'s timers, so nothing ticks
@@ -30,6 +31,7 @@ T = TypeVar("T")
 
 class Pingable(Protocol):
     awaiting_pong: bool
+    expects_pong: bool  # False for unidirectional clients: pinged, never held to a pong
 
     def send_ping(self) -> None: ...
 
@@ -67,7 +69,7 @@ class PingWheel:
                 self.on_no_pong(conn)
         for conn in self.slots[self.position]:
             conn.send_ping()
-            conn.awaiting_pong = self.pong_lag >= 0
+            conn.awaiting_pong = self.pong_lag >= 0 and conn.expects_pong
             self.pings += 1
         self.position = (self.position + 1) % self.size
 

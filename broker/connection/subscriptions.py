@@ -91,7 +91,7 @@ def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[
             sub.channel_id = conn.node.channel_id(channel)
     sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
     conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id, conn.outbox,
-                                            conn.codec.binary, sub.join_leave,
+                                            conn.delivery, sub.join_leave,
                                             sub.delta, sub.tags_filter, sub.channel_id))
     if options.presence:
         conn.node.spawn(conn.node.engine.add_presence(
@@ -237,14 +237,14 @@ def resubscribe(conn: ConnectionActor, index: int) -> None:
     the same way right after its reply. At-most-once subscriptions (no history) simply
     re-register: they were never promised the publications of the gap.
     """
-    client_id, binary = conn.session.client_id, conn.codec.binary
+    client_id, delivery = conn.session.client_id, conn.delivery
     for channel, sub in list(conn.session.subs.items()):
         if conn.node.shard_of(channel) != index:
             continue
         if sub.active and sub.recoverable:
             unsubscribe_push(conn, channel, 2500, "insufficient state", send_leave=False)
             continue
-        conn.node.tell_shard(channel, Subscribe(channel, client_id, conn.outbox, binary,
+        conn.node.tell_shard(channel, Subscribe(channel, client_id, conn.outbox, delivery,
                                                 sub.join_leave, sub.delta, sub.tags_filter,
                                                 sub.channel_id))
         if sub.active:

@@ -124,6 +124,7 @@ class ClusterPlan:
                 "sentinel_address": [f"127.0.0.1:{p}" for p in self.ports.sentinels],
                 "sentinel_master_name": MASTER_NAME,
                 "prefix": "chorus-local",
+                "replica_acks": 1,  # acknowledged only once the replica has it
             }},
             "client": {"token": {"hmac_secret_key": self.hmac_secret},
                        "insecure": self.insecure},
@@ -132,6 +133,8 @@ class ClusterPlan:
                 "history_size": 1000, "history_ttl": "600s", "allow_recovery": True,
             }},
             "http_api": {"key": self.api_key},
+            # Emulated sessions behind the balancer: /emulation may reach any node.
+            "http_stream": {"enabled": True}, "sse": {"enabled": True},
             "admin": {"enabled": True, "password": self.admin_password,
                       "secret": self.admin_secret},
             "prometheus": {"insecure": True},

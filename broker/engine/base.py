@@ -29,6 +29,7 @@ __all__ = [
     "PresenceManager",
     "PublicationHandler",
     "SuppressedPublish",
+    "UnconfirmedPublish",
     "UnrecoverablePosition",
 ]
 
@@ -39,6 +40,23 @@ class EngineError(Exception):
     The caller answers the client with "internal" (which is temporary: clients retry)
     and may retry itself; nothing is known about whether the operation took effect.
     """
+
+
+class UnconfirmedPublish(EngineError):
+    """A publication was stored and sent to the other nodes, but fewer replicas than
+    required confirmed it in time (``engine.redis.replica_acks``): a failover now could
+    lose it, so it is not acknowledged. ``result`` is what the publish produced.
+
+    The caller still fans it out locally (every other node got it too, so this node's
+    subscribers must not be the only ones without it) and answers the publisher with a
+    temporary error: the publisher may retry, ideally with an idempotency key.
+    """
+
+    def __init__(self, result: tuple[Publication, StreamPosition], confirmed: int,
+                 required: int) -> None:
+        super().__init__(f"publication stored but confirmed by {confirmed} of {required} "
+                         "replicas in time; not acknowledged (retry with an idempotency key)")
+        self.result = result
 
 
 class UnrecoverablePosition(Exception):

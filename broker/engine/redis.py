@@ -29,9 +29,10 @@ from broker.engine.base import (
     JoinLeaveHandler,
     PublicationHandler,
     SuppressedPublish,
+    UnconfirmedPublish,
     UnrecoverablePosition,
 )
-from broker.engine.redis_batch import Batcher
+from broker.engine.redis_batch import Batcher, ReplicasMissing, Wait
 from broker.engine.redis_codec import (
     KeyScheme,
     decode_info,
@@ -117,6 +118,8 @@ class RedisEngine:
         ping_interval: float = 1.0,
         backoff_base: float = 0.05,
         backoff_cap: float = 5.0,
+        replica_acks: int = 0,
+        replica_ack_timeout: float = 1.0,
     ) -> None:
         if history_meta_ttl <= 0:
             raise ValueError(f"history_meta_ttl must be > 0, got {history_meta_ttl}")
@@ -134,6 +137,12 @@ class RedisEngine:
         self._publish_cmd = "spublish" if topology.sharded_pubsub else "publish"
         # Auto-pipelining (broker.engine.redis_batch); a Cluster routes every key itself.
         self._batcher = None if isinstance(topology, Cluster) else Batcher()
+        if replica_acks and self._batcher is None:
+            raise ValueError("replica_acks needs a standalone or Sentinel topology (WAIT "
+                             "must follow the write on its connection; Cluster routes keys)")
+        # (replicas, timeout ms) for the WAIT after each publish with history, or None.
+        self._wait = ((replica_acks, max(1, _ms(replica_ack_timeout)))
+                      if replica_acks else None)
         self.receiver = Receiver(
             topology, self.keys, self.node_id, self._catch_up_read, io_timeout=io_timeout,
             backoff=lambda: Backoff(backoff_base, backoff_cap),
@@ -148,6 +157,7 @@ class RedisEngine:
         return cls(
             prefix=rc.prefix, topology=topology_from_config(config),
             history_meta_ttl=config.channel.history_meta_ttl, io_timeout=rc.io_timeout,
+            replica_acks=rc.replica_acks, replica_ack_timeout=rc.replica_ack_timeout,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -252,9 +262,11 @@ class RedisEngine:
         if self._closed:
             raise EngineError("redis engine is closed")
 
-    async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """Run a script on the channel's server. Error handling: Redis/socket failures
-        become EngineError (the effect is unknown)."""
+    async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any],
+                   *, wait: Wait | None = None) -> Any:
+        """Run a script on the channel's server; with ``wait``, a WAIT for that many
+        replicas follows it on its connection. Error handling: Redis/socket failures
+        become EngineError (the effect is unknown); too few replicas: ReplicasMissing."""
         self._check_open()
         client = self.topology.client(channel)
         try:
@@ -262,9 +274,11 @@ class RedisEngine:
                 return await script(client, keys, args)
             try:
                 return await self._batcher.submit(client, lambda pipe: pipe.evalsha(
-                    script.sha, len(keys), *keys, *args))
+                    script.sha, len(keys), *keys, *args), wait=wait)
             except NoScriptError:  # a restarted or failed-over server: EVAL caches it again
-                return await client.eval(script.source, len(keys), *keys, *args)
+                await client.script_load(script.source)
+                return await self._batcher.submit(client, lambda pipe: pipe.evalsha(
+                    script.sha, len(keys), *keys, *args), wait=wait)
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 
@@ -311,11 +325,20 @@ class RedisEngine:
             new_epoch(), keys.pubsub(channel), _ms(idem_ttl) if idempotency_key else 0,
             self._publish_cmd,
         ]
-        suppressed, msg = await self._run(channel, PUBLISH, [keys.stream(channel), meta, idem],
-                                          args)
+        stored = [keys.stream(channel), meta, idem]
+        try:
+            suppressed, msg = await self._run(channel, PUBLISH, stored, args, wait=self._wait)
+        except ReplicasMissing as missing:
+            suppressed, msg = missing.result
+            raise UnconfirmedPublish(self._published(channel, msg, suppressed),
+                                     missing.confirmed, missing.required) from None
+        return self._published(channel, msg, suppressed)
+
+    def _published(self, channel: str, msg: bytes, suppressed: int,
+                   ) -> tuple[Publication, StreamPosition]:
         pub, position, _ = publication_of(msg)
         result = (pub, position or _NO_POSITION)
-        if suppressed:
+        if suppressed:  # the earlier publication: nothing new to fan out
             return SuppressedPublish(result)
         if position is not None:  # a new epoch: subscribers learn it before the fan-out
             self.receiver.own_publication(channel, position)

@@ -179,6 +179,7 @@ _SCHEMA: Final = {
     "RPCRequest": "1 data bytes; 2 method str",
     "RPCResult": "1 data bytes",
     "SendRequest": "1 data bytes",
+    "EmulationRequest": "1 node str; 2 session str; 3 data bytes",
     "FilterNode": "1 op str; 2 key str; 3 cmp str; 4 val str; 5 vals []str; 6 nodes []FilterNode",
 }
 

@@ -3,14 +3,17 @@
 A publication reaches the shard as one ``Deliver`` message. The shard encodes it once per
 wire format in use (JSON, protobuf), wraps each in a WebSocket frame once, and pushes the
 same bytes into every subscriber's outbox: per subscriber that is one method call and a
-list append.
+list append. Subscribers of the other transports (SSE, HTTP streaming, unidirectional)
+sit in one group per ``Delivery`` (codec and framing), and so do subscribers that
+negotiated channel compaction (one group per delivery and channel id; the node gives a
+channel one id while it has subscribers here): the publication is encoded once per
+(codec, channel id) and framed once per group (``_deliver_groups``), after the
+WebSocket loops.
 
-Subscribers with a tags filter, with fossil deltas or with channel compaction are kept
-apart (``Channel.filtered``, ``Channel.delta``, ``Channel.compact_*``) so that loop stays
-as it is: compacting ones share one frame per format (their channel's id on this node),
-a filtered one is tested per publication and shares its format's frame; delta ones share
-one delta (against the channel's previous publication) per format, and one that holds no
-base yet gets the publication in full.
+Subscribers with a tags filter or with fossil deltas are kept apart (``Channel.filtered``,
+``Channel.delta``) so that loop stays as it is: a filtered one is tested per publication
+and shares its format's frame; delta ones share one delta (against the channel's previous
+publication) per format, and one that holds no base yet gets the publication in full.
 
 The shard owns its channels' cache state too: a fresh ``ShardL1`` per incarnation (its
 L1 window, its write-behind buffer, the channels it follows on the engine), attached to
@@ -35,9 +38,10 @@ import orjson
 
 from actors import Actor
 from broker.cache.shard_l1 import ShardL1
+from broker.connection.framing import Delivery
 from broker.connection.outbox import Outbox, ws_frame
 from broker.names import connection_id
-from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, encode_publication_push
+from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, Codec, encode_publication_push
 from broker.protocol.fossil import create_delta, is_utf8
 from broker.shard.state import Channel, ShardState, Subscriber
 from broker.types import ClientInfo, Publication
@@ -47,10 +51,13 @@ if TYPE_CHECKING:
     from broker.node import Node
     from broker.shard.filters import Predicate
 
-Frames = tuple[bytes, bytes]  # (protocol frame, WebSocket frame) as Outbox.push takes
+Frames = tuple[bytes, bytes]  # (protocol frame, framed wire bytes) as Outbox.push takes
 
 
 log = logging.getLogger("chorus.shard")
+
+# The tag naming a socket a publication skips (broker.pusher.codec.SOCKET_TAG).
+SKIP_TAG = "pusher_socket"
 
 
 def shard_index(channel: str, count: int) -> int:
@@ -63,7 +70,7 @@ class Subscribe:
     channel: str
     conn_id: str
     outbox: Outbox
-    binary: bool
+    delivery: Delivery
     join_leave: bool
     delta: bool = False  # fossil deltas negotiated
     predicate: Predicate | None = None  # tags filter
@@ -170,9 +177,9 @@ class ShardActor(Actor):
         if type(message) is Deliver:
             self._deliver(message.channel, message.pub)
         elif isinstance(message, Subscribe):
-            sub = Subscriber(message.conn_id, message.outbox, message.binary, message.join_leave,
-                             delta=message.delta, predicate=message.predicate,
-                             channel_id=message.channel_id)
+            sub = Subscriber(message.conn_id, message.outbox, message.delivery,
+                             message.join_leave, delta=message.delta,
+                             predicate=message.predicate, channel_id=message.channel_id)
             if self.state.add(message.channel, sub):
                 self._follow(message.channel)
         elif isinstance(message, Activate):
@@ -223,8 +230,8 @@ class ShardActor(Actor):
             for outbox in chan.binary.values():
                 push(outbox, frame, wire)
         delivered = len(chan.json) + len(chan.binary)
-        if chan.compact_json or chan.compact_binary:
-            delivered += self._deliver_compact(chan, channel, pub)
+        if chan.groups:
+            delivered += self._deliver_groups(chan, channel, pub)
         if chan.filtered:
             delivered += self._deliver_filtered(chan, channel, pub)
         if chan.delta:
@@ -232,38 +239,52 @@ class ShardActor(Actor):
         self.node.metrics_delivered(delivered, channel)
 
     @staticmethod
-    def _deliver_compact(chan: Channel, channel: str, pub: Publication) -> int:
-        """Push ``pub`` to the plain subscribers that negotiated channel compaction: one
-        frame per (format, channel id), normally one id per channel. Returns how many."""
-        count = 0
+    def _deliver_groups(chan: Channel, channel: str, pub: Publication) -> int:
+        """Push ``pub`` to the subscribers of the non-WebSocket deliveries and to those
+        that negotiated channel compaction: encoded once per (codec, channel id), framed
+        once per delivery (an SSE event, a stream line ...), the same bytes for every
+        subscriber of a group. Returns how many got it."""
+        encoded: dict[tuple[Codec, int], bytes] = {}
         push = Outbox.push
-        for binary, groups in ((False, chan.compact_json), (True, chan.compact_binary)):
-            codec = PROTOBUF_CODEC if binary else JSON_CODEC
-            for channel_id, outboxes in groups.items():
-                frame = encode_publication_push(codec, channel, pub, channel_id)
-                wire = ws_frame(frame, binary)
-                for outbox in outboxes.values():
-                    push(outbox, frame, wire)
-                count += len(outboxes)
+        count = 0
+        # A Pusher client event or a trigger with ``socket_id``: not to that socket.
+        skip = pub.tags.get(SKIP_TAG) if pub.tags else None
+        for (delivery, channel_id), outboxes in chan.groups.items():
+            codec = delivery.codec
+            frame = encoded.get((codec, channel_id))
+            if frame is None:
+                frame = encoded[(codec, channel_id)] = encode_publication_push(
+                    codec, channel, pub, channel_id)
+            wire = delivery.framing.one(frame)
+            if skip is not None and skip in outboxes:
+                for conn_id, outbox in outboxes.items():
+                    if conn_id != skip:
+                        push(outbox, frame, wire)
+                count += len(outboxes) - 1
+                continue
+            for outbox in outboxes.values():
+                push(outbox, frame, wire)
+            count += len(outboxes)
         return count
 
     @staticmethod
     def _deliver_filtered(chan: Channel, channel: str, pub: Publication) -> int:
         """Push ``pub`` to the filtered subscribers whose filter matches its tags; each
-        (wire format, channel id) is encoded at most once. Returns how many got it."""
+        (codec, channel id) is encoded and each delivery framed at most once. Returns how
+        many got it."""
         tags = pub.tags or {}
-        frames: dict[tuple[bool, int], Frames] = {}
+        frames: dict[tuple[Delivery, int], Frames] = {}
         count = 0
         for sub in chan.filtered.values():
             predicate = sub.predicate
             if predicate is not None and not predicate(tags):
                 continue
-            key = (sub.binary, sub.channel_id)
+            key = (sub.delivery, sub.channel_id)
             pair = frames.get(key)
             if pair is None:
-                codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-                frame = encode_publication_push(codec, channel, pub, sub.channel_id)
-                pair = frames[key] = (frame, ws_frame(frame, sub.binary))
+                frame = encode_publication_push(sub.delivery.codec, channel, pub,
+                                                sub.channel_id)
+                pair = frames[key] = (frame, sub.delivery.framing.one(frame))
             Outbox.push(sub.outbox, *pair)
             count += 1
         return count
@@ -274,8 +295,8 @@ class ShardActor(Actor):
         (``pub.delta``), as a fossil delta against the channel's previous publication to
         those that hold it; in full to the others, to all when it was not published with
         delta (as Centrifugo) or when the delta would not be smaller. The delta is
-        computed once and each (format, delta or full, channel id) frame encoded at most
-        once."""
+        computed once and each (delivery, delta or full, channel id) frame encoded at
+        most once."""
         prev, chan.last = chan.last, pub
         patch = None
         if pub.delta and prev is not None and any(sub.has_base for sub in chan.delta.values()):
@@ -284,14 +305,14 @@ class ShardActor(Actor):
                 patch = None
         # JSON clients get the delta inside a JSON string: it must be valid UTF-8.
         json_patch = patch if patch is not None and is_utf8(patch) else None
-        frames: dict[tuple[bool, bool, int], Frames] = {}
+        frames: dict[tuple[Delivery, bool, int], Frames] = {}
         for sub in chan.delta.values():
             use_delta = sub.has_base and (patch if sub.binary else json_patch) is not None
-            key = (sub.binary, use_delta, sub.channel_id)
+            key = (sub.delivery, use_delta, sub.channel_id)
             pair = frames.get(key)
             if pair is None:
                 pair = frames[key] = delta_push(
-                    channel, pub, patch if use_delta else None, sub.binary, sub.channel_id)
+                    channel, pub, patch if use_delta else None, sub.delivery, sub.channel_id)
             Outbox.push(sub.outbox, *pair)
             sub.has_base = True
         return len(chan.delta)
@@ -301,11 +322,13 @@ class ShardActor(Actor):
         sub = None if chan is None else chan.subscribers.get(conn_id)
         if sub is None or (sub.predicate is not None and not sub.predicate(pub.tags or {})):
             return
-        if sub.delta:  # in full; it sets no base (``has_base`` stays as activation left it)
-            sub.outbox.push(delta_push(channel, pub, None, sub.binary, sub.channel_id)[0])
+        if pub.tags and pub.tags.get(SKIP_TAG) == conn_id:
             return
-        codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
-        sub.outbox.push(encode_publication_push(codec, channel, pub, sub.channel_id))
+        if sub.delta:  # in full; it sets no base (``has_base`` stays as activation left it)
+            sub.outbox.push(delta_push(channel, pub, None, sub.delivery, sub.channel_id)[0])
+            return
+        sub.outbox.push(encode_publication_push(sub.delivery.codec, channel, pub,
+                                                sub.channel_id))
 
     def _deliver_join_leave(self, message: DeliverJoinLeave) -> None:
         targets = self.state.join_leave_targets(message.channel)
@@ -313,13 +336,16 @@ class ShardActor(Actor):
             return
         key = "join" if message.join else "leave"
         event = {key: {"info": client_info_dict(message.info)}}
-        frames: dict[tuple[bool, int], bytes] = {}
+        frames: dict[tuple[Codec, int], bytes] = {}
+        subject = message.info.client
         for sub in targets:
-            frame = frames.get((sub.binary, sub.channel_id))
+            codec = sub.delivery.codec
+            if sub.conn_id == subject and codec.name == "pusher":
+                continue  # Pusher never tells a socket of its own member_added/removed
+            frame = frames.get((codec, sub.channel_id))
             if frame is None:
-                codec = PROTOBUF_CODEC if sub.binary else JSON_CODEC
                 where = {"id": sub.channel_id} if sub.channel_id else {"channel": message.channel}
-                frame = frames[(sub.binary, sub.channel_id)] = codec.encode_reply(
+                frame = frames[(codec, sub.channel_id)] = codec.encode_reply(
                     {"push": {**where, **event}})
             sub.outbox.push(frame)
 
@@ -347,16 +373,17 @@ def delta_data(data: bytes, binary: bool) -> bytes:
     return orjson.dumps(data.decode("utf-8", errors="replace"))
 
 
-def delta_push(channel: str, pub: Publication, patch: bytes | None, binary: bool,
-               channel_id: int = 0) -> Frames:
+def delta_push(channel: str, pub: Publication, patch: bytes | None,
+               delivery: Delivery, channel_id: int = 0) -> Frames:
     """The push of ``pub`` for a delta subscriber: ``patch`` with ``delta: true`` when
-    given, else the publication in full (``delta`` absent, i.e. false); for ``channel_id``
-    (compaction) rather than the channel name when one is given."""
+    given, else the publication in full (``delta`` absent, i.e. false); framed for the
+    subscriber's delivery, and for ``channel_id`` (compaction) rather than the channel
+    name when one is given."""
+    codec = delivery.codec
     out = publication_dict(pub)
-    out["data"] = delta_data(pub.data if patch is None else patch, binary)
+    out["data"] = delta_data(pub.data if patch is None else patch, codec.binary)
     if patch is not None:
         out["delta"] = True
-    codec = PROTOBUF_CODEC if binary else JSON_CODEC
     where: dict[str, Any] = {"id": channel_id} if channel_id else {"channel": channel}
     frame = codec.encode_reply({"push": {**where, "pub": out}})
-    return frame, ws_frame(frame, binary)
+    return frame, delivery.framing.one(frame)

@@ -1,4 +1,4 @@
-"""Channel state owned by one shard: who is subscribed, through which outbox and codec.
+"""Channel state owned by one shard: who is subscribed, through which outbox and delivery.
 
 Pure data, no I/O, no event loop: the shard actor is a thin shell around it.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from broker.connection.framing import WS_JSON, WS_PROTOBUF, Delivery
 from broker.types import Publication
 
 if TYPE_CHECKING:
@@ -20,11 +21,14 @@ if TYPE_CHECKING:
     from broker.shard.filters import Predicate
 
 
+GroupKey = tuple[Delivery, int]  # (delivery, channel id; 0 = named by the channel)
+
+
 @dataclass(slots=True)
 class Subscriber:
     conn_id: str
     outbox: Outbox
-    binary: bool  # protobuf connection
+    delivery: Delivery  # codec and framing of the connection's transport
     join_leave: bool = False
     buffer: list[Publication] | None = field(default_factory=list)  # None once live
     delta: bool = False  # fossil deltas negotiated (never together with a filter)
@@ -32,27 +36,32 @@ class Subscriber:
     # A delta subscriber holds the channel's last publication as its delta base only
     # once it has been sent one live; until then it gets publications in full.
     has_base: bool = False
-    # Channel compaction negotiated: its pushes carry this id instead of the channel.
-    channel_id: int = 0
+    channel_id: int = 0  # channel compaction: pushes name this id, not the channel
+
+    @property
+    def binary(self) -> bool:
+        """True for a protobuf connection."""
+        return self.delivery.codec.binary
 
 
 @dataclass(slots=True)
 class Channel:
-    """Subscribers of one channel, split by wire format so each format is encoded once.
+    """Subscribers of one channel, split by delivery so each is encoded and framed once.
 
-    Live subscribers with a tags filter or with deltas sit in their own groups
-    (``filtered``, ``delta``), so the plain loops over ``json``/``binary`` stay as they
-    are. Plain subscribers that negotiated channel compaction sit in ``compact_json`` /
-    ``compact_binary`` by channel id: the node gives a channel one id while it has
-    subscribers here, so there is one group per format and one frame for all of it.
-    ``last`` is the previous publication, the delta base, kept only while the
-    channel has delta subscribers (a new one starts without a base anyway).
+    Plain WebSocket subscribers are in ``json`` and ``binary`` (the hot loops); those of
+    every other transport, and those that negotiated channel compaction, in ``groups``,
+    one dict per (``Delivery``, channel id) (SSE, HTTP stream, unidirectional ...; id 0
+    = the channel's name; the node gives a channel one id while it has subscribers
+    here), each fed the publication encoded and framed once for the group. Live
+    subscribers with a tags filter or with deltas sit in their own groups (``filtered``,
+    ``delta``), so the plain loops stay as they are. ``last`` is the previous
+    publication, the delta base, kept only while the channel has delta subscribers (a
+    new one starts without a base anyway).
     """
 
     json: dict[str, Outbox] = field(default_factory=dict)
     binary: dict[str, Outbox] = field(default_factory=dict)
-    compact_json: dict[int, dict[str, Outbox]] = field(default_factory=dict)
-    compact_binary: dict[int, dict[str, Outbox]] = field(default_factory=dict)
+    groups: dict[GroupKey, dict[str, Outbox]] = field(default_factory=dict)
     filtered: dict[str, Subscriber] = field(default_factory=dict)
     delta: dict[str, Subscriber] = field(default_factory=dict)
     last: Publication | None = None
@@ -97,11 +106,12 @@ class ShardState:
             chan.delta[conn_id] = sub
         elif sub.predicate is not None:
             chan.filtered[conn_id] = sub
-        elif sub.channel_id:
-            groups = chan.compact_binary if sub.binary else chan.compact_json
-            groups.setdefault(sub.channel_id, {})[conn_id] = sub.outbox
+        elif sub.delivery is WS_JSON and not sub.channel_id:
+            chan.json[conn_id] = sub.outbox
+        elif sub.delivery is WS_PROTOBUF and not sub.channel_id:
+            chan.binary[conn_id] = sub.outbox
         else:
-            (chan.binary if sub.binary else chan.json)[conn_id] = sub.outbox
+            chan.groups.setdefault((sub.delivery, sub.channel_id), {})[conn_id] = sub.outbox
         return [p for p in buffered if p.offset == 0 or p.offset > after_offset]
 
     def remove(self, channel: str, conn_id: str) -> bool:
@@ -133,13 +143,13 @@ class ShardState:
     @staticmethod
     def _detach(chan: Channel, conn_id: str) -> None:
         sub = chan.subscribers.pop(conn_id, None)
-        if sub is not None and sub.channel_id:
-            groups = chan.compact_binary if sub.binary else chan.compact_json
-            group = groups.get(sub.channel_id)
+        if sub is not None and chan.groups:
+            key = (sub.delivery, sub.channel_id)
+            group = chan.groups.get(key)
             if group is not None:
                 group.pop(conn_id, None)
                 if not group:
-                    del groups[sub.channel_id]
+                    del chan.groups[key]
         chan.pending.pop(conn_id, None)
         chan.json.pop(conn_id, None)
         chan.binary.pop(conn_id, None)

@@ -8,44 +8,21 @@ they leave through the connection's outbox.
 from __future__ import annotations
 
 import logging
-import time
-import uuid
-from functools import partial
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from actors import ChildSpec, Restart
-from broker.connection.actor import ConnectionActor, Frame, SocketClosed
-from broker.names import CONNECTIONS_ID
-from broker.protocol import codec_for_subprotocol, codes
+from broker.connection.actor import Frame, SocketClosed
+from broker.connection.framing import WS_JSON, WS_PROTOBUF
+from broker.protocol import PROTOBUF_SUBPROTOCOL, codes
+from broker.transport.common import connect_allowed, origin_allowed, start_connection
 from broker.transport.keys import NODE
+from broker.transport.link import WebSocketLink
 
 log = logging.getLogger("chorus.ws")
 
 SUBPROTOCOLS = ("centrifuge-protobuf", "centrifuge-json")
 
-
-def origin_allowed(allowed: tuple[str, ...], origin: str | None, host: str | None) -> bool:
-    """Centrifugo's rule for a WebSocket upgrade's ``Origin`` header.
-
-    No ``Origin`` (a non-browser client: the SDKs for Node, Python, Go ...): allowed.
-    With ``client.allowed_origins`` set, the Origin must match an entry (``*`` matches
-    any). Without it, browsers are held to the same origin: the Origin's host[:port]
-    must equal the request's ``Host`` header (case-insensitive, the scheme not
-    compared, as Centrifugo's ``checkSameHost``), so a page on another site cannot open
-    a socket riding on its visitor's cookies or network position. ``Origin: null``
-    (sandboxed frames, ``file:``) has no host and is refused.
-    """
-    if origin is None:
-        return True
-    if allowed:
-        return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
-    try:
-        origin_host = urlsplit(origin).netloc
-    except ValueError:  # a malformed Origin (bad IPv6 brackets, ...)
-        return False
-    return bool(origin_host) and host is not None and origin_host.lower() == host.lower()
+__all__ = ["SUBPROTOCOLS", "origin_allowed", "websocket_handler"]
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
@@ -69,21 +46,15 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         return ws
-    remote = request.remote or ""
-    if not node.connect_limiter.allow(remote, time.monotonic()):
+    if not connect_allowed(node, request):
         # Refused before any actor exists; 3013 makes the SDK back off and retry.
         limited = codes.DISCONNECT_TOO_MANY_REQUESTS
         await ws.close(code=limited.code, message=limited.reason.encode())
         return ws
-    codec = codec_for_subprotocol(ws.ws_protocol)
-    client_id = str(uuid.uuid4())
-    forwarded = {name: request.headers[name] for name in node.proxies.forwarded
-                 if name in request.headers}  # what proxies' http_headers ask for
-    factory = partial(ConnectionActor, node, ws, transport, codec, remote, client_id,
-                      forwarded or None)
+    delivery = WS_PROTOBUF if ws.ws_protocol == PROTOBUF_SUBPROTOCOL else WS_JSON
+    link = WebSocketLink(ws, transport, delivery, node.spawn)
+    ref = start_connection(node, link, request.remote or "", request.headers)
     runtime = node.runtime
-    ref = runtime.start_child(CONNECTIONS_ID, ChildSpec(
-        client_id, factory, restart=Restart.TEMPORARY, shutdown=2.0, kind="connection"))
     tell = runtime.tell
     try:
         async for message in ws:
@@ -91,7 +62,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                 tell(ref, Frame(message.data))  # the JSON codec reads str as is
             elif kind is WSMsgType.ERROR:
-                log.info("websocket %s: %r", client_id, ws.exception())
+                log.info("websocket %s: %r", ref, ws.exception())
                 break
     finally:
         if not runtime.closed:

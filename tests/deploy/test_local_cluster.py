@@ -217,3 +217,34 @@ async def test_publications_cross_nodes_and_survive_a_sentinel_failover(
     print(f"{len(acked)} acknowledged ({after_failover()} after the failover), "
           f"{publisher.failures} refused while the primary moved; "
           f"test body {time.monotonic() - started:.1f} s")
+
+
+async def test_an_emulated_session_behind_the_balancer(cluster: dict[str, Any]) -> None:
+    """centrifuge-js over HTTP streaming through nginx, which spreads the session's
+    ``/emulation`` requests over the nodes (no sticky sessions): they are forwarded to
+    the node holding the stream, and everything works."""
+    from tests.functional.jsclient import JS_DIR, NODE, js_client_at
+
+    if NODE is None or not (JS_DIR / "node_modules" / "eventsource").is_dir():
+        pytest.skip("needs node and tests/js/node_modules")
+    ports = cluster["ports"]
+    base = f"127.0.0.1:{ports['balancer']}"
+    endpoint = [{"transport": "http_stream", "endpoint": f"http://{base}/connection/http_stream"}]
+    async with js_client_at(endpoint, f"http://{base}/emulation", "") as js, \
+            aiohttp.ClientSession() as session:
+        await js.call("connect")
+        assert (await js.expect("connected"))["transport"] == "http_stream"
+        for n in range(6):  # several commands: several chances to land elsewhere
+            await js.call("subscribe" if n == 0 else "history", channel=f"emu-{n}" if n
+                          else CHANNEL, limit=1)
+        await js.expect("subscribed")
+        assert "error" not in await js.call("publish", channel=CHANNEL, data={"n": -1})
+        assert (await js.expect("publication", lambda e: e["data"] == {"n": -1}))
+
+        forwarded = 0.0
+        for port in ports["nodes"]:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                for line in (await response.text()).splitlines():
+                    if line.startswith('chorus_emulation_requests_total{route="forwarded"}'):
+                        forwarded += float(line.split()[-1])
+        assert forwarded > 0, "nginx sent no /emulation request to another node"

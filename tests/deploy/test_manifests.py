@@ -65,7 +65,9 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_health_check() -> None:
     assert ("STOPSIGNAL", "SIGTERM") in steps
     cmd = [arg for op, arg in steps if op == "CMD"][-1]
     assert "--config" in cmd and "/etc/chorus/config.yaml" in cmd
-    assert any(op == "RUN" and "pip install ." in arg and "uvloop" in arg for op, arg in steps)
+    # the package itself (with the postgres extra: the outbox consumer's driver), checked
+    assert any(op == "RUN" and 'pip install ".[postgres]"' in arg and "uvloop" in arg
+               and "asyncpg" in arg for op, arg in steps)
 
 
 def test_dockerfile_copies_only_files_that_exist_and_are_not_ignored() -> None:

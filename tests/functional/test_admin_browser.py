@@ -79,3 +79,42 @@ async def test_console_login_tree_crash_and_disconnect() -> None:
             await playwright_api.expect(conn_row).to_have_count(0, timeout=10_000)
         finally:
             await browser.close()
+
+
+async def test_console_shows_the_async_consumers(redis_url: str) -> None:
+    """The consumers section lists each consumer with its counters (here a Redis Stream
+    consumer that has published two entries). Screenshot: /tmp/chorus-admin-consumers.png."""
+    import json
+
+    import redis.asyncio as aioredis
+
+    stream = "console:events"
+    mapping = config()
+    mapping["consumers"] = [{"name": "events", "enabled": True, "type": "redis_stream",
+                             "redis_stream": {"address": [redis_url], "streams": [stream],
+                                              "consumer_group": "console"}}]
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with run_node(mapping) as node, playwright_api.async_playwright() as pw:
+            for n in range(2):
+                await client.xadd(stream, {"method": "publish", "payload": json.dumps(
+                    {"channel": "room:lobby", "data": {"n": n}})})
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
+                "--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking"])
+            try:
+                page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                await page.goto(f"http://127.0.0.1:{node.port}/admin/")
+                await page.fill("#password", PASSWORD)
+                await page.click("#login-form button[type=submit]")
+                row = page.locator('tr[data-consumer="events"]')
+                await row.wait_for(state="visible", timeout=10_000)
+                await playwright_api.expect(row.locator("td").nth(3)).to_have_text(
+                    "2", timeout=10_000)  # processed
+                assert (await row.locator("td").nth(2).inner_text()) == "1 / 1"  # owned
+                await page.locator("#consumers-card").screenshot(
+                    path="/tmp/chorus-admin-consumers.png")
+            finally:
+                await browser.close()
+    finally:
+        await client.aclose()

@@ -10,15 +10,18 @@ and noisy, so the assertion is 2x and the measured ratio is printed for the repo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
-from tests.functional.conftest import RunningNode, base_config, run_node, wait_until
+from broker.auth import make_token
+from tests.functional.conftest import SECRET, RunningNode, base_config, run_node, wait_until
 from tests.reliability.helpers import RawSocket, json_client, percentile, rss_bytes
 
 QUEUE_MAX = 256 * 1024
@@ -109,3 +112,42 @@ async def test_stalled_reader_is_cut_off_and_others_keep_their_latency() -> None
           f"while {sent_to_slow / 1e6:.1f} MB were published to the stalled reader")
     assert rss_growth < 32 * 1024 * 1024, "the stalled reader's data stayed on the heap"
     assert ratio <= 2.0
+
+
+@pytest.mark.parametrize("path", ["/connection/sse", "/connection/http_stream"])
+async def test_a_stalled_stream_reader_is_cut_off(path: str) -> None:
+    """The same bound over an HTTP stream: the outbox overflows, 3008 is counted, the
+    session ends and its connection is dropped (nothing left waiting for the reader)."""
+    config = base_config(client={"queue_max_size": QUEUE_MAX}, sse={"enabled": True},
+                         http_stream={"enabled": True})
+    async with run_node(config) as node:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port, limit=16 * 1024)
+        commands = (json.dumps({"id": 1, "connect": {"token": make_token(SECRET, "slow")}})
+                    + "\n" + json.dumps({"id": 2, "subscribe": {"channel": "bulk"}}))
+        if path.endswith("sse"):
+            request = f"GET {path}?{urlencode({'cf_connect': commands})} HTTP/1.1\r\n"
+            body = b""
+        else:
+            request = f"POST {path} HTTP/1.1\r\nContent-Length: {len(commands)}\r\n"
+            body = commands.encode()
+        writer.write(f"{request}Host: 127.0.0.1\r\n\r\n".encode() + body)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        seen = b""
+        while b'"id":2' not in seen:
+            seen += await asyncio.wait_for(reader.read(4096), 5)
+        # From here on the client reads nothing: flood until its outbox overflows.
+        payload = json.dumps(BULK).encode()
+        try:
+            for _ in range(400):
+                await node.chorus.publish("bulk", payload)
+                if node.node.slow_consumers:
+                    break
+                await asyncio.sleep(0.001)
+            await wait_until(lambda: node.node.slow_consumers == 1, "the 3008 cut-off")
+            await wait_until(lambda: not node.node.connections, "the session's end")
+            with contextlib.suppress(ConnectionError):  # aborted: EOF or a reset
+                while await asyncio.wait_for(reader.read(1 << 20), 5):
+                    pass
+        finally:
+            writer.close()

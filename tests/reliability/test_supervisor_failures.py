@@ -116,7 +116,7 @@ def no_zombies(world: World) -> None:
     assert listed == actors, f"sockets without actors {listed - actors}, " \
                              f"actors without sockets {actors - listed}"
     for conn in node.connections.values():
-        assert not conn.ws.closed or conn._closing, f"{conn.session.client_id}: socket closed"
+        assert not conn.link.closed or conn._closing, f"{conn.session.client_id}: socket closed"
 
 
 async def served_again(world: World, since: float) -> float:

@@ -43,6 +43,12 @@ PCHAN = F + "test_proxy_channels.py::"
 PRES = F + "test_proxy_resilience.py::"
 RPC_SPACES = "test_rpc_namespace_boundary_and_methods_without_namespace"
 
+TRANSPORT_KEYS = (F + "test_transport_keys.py::"
+                  "test_handler_prefix_moves_the_endpoint_and_the_body_limit_refuses")
+UNI_WS_REFUSED = "tests/unit/test_config_transports.py::test_bad_transport_keys_fail_naming_the_key"
+UNI_WS_OPTIONS = ("tests/functional/test_uni_transports.py::"
+                  "test_uni_websocket_options_join_pushes_drop_the_disconnect_push_and_limit")
+
 COVERED: dict[str, str] = {
     # -- http_server, log
     "http_server.address": SERVE + "test_http_server_address_is_the_only_interface_bound",
@@ -296,6 +302,55 @@ COVERED: dict[str, str] = {
     "rpc.namespace_boundary": PCHAN + RPC_SPACES,
     "rpc.ping.enabled": PCHAN + "test_rpc_ping_is_answered_without_the_backend",
     "rpc.ping.method": PCHAN + "test_rpc_ping_is_answered_without_the_backend",
+    # -- transports (besides the bidirectional WebSocket)
+    "http_stream.handler_prefix": TRANSPORT_KEYS,
+    "http_stream.max_request_body_size": TRANSPORT_KEYS,
+    "sse.handler_prefix": TRANSPORT_KEYS,
+    "sse.max_request_body_size": TRANSPORT_KEYS,
+    "uni_sse.handler_prefix": TRANSPORT_KEYS,
+    "uni_sse.max_request_body_size": TRANSPORT_KEYS,
+    "uni_http_stream.handler_prefix": TRANSPORT_KEYS,
+    "uni_http_stream.max_request_body_size": TRANSPORT_KEYS,
+    "emulation.handler_prefix": TRANSPORT_KEYS,
+    "emulation.max_request_body_size": TRANSPORT_KEYS,
+    "http_stream.enabled": F + "test_node_transports.py::test_publish_recovery_presence_and_rpc",
+    "sse.enabled": F + "test_node_transports.py::test_publish_recovery_presence_and_rpc",
+    "uni_sse.enabled": (
+        F + "test_uni_transports.py::test_uni_sse_connect_publications_pings_and_disconnect"),
+    "uni_http_stream.enabled": (
+        F + "test_uni_transports.py::"
+        "test_uni_http_stream_recovers_from_a_position_in_the_connect_request"),
+    "uni_websocket.enabled": UNI_WS_OPTIONS,
+    "uni_websocket.handler_prefix": UNI_WS_OPTIONS,
+    "uni_websocket.join_push_messages": UNI_WS_OPTIONS,
+    "uni_websocket.disable_disconnect_push": UNI_WS_OPTIONS,
+    "uni_websocket.message_size_limit": UNI_WS_OPTIONS,
+    # refused at any value but their default (nothing in Chorus they could set)
+    "uni_websocket.compression": UNI_WS_REFUSED,
+    "uni_websocket.compression_level": UNI_WS_REFUSED,
+    "uni_websocket.compression_min_size": UNI_WS_REFUSED,
+    "uni_websocket.decompressed_message_size_limit": UNI_WS_REFUSED,
+    "uni_websocket.disable_closing_handshake": UNI_WS_REFUSED,
+    "uni_websocket.read_buffer_size": UNI_WS_REFUSED,
+    "uni_websocket.use_write_buffer_pool": UNI_WS_REFUSED,
+    "uni_websocket.write_buffer_size": UNI_WS_REFUSED,
+    "uni_websocket.write_timeout": UNI_WS_REFUSED,
+    "engine.redis.replica_acks": "tests/contract/test_redis_replica_acks.py::"
+    "test_without_the_replica_a_publish_is_stored_and_sent_but_not_acknowledged",
+    "engine.redis.replica_ack_timeout": "tests/contract/test_redis_replica_acks.py::"
+    "test_without_the_replica_a_publish_is_stored_and_sent_but_not_acknowledged",
+    # Chorus extension: Pusher apps (a list of sections; each key of an entry is
+    # exercised by tests/functional/test_pusher*.py, webhooks by test_pusher_webhooks.py)
+    "pusher.apps": F + "test_pusher.py::"
+    "test_public_and_private_channels_get_events_triggered_by_the_server_library",
+    "pusher.activity_timeout": F + "test_pusher.py::"
+    "test_connection_established_names_the_socket_and_the_activity_timeout",
+    "pusher.timestamp_window": F + "test_pusher.py::"
+    "test_timestamp_window_bounds_how_old_a_signed_request_may_be",
+    # a list of sections; each key of an entry is exercised by the consumer tests
+    # (tests/functional/test_consumer_postgres.py, test_consumer_redis_stream.py)
+    "consumers": "tests/functional/test_consumer_postgres.py::"
+    "test_committed_rows_reach_subscribers_in_order_and_leave_the_table",
 }
 
 

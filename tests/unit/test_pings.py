@@ -6,9 +6,10 @@ from broker.connection.pings import PingWheel
 
 
 class Conn:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, expects_pong: bool = True) -> None:
         self.name = name
         self.awaiting_pong = False
+        self.expects_pong = expects_pong
         self.pings = 0
 
     def send_ping(self) -> None:
@@ -58,3 +59,15 @@ def test_removed_connections_are_neither_pinged_nor_failed() -> None:
     for _ in range(9):
         wheel.tick()
     assert conn.pings == 0 and dead == [] and len(wheel) == 0
+
+
+def test_a_unidirectional_connection_is_pinged_but_never_held_to_a_pong() -> None:
+    lost: list[Conn] = []
+    wheel = PingWheel(interval=2, pong_timeout=1, on_no_pong=lost.append)
+    uni, bidi = Conn("uni", expects_pong=False), Conn("bidi")
+    wheel.add(uni)
+    wheel.add(bidi)
+    for _ in range(6):
+        wheel.tick()
+    assert uni.pings == bidi.pings == 3
+    assert lost and all(conn is bidi for conn in lost), "only the bidi client owes pongs"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from centrifuge.fossil import apply_delta
 
+from broker.connection.framing import WS_JSON, WS_PROTOBUF
 from broker.connection.outbox import Outbox
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC
 from broker.shard.actor import ShardActor, delta_push
@@ -44,7 +45,8 @@ def pubs_of(sink: Sink, binary: bool) -> list[dict[str, Any]]:
 
 def live(state: ShardState, conn_id: str, binary: bool = False, **kw: Any) -> Sink:
     sink = Sink()
-    state.add("c", Subscriber(conn_id, sink, binary, **kw))  # type: ignore[arg-type]
+    delivery = WS_PROTOBUF if binary else WS_JSON
+    state.add("c", Subscriber(conn_id, sink, delivery, **kw))  # type: ignore[arg-type]
     state.activate("c", conn_id, 0)
     return sink
 
@@ -96,10 +98,10 @@ def test_delta_group_gets_full_then_deltas(binary: bool) -> None:
 
 
 def test_delta_push_wraps_json_data_in_a_string() -> None:
-    frame, _ = delta_push("c", Publication(b'{"a":1}', offset=3), None, binary=False)
+    frame, _ = delta_push("c", Publication(b'{"a":1}', offset=3), None, WS_JSON)
     pub = JSON_CODEC.decode_replies(frame)[0]["push"]["pub"]
     assert json.loads(pub["data"]) == '{"a":1}' and pub["offset"] == 3 and "delta" not in pub
-    frame, _ = delta_push("c", Publication(b'{"a":1}'), b"patch", binary=True)
+    frame, _ = delta_push("c", Publication(b'{"a":1}'), b"patch", WS_PROTOBUF)
     pub = PROTOBUF_CODEC.decode_replies(frame)[0]["push"]["pub"]
     assert pub["data"] == b"patch" and pub["delta"] is True
 
@@ -135,9 +137,9 @@ def test_compacting_subscribers_share_one_frame_with_the_channel_id(binary: bool
     second = live(state, "b", binary=binary, channel_id=7)
     chan = state.channels["c"]
     assert list(chan.binary if binary else chan.json) == ["plain"]
-    groups = chan.compact_binary if binary else chan.compact_json
-    assert {cid: list(group) for cid, group in groups.items()} == {7: ["a", "b"]}
-    assert ShardActor._deliver_compact(chan, "c", Publication(b'{"n":1}', offset=3)) == 2
+    groups = chan.groups  # compacting subscribers: one group per (delivery, channel id)
+    assert {key[1]: list(group) for key, group in groups.items()} == {7: ["a", "b"]}
+    assert ShardActor._deliver_groups(chan, "c", Publication(b'{"n":1}', offset=3)) == 2
     assert first.frames == second.frames and len(first.frames) == 1  # one frame, shared
     assert first.frames[0] is second.frames[0]
     [push] = frames_by_id(first, binary)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker.connection.framing import WS_JSON, WS_PROTOBUF
 from broker.shard.state import ShardState, Subscriber
 from broker.types import Publication
 
 
 def sub(conn_id: str, binary: bool = False, join_leave: bool = False) -> Subscriber:
     outbox: Any = object()
-    return Subscriber(conn_id, outbox, binary, join_leave)
+    return Subscriber(conn_id, outbox, WS_PROTOBUF if binary else WS_JSON, join_leave)
 
 
 def test_first_subscriber_creates_the_channel_and_last_removes_it() -> None:

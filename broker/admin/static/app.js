@@ -171,6 +171,21 @@ function renderAlerts(alerts) {
   $("alerts").replaceChildren(...parts);
 }
 
+// --- async consumers (outbox table, Redis streams) ------------------------------------------
+function renderConsumers(data) {
+  $("consumers-card").hidden = !data.consumers.length;
+  const head = el("tr", {}, ["consumer", "type", "owned here", "processed", "redeliveries", "invalid",
+    "errors", "lag", "last error"].map((h) => el("th", {}, h)));
+  const rows = data.consumers.map((c) => el("tr", { "data-consumer": c.name },
+    el("td", { class: "name" }, c.name), el("td", {}, c.type),
+    el("td", { class: "num", title: c.owned.join(", ") }, `${c.owned.length} / ${c.partitions}`),
+    el("td", { class: "num" }, fmtNum(c.processed)), el("td", { class: "num" }, fmtNum(c.redeliveries)),
+    el("td", { class: "num" }, fmtNum(c.invalid)), el("td", { class: "num" }, fmtNum(c.errors)),
+    el("td", { class: "num" }, c.lag === null ? "–" : fmtNum(c.lag) + (c.lag_capped ? "+" : "")),
+    el("td", { class: "error small" }, c.last_error ? `${c.last_error} (${fmtAgo(c.last_error_at)} ago)` : "")));
+  $("consumers").replaceChildren(head, ...rows);
+}
+
 // --- connections and channels ----------------------------------------------------------------
 function renderConnections(data) {
   $("conn-total").textContent = `(${data.total})`;
@@ -239,6 +254,7 @@ function render(data) {
   $("tree").replaceChildren(treeList(data.tree.tree));
   renderNode(data.nodes.nodes[0]);
   renderAlerts(data.alerts);
+  renderConsumers(data.consumers);
   renderConnections(data.connections);
   renderChannels(data.channels);
   renderProxies(data.proxies);
@@ -246,9 +262,9 @@ function render(data) {
 }
 
 async function refresh() {
-  const [tree, nodes, connections, channels, alerts, proxies] = await Promise.all(
-    ["tree", "nodes", "connections", "channels", "alerts", "proxies"].map((p) => api(p)));
-  lastData = { tree, nodes, connections, channels, alerts, proxies };
+  const [tree, nodes, connections, channels, alerts, proxies, consumers] = await Promise.all(
+    ["tree", "nodes", "connections", "channels", "alerts", "proxies", "consumers"].map((p) => api(p)));
+  lastData = { tree, nodes, connections, channels, alerts, proxies, consumers };
   render(lastData);
 }
 
