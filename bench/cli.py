@@ -25,6 +25,7 @@ from typing import Any
 from bench.plots import write_plots
 from bench.progress import Progress
 from bench.report import add_ratios, machine_info, markdown, run_calibration, write_json
+from bench.scenario_connect import ConnectScenario
 from bench.scenario_fanout import FanoutScenario
 from bench.scenario_idle import IdleScenario
 from bench.scenario_multinode import MultinodeScenario
@@ -35,7 +36,7 @@ from bench.servers import ADAPTERS, PROTOCOLS
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (FanoutScenario(), IdleScenario(), MultinodeScenario(),
-                        OutboxScenario(), StartupScenario())}
+                        ConnectScenario(), OutboxScenario(), StartupScenario())}
 DEFAULT_SERVERS = "baseline-send_str,baseline-prebuilt,chorus"
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m bench fanout --servers chorus --protocol centrifugo,pusher\n"
                "  python -m bench idle --connections 10000 --channels 4\n"
                "  python -m bench multinode --subscribers 3000 --repeat 3\n"
+               "  python -m bench connect --connections 2000 --auth jwt,proxy\n"
                "  python -m bench outbox --rows 10000 --consumer postgresql,redis_stream\n"
                "  python -m bench startup --repeat 5",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -44,6 +44,7 @@ from broker.names import connection_id
 from broker.node import Node
 from broker.notify import NotificationStore
 from broker.protocol import codes
+from broker.proxy.hooks import Hook
 from broker.transport.http_api import api_handler
 from broker.transport.keys import NODE, ChorusState
 from broker.transport.routes import install_transports
@@ -125,6 +126,39 @@ class Chorus:
 
         return register
 
+    def on_connect(self, hook: Hook) -> Hook:
+        """Authenticate connects without a token in-process, as the connect proxy would:
+        ``async def hook(request: ConnectRequest) -> ConnectResult | None``. Needs
+        ``client.proxy.connect.enabled: true`` with no endpoint (see broker.proxy.hooks for
+        what a hook may return; broker.proxy.registry for the one-backend rule)."""
+        return self._hook("connect", hook)
+
+    def on_refresh(self, hook: Hook) -> Hook:
+        """Renew connections at their ``expire_at``, as the refresh proxy would
+        (``RefreshRequest`` -> ``RefreshResult``); needs ``client.proxy.refresh.enabled``."""
+        return self._hook("refresh", hook)
+
+    def on_subscribe(self, hook: Hook) -> Hook:
+        """Decide subscribes in namespaces with ``subscribe_proxy_enabled``, as the
+        subscribe proxy would (``SubscribeRequest`` -> ``SubscribeResult``)."""
+        return self._hook("subscribe", hook)
+
+    def on_publish(self, hook: Hook) -> Hook:
+        """Decide (and may rewrite) client publications in namespaces with
+        ``publish_proxy_enabled`` (``PublishRequest`` -> ``PublishResult``)."""
+        return self._hook("publish", hook)
+
+    def on_sub_refresh(self, hook: Hook) -> Hook:
+        """Renew subscriptions at their ``expire_at`` in namespaces with
+        ``sub_refresh_proxy_enabled`` (``SubRefreshRequest`` -> ``SubRefreshResult``)."""
+        return self._hook("sub_refresh", hook)
+
+    def _hook(self, event: str, hook: Hook) -> Hook:
+        if event in self.state.hooks:
+            raise ValueError(f"a hook for {event} is already registered")
+        self.state.hooks[event] = hook
+        return hook
+
     def on_message(self, handler: Callable[[str, str, bytes], None]) -> None:
         """Call ``handler(user, client, data)`` for every client ``send`` command."""
         self.state.message_handlers.append(handler)
@@ -183,7 +217,8 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     runtime = Runtime(allow_crash=config.admin.allow_crash_actor, on_root_failure=root_failed)
     name = config.chorus.resolved_node_name
     store = make_notification_store(config, engine)
-    node = Node(config, runtime, engine, name, store)  # sets the engine's handlers: first
+    node = Node(config, runtime, engine, name, store,  # sets the engine's handlers: first
+                hooks=state.hooks)
     await engine.start()
     node.rpc_handlers.update(state.rpc_handlers)
     node.message_handlers.extend(state.message_handlers)
@@ -196,6 +231,7 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
         await _drain(node, _deadline(state))
         state._node = None
         await node.cache.flush_all()  # write-behind publications reach the engine
+        await node.proxies.close()  # the proxies' HTTP client session
         if store is not None:
             await store.close()
         await engine.close()

@@ -27,7 +27,7 @@ import math
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -131,6 +131,9 @@ class NodeMetrics:
         self.webhooks = LabelledCounter(
             "chorus_alert_webhooks", "Alert webhook POSTs by result", "result")
         self._registry: Any = None
+        # More families read at scrape time (e.g. the proxies'); each returns an iterable
+        # of prometheus_client metric families, importing the library only when called.
+        self.extra_collectors: list[Callable[[], Iterable[Any]]] = []
 
     @property
     def registry(self) -> Any:

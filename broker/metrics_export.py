@@ -149,6 +149,8 @@ class _NodeCollector:
         yield from self._cache(node)
         yield from self._consumers(node)
         yield from self._pusher(node)
+        for extra in metrics.extra_collectors:
+            yield from extra()
         yield _labelled(GaugeMetricFamily("chorus_alerts_active", "Firing alerts (1 each)",
                                           labels=["alert", "severity"]),
                         (([a.rule.name, a.rule.severity], 1.0) for a in board.active_alerts))

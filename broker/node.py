@@ -14,7 +14,7 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -45,6 +45,8 @@ from broker.metrics import NodeMetrics
 from broker.names import SHARDS_ID, connection_id, shard_name
 from broker.notify import NotificationStore, Notifier
 from broker.protocol import codes
+from broker.proxy.hooks import Hook
+from broker.proxy.registry import Proxies
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
 from broker.transport.ratelimit import ConnectRateLimiter
 from broker.types import ClientInfo, Publication, StreamPosition
@@ -72,7 +74,8 @@ class NodeDraining(Exception):
 
 class Node:
     def __init__(self, config: Config, runtime: Runtime, engine: Engine, name: str,
-                 notifications: NotificationStore | None = None) -> None:
+                 notifications: NotificationStore | None = None, *,
+                 hooks: Mapping[str, Hook] | None = None) -> None:
         self.config = config
         self.runtime = runtime
         self.engine = engine
@@ -132,6 +135,8 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.consumers = ConsumerBoard(config.consumers)  # counters of the async consumers
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time
+        # Proxies and @chorus.on_... hooks, resolved now: a conflict fails the start
+        self.proxies = Proxies(config, hooks, self.metrics)
         # L1 over the engine, per shard (broker.cache); durable notifications (broker.notify)
         self.cache = CacheLayer(engine, config.cache, self.shard_count, self.shard_of,
                                 lambda channel: self.tell_shard(channel, Resync(channel)),

@@ -1,7 +1,7 @@
 """The admin JSON API under ``/admin/api/`` and the console at ``/admin/``.
 
 Reads: ``GET tree``, ``actors/{id}``, ``connections``, ``connections/{id}``, ``channels``,
-``channels/{name}``, ``nodes``, ``alerts``, ``consumers``, ``pusher`` (Pusher apps with
+``channels/{name}``, ``nodes``, ``alerts``, ``proxies``, ``consumers``, ``pusher`` (Pusher apps with
 their sockets and channels on this node), ``session``. Actions (``POST``):
 ``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``, ``unsubscribe``
 (``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``), and
@@ -181,6 +181,10 @@ async def alerts(request: web.Request, node: Node) -> Any:
     return views.alerts(node)
 
 
+async def proxies(request: web.Request, node: Node) -> Any:
+    return views.proxies(node)
+
+
 async def consumers(request: web.Request, node: Node) -> Any:
     return views.consumers(node)
 
@@ -274,7 +278,7 @@ def install_admin(app: web.Application) -> None:
     add_post(f"{API}/login", login)
     for path, read in (("session", session), ("tree", tree), ("connections", connections),
                        ("channels", channels), ("nodes", nodes), ("alerts", alerts),
-                       ("consumers", consumers), ("pusher", pusher)):
+                       ("proxies", proxies), ("consumers", consumers), ("pusher", pusher)):
         add_get(f"{API}/{path}", guarded(read))
     add_get(f"{API}/connections/{{id}}", guarded(connection))
     add_post(f"{API}/connections/{{id}}/disconnect", guarded(disconnect))

@@ -114,6 +114,12 @@ def alerts(node: Node) -> dict[str, Any]:
                         "failed": board.webhook_failed}}
 
 
+def proxies(node: Node) -> dict[str, Any]:
+    """Every proxy and hook: endpoint, breaker, in flight, and calls, errors (by reason)
+    and mean latency per event kind."""
+    return {"proxies": node.proxies.snapshot()}
+
+
 def consumers(node: Node) -> dict[str, Any]:
     """The async consumers' counters (``consumers`` in the config), this node's view."""
     return {"consumers": node.consumers.as_list()}

@@ -40,6 +40,13 @@ from broker.config.parse import (
     opt,
     read_file,
 )
+from broker.config.proxy import (
+    ChannelProxyConfig,
+    ClientProxyConfig,
+    NamedProxyConfig,
+    ProxyConfig,
+    RpcConfig,
+)
 from broker.config.pusher import PusherConfig
 from broker.config.transports import (
     EmulationConfig,
@@ -59,6 +66,7 @@ __all__ = [
     "ConsumerConfig",
     "MonitorConfig",
     "NotificationsConfig",
+    "ProxyConfig",
     "config_from_mapping",
     "dump_starter_config",
     "load_config",
@@ -189,6 +197,8 @@ class ClientConfig:
     connect_rate_limit_per_ip: RateLimitConfig = field(
         default_factory=_connect_limit, metadata={"section": RateLimitConfig}
     )
+    # Centrifugo v6: connect and refresh proxies (broker.config.proxy, broker.proxy).
+    proxy: ClientProxyConfig = field(default_factory=ClientProxyConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +286,14 @@ class ChannelOptions:
     allow_channel_compaction: bool = opt(False)
     # Centrifugo v6: only "stream" ("" means it); map and shared_poll are not supported.
     subscription_type: str = opt("stream", choices=("", "stream"))
+    # Centrifugo v6: ask the application (an HTTP proxy, or an @chorus.on_... hook) about
+    # subscribes, client publications and subscription refreshes (broker.proxy).
+    subscribe_proxy_enabled: bool = opt(False)
+    subscribe_proxy_name: str = opt("default")
+    publish_proxy_enabled: bool = opt(False)
+    publish_proxy_name: str = opt("default")
+    sub_refresh_proxy_enabled: bool = opt(False)
+    sub_refresh_proxy_name: str = opt("default")
     # ``channel_regex`` compiled once, here (None when empty).
     channel_pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
@@ -319,6 +337,7 @@ class ChannelConfig:
     namespaces: tuple[ChannelNamespace, ...] = opt(
         (), kind=NAMESPACES, item=ChannelNamespace, options=ChannelOptions
     )
+    proxy: ChannelProxyConfig = field(default_factory=ChannelProxyConfig)  # "default" proxies
     _index: Mapping[str, ChannelOptions] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -403,6 +422,9 @@ class Config:
     chorus: ChorusConfig = field(default_factory=ChorusConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    # Centrifugo v6 named proxies and RPC namespaces (broker.config.proxy)
+    proxies: tuple[NamedProxyConfig, ...] = opt((), kind=SECTIONS, item=NamedProxyConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
     # Centrifugo v6 async consumers: the PostgreSQL outbox and Redis Streams (broker.consumers)
     consumers: tuple[ConsumerConfig, ...] = opt((), kind=SECTIONS, item=ConsumerConfig)
     # Transports besides the bidirectional WebSocket (broker.config.transports).

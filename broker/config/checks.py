@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from broker.config.consumers import validate_consumers
 from broker.config.keys import load_keyset
 from broker.config.parse import ConfigError
+from broker.config.proxy import validate_proxies
 from broker.config.pusher import validate_pusher
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def validate(config: Config) -> None:
     _check_personal_channel(config)
     _check_http_api_and_admin(config)
     _check_prometheus(config)
+    validate_proxies(config)
     validate_consumers(config.consumers)
     validate_pusher(config.pusher)
 
@@ -138,11 +140,13 @@ def _check_tokens(config: Config) -> None:
         load_keyset(client.subscription_token, "client.subscription_token")
     if not client.token.has_key and not (
         client.insecure or client.allow_anonymous_connect_without_token
+        or client.proxy.connect.enabled  # the application authenticates connections
     ):
         raise ConfigError(
             "client.token: a key (hmac_secret_key, rsa_public_key, ecdsa_public_key or "
-            "jwks_file) is required unless client.insecure or "
-            "client.allow_anonymous_connect_without_token is true"
+            "jwks_file) is required unless client.insecure, "
+            "client.allow_anonymous_connect_without_token or client.proxy.connect.enabled "
+            "is true"
         )
 
 

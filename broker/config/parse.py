@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 
@@ -122,6 +123,11 @@ def parse_env_value(kind: str, text: str) -> Any:
     Strings that do not parse are returned unchanged so that the builder reports them
     with the usual "expected ..., got ..." message and key path.
     """
+    if kind == MAPPING:  # a JSON object, as Centrifugo's static_headers in the environment
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
     if kind == "bool":
         low = text.strip().lower()
         if low in _TRUE:
@@ -160,10 +166,23 @@ def split_list(text: str) -> Any:
     return [part for part in re.split(r"[\s,]+", stripped) if part]
 
 
+MAPPING = "mapping"  # string keys to string values (``static_headers``), kept read-only
+
+
+def check_mapping(path: str, value: Any) -> Mapping[str, str]:
+    """A mapping of strings to strings, as a read-only copy; ConfigError naming ``path``."""
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError(f"{path}: expected a mapping of strings to strings, got {show(value)}")
+    return MappingProxyType(dict(value))
+
+
 def check_value(path: str, f: dataclasses.Field[Any], value: Any) -> Any:
     """Validate and convert one leaf value; raise ConfigError naming ``path``."""
     kind = field_kind(f)
     meta = f.metadata
+    if kind == MAPPING:
+        return check_mapping(path, value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected a boolean, got {show(value)}")

@@ -32,6 +32,7 @@ from broker.connection import commands
 from broker.connection.outbox import Outbox
 from broker.connection.state import Denied, Phase, Session, Subscription, TokenBucket
 from broker.protocol import ProtocolError, codes
+from broker.proxy import flows
 from broker.shard.actor import Unsubscribe
 from broker.types import ClientInfo
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from broker.transport.link import Link
 
 log = logging.getLogger("chorus.connection")
+
+HELD_MAX = 128  # commands a client may send before its connect is answered (proxied)
 
 
 @dataclass(slots=True)
@@ -92,7 +95,8 @@ UNI_ERROR_DISCONNECTS = {
 class ConnectionActor(Actor):
     kind = "connection"
 
-    def __init__(self, node: Node, link: Link, remote: str, client_id: str) -> None:
+    def __init__(self, node: Node, link: Link, remote: str, client_id: str,
+                 http_headers: dict[str, str] | None = None) -> None:
         self.node = node
         self.config = node.config
         self.link = link
@@ -100,6 +104,8 @@ class ConnectionActor(Actor):
         self.codec = codec = link.delivery.codec
         self.remote = remote
         self.session = Session(client_id)
+        if http_headers:  # the upgrade request's headers a proxy forwards (broker.proxy)
+            self.session.http_headers = http_headers
         self.connected_at = time.time()
         self.outbox = Outbox(
             link.writer,
@@ -127,6 +133,7 @@ class ConnectionActor(Actor):
         self.awaiting_pong = False
         self._expiry_timer: Any = None
         self._closing = False
+        self._held: list[dict[str, Any]] | None = None  # commands sent during CONNECTING
 
     # -- lifecycle ------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -207,6 +214,9 @@ class ConnectionActor(Actor):
             self._dispatch(command)
 
     def _dispatch(self, command: dict[str, Any]) -> None:
+        if self.session.phase is Phase.CONNECTING:
+            self._hold(command)
+            return
         cmd_id = command.get("id", 0)
         method = next((key for key in command if key != "id"), None)
         if method is None:
@@ -232,6 +242,25 @@ class ConnectionActor(Actor):
         except Denied as denied:
             self.reply_error(cmd_id, denied.error)
         self.node.count_command(method)
+
+    def _hold(self, command: dict[str, Any]) -> None:
+        """SDKs send their subscribes right behind the connect command; while the connect
+        proxy is asked they wait here, and run in order once connected (``release_held``),
+        as centrifuge handles one client's commands in order. Error handling: more than
+        ``HELD_MAX`` closes the connection (3501)."""
+        held = self._held = self._held if self._held is not None else []
+        if len(held) >= HELD_MAX:
+            self.last_error = f"more than {HELD_MAX} commands before the connect reply"
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        held.append(command)
+
+    def release_held(self) -> None:
+        held, self._held = self._held, None
+        for command in held or ():
+            if self.session.phase is not Phase.CONNECTED or self._closing:
+                return
+            self._dispatch(command)
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, reply: dict[str, Any]) -> None:
@@ -289,15 +318,19 @@ class ConnectionActor(Actor):
             self._expiry_timer.cancel()
             self._expiry_timer = None
         if expire_at:
-            delay = max(0.0, expire_at - time.time()) + self.config.client.expired_close_delay
+            # A client refreshes within the close delay; the refresh proxy is asked on time.
+            grace = 0.0 if self.session.server_refresh else self.config.client.expired_close_delay
+            delay = max(0.0, expire_at - time.time()) + grace
             self._expiry_timer = self.start_timer(delay, _Expired())
 
     def _expired(self) -> None:
         session = self.session
-        if session.phase is Phase.NEW:
+        if session.phase in (Phase.NEW, Phase.CONNECTING):  # a hook that never answers too
             self.disconnect(codes.DISCONNECT_STALE)
         elif session.expire_at and session.expire_at <= time.time():
-            self.disconnect(codes.DISCONNECT_EXPIRED)
+            flows.connection_expired(self)  # the refresh proxy may renew it
+        elif session.expire_at and session.phase is Phase.CONNECTED:
+            self.schedule_expiry()  # the timer fired a hair before expire_at
 
     def watch_subscription_expiry(self, sub: Subscription) -> None:
         """Close the connection (3006) if ``sub``'s token expires without a sub_refresh."""
@@ -309,8 +342,7 @@ class ConnectionActor(Actor):
     def _subscription_expired(self, channel: str) -> None:
         sub = self.session.subs.get(channel)
         if sub is not None and sub.expire_at and sub.expire_at <= time.time():
-            self.last_error = f"subscription to {channel} expired"
-            self.disconnect(codes.DISCONNECT_SUB_EXPIRED)
+            flows.subscription_expired(self, sub)  # the sub_refresh proxy may renew it
 
     # -- endings -------------------------------------------------------------------------------
     def disconnect(self, code: codes.DisconnectCode) -> None:

@@ -24,8 +24,10 @@ from broker.connection.state import (
     check_publish,
     check_subscribe,
     expiry_fields,
+    is_private,
     options_for,
     publication_data_error,
+    user_limited_allows,
 )
 from broker.connection.subscriptions import (
     Prepared,
@@ -42,6 +44,8 @@ from broker.connection.subscriptions import (
 from broker.engine.base import UnrecoverablePosition
 from broker.notify import RPC_METHODS as NOTIFY_RPC
 from broker.protocol import codes
+from broker.proxy import flows
+from broker.proxy.types import ConnectResult
 from broker.shard.actor import Resync
 from broker.types import ClientInfo
 from broker.wire import client_info_dict
@@ -76,12 +80,14 @@ class Resubscribe:
 
 # -- connect ------------------------------------------------------------------------
 def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
+    """A token is verified here; without one the connect proxy or ``@chorus.on_connect``
+    is asked when configured (broker.proxy.flows), else the connection is anonymous where
+    allowed. Either way ``complete_connect`` finishes with the credentials."""
     session, config = conn.session, conn.config
     if session.phase is not Phase.NEW:
         conn.disconnect(codes.DISCONNECT_BAD_REQUEST)
         return
     token = params.get("token") or ""
-    channels: tuple[str, ...] = ()
     if token:
         claims = _verified(conn, conn.node.verifier.verify_connect, token, "token")
         if claims is None:
@@ -91,13 +97,30 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
                 "disallow_anonymous_connection_tokens)"
             conn.disconnect(codes.DISCONNECT_PERMISSION_DENIED)
             return
-        session.user, session.info = claims.user, claims.info
-        session.expire_at = claims.expire_at or None
-        channels = claims.channels
+        credentials = ConnectResult(claims.user, claims.expire_at or 0, claims.info,
+                                    channels=list(claims.channels))
+    elif conn.node.proxies.connect is not None:
+        flows.connect(conn, cmd_id, params, conn.node.proxies.connect,
+                      lambda result: complete_connect(conn, cmd_id, params, result))
+        return
     elif not (config.client.insecure or config.client.allow_anonymous_connect_without_token):
         conn.last_error = "connect without token"
         conn.disconnect(codes.DISCONNECT_INVALID_TOKEN)
         return
+    else:
+        credentials = ConnectResult()
+    complete_connect(conn, cmd_id, params, credentials)
+
+
+def complete_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any],
+                     credentials: ConnectResult) -> None:
+    """Authenticated as ``credentials`` (from a token, a proxy or a hook): admit, answer,
+    subscribe the server-side channels."""
+    session, config = conn.session, conn.config
+    session.user, session.info = credentials.user, flows.payload(credentials.info)
+    session.expire_at = credentials.expire_at or None
+    session.meta = flows.payload(credentials.meta)
+    session.server_refresh = conn.node.proxies.refresh is not None
     refusal = conn.node.admit(session.user)
     if refusal is not None:
         conn.disconnect(refusal)
@@ -122,16 +145,20 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
         result["session"] = conn.session_id
         if conn.link.emulation:  # where its /emulation requests must reach
             result["node"] = conn.node.uid
-    result.update(expiry_fields(session.expire_at))
+    if not session.server_refresh:  # else the refresh proxy renews it, not the SDK
+        result.update(expiry_fields(session.expire_at))
+    data = flows.payload(credentials.data)
+    if data is not None:
+        result["data"] = data
     if config.client.connect_include_server_time:
         result["time"] = int(time.time() * 1000)
     conn.schedule_expiry()
     conn.start_timers()
     wanted = params.get("subs")
     recovery = wanted if isinstance(wanted, dict) else {}
-    subs = [sub for channel in dict.fromkeys((*channels,
+    subs = [sub for channel in dict.fromkeys((*credentials.channels, *credentials.subs,
                                               *conn.node.personal_channels(session.user)))
-            if (sub := server_side(conn, channel)) is not None]
+            if (sub := _server_side(conn, channel, credentials)) is not None]
     prepared = [prepare_subscription(conn, sub, recovery.get(sub.channel) or {})
                 for sub in subs]
     if all(isinstance(p, tuple) for p in prepared):
@@ -141,6 +168,17 @@ def cmd_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
         gather(prepared),
         on_result=lambda ready: _answer_connect(conn, cmd_id, result, subs, ready),
         on_error=lambda error: subscription_failed(conn, subs[0], error))
+
+
+def _server_side(conn: ConnectionActor, channel: str, credentials: ConnectResult
+                 ) -> Subscription | None:
+    """A connect-time subscription, with what a connect proxy's ``subs`` gave it."""
+    sub = server_side(conn, channel)
+    extra = credentials.subs.get(channel)
+    if sub is not None and extra is not None:
+        sub.options = flows.overridden(sub.options, extra.override, proxied=False)
+        sub.info, sub.data = flows.payload(extra.info), flows.payload(extra.data)
+    return sub
 
 
 def _answer_connect(conn: ConnectionActor, cmd_id: int, result: dict[str, Any],
@@ -154,6 +192,7 @@ def _answer_connect(conn: ConnectionActor, cmd_id: int, result: dict[str, Any],
     for sub, (_, offset) in zip(subs, ready, strict=True):
         finish_subscription(conn, sub, lambda _: None, {}, offset)
     _deliver_unread(conn)
+    conn.release_held()  # commands sent behind a proxied connect
 
 
 # -- subscribe ------------------------------------------------------------------------
@@ -162,6 +201,16 @@ def cmd_subscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) ->
     options = options_for(conn.config, channel)
     sub = Subscription(channel, options)
     token = params.get("token")
+    route = None if token else conn.node.proxies.channel("subscribe", options)
+    if route is not None and not is_private(conn.config, channel) and not (
+            options.allow_user_limited_channels
+            and user_limited_allows(conn.config, channel, conn.session.user) is not None):
+        # Centrifugo: the application decides (no token; not private; not user-limited).
+        check_subscribe(conn.config, conn.session, channel, options, True)  # 105, 106
+        flows.subscribe(conn, cmd_id, params, sub, route, lambda ready: start_subscription(
+            conn, ready, params, lambda result: conn.answer(cmd_id, "subscribe", result),
+            lambda error: conn.reply_error(cmd_id, error)))
+        return
     if token:
         try:
             claims = conn.node.verifier.verify_subscribe(str(token))
@@ -175,6 +224,7 @@ def cmd_subscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) ->
             raise Denied(codes.ERROR_PERMISSION_DENIED)
         sub.info, sub.expire_at = claims.info, claims.expire_at
     check_subscribe(conn.config, conn.session, channel, options, bool(token))
+    sub.server_refresh = conn.node.proxies.channel("sub_refresh", options) is not None
     start_subscription(conn, sub, params,
                        lambda result: conn.answer(cmd_id, "subscribe", result),
                        lambda error: conn.reply_error(cmd_id, error))
@@ -189,12 +239,17 @@ def cmd_unsubscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) 
 def cmd_publish(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
     channel = str(params.get("channel", ""))
     options = options_for(conn.config, channel)
-    check_publish(conn.config, conn.session, channel, options)
+    route = conn.node.proxies.channel("publish", options)
+    if route is None:  # with a publish proxy, the application decides who may publish
+        check_publish(conn.config, conn.session, channel, options)
     data = params.get("data") or b""
     problem = publication_data_error(data, options.publication_data_format)
     if problem is not None:
         conn.last_error = f"publish to {channel}: {problem}"
         raise Denied(codes.ERROR_BAD_REQUEST)
+    if route is not None:
+        flows.publish(conn, cmd_id, channel, data, route)
+        return
     sub = conn.session.subs.get(channel)
     conn.run_effect(
         conn.node.publish(channel, data, info=conn.client_info(sub)),
@@ -263,8 +318,16 @@ def cmd_rpc(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
             on_error=lambda error: _notify_rpc_failed(conn, cmd_id, error))
         return
     handler = conn.node.rpc_handlers.get(method)
-    if handler is None:
-        raise Denied(codes.ERROR_METHOD_NOT_FOUND)
+    if handler is None:  # @chorus.rpc methods win over the RPC proxy, as built-ins do
+        ping = conn.config.rpc.ping
+        if ping.enabled and method == ping.method:
+            conn.answer(cmd_id, "rpc", {})
+            return
+        route = conn.node.proxies.rpc(method)
+        if isinstance(route, codes.ErrorCode):
+            raise Denied(route)
+        flows.rpc(conn, cmd_id, method, params.get("data") or b"", route)
+        return
     conn.run_effect(
         handler(_rpc_context(conn), params.get("data") or b"null"),
         on_result=lambda data: conn.answer(cmd_id, "rpc", {"data": data}),
@@ -299,6 +362,10 @@ def _deliver_unread(conn: ConnectionActor) -> None:
 
 
 def cmd_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
+    if conn.session.server_refresh:  # the refresh proxy renews this connection
+        conn.last_error = "refresh command, but the server refreshes this connection"
+        conn.disconnect(codes.DISCONNECT_BAD_REQUEST)
+        return
     claims = _verified(conn, conn.node.verifier.verify_connect, str(params.get("token", "")),
                        "refresh token")
     if claims is None:
@@ -319,6 +386,10 @@ def cmd_sub_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) 
     sub = conn.session.subs.get(channel)
     if sub is None:
         raise Denied(codes.ERROR_PERMISSION_DENIED)
+    if sub.server_refresh:  # the sub_refresh proxy renews this subscription
+        conn.last_error = f"sub_refresh command for {channel}, refreshed by the server"
+        conn.disconnect(codes.DISCONNECT_BAD_REQUEST)
+        return
     claims = _verified(conn, conn.node.verifier.verify_subscribe,
                        str(params.get("token", "")), "subscription refresh token")
     if claims is None:

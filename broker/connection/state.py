@@ -8,8 +8,10 @@ tested without sockets.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,8 +23,12 @@ if TYPE_CHECKING:
     from broker.shard.filters import Predicate
 
 
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})  # shared: most sessions have none
+
+
 class Phase(Enum):
     NEW = "new"  # socket open, no connect command yet
+    CONNECTING = "connecting"  # the connect proxy (or hook) is being asked
     CONNECTED = "connected"
     CLOSED = "closed"
 
@@ -46,6 +52,10 @@ class Subscription:
     # Subscribe flag: a recovery that cannot be complete fails with 112 (the SDK then
     # reloads its state) instead of succeeding with ``recovered: false``.
     reject_unrecovered: bool = False
+    # From a subscribe proxy or hook (broker.proxy): ``data`` for the subscribe reply;
+    # ``server_refresh``: at expiry the sub_refresh proxy is asked (no client token).
+    data: bytes | None = None
+    server_refresh: bool = False
 
 
 @dataclass(slots=True)
@@ -63,6 +73,14 @@ class Session:
     # WebSocket headers), names lower-cased. Client-controlled, never an identity.
     headers: dict[str, str] = field(default_factory=dict)
     subs: dict[str, Subscription] = field(default_factory=dict)
+    # Proxies (broker.proxy): the upgrade request's headers some proxy forwards
+    # (``http_headers``), the connection meta of the connect result, whether the refresh
+    # proxy renews the connection (no client refresh), channels whose subscribe proxy
+    # call is under way (made on first use: most connections never have one).
+    http_headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS)
+    meta: bytes | None = None
+    server_refresh: bool = False
+    proxying: set[str] | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -154,7 +172,7 @@ def check_subscribe(
     namespace allows it; otherwise ``allow_subscribe_for_client`` (and for anonymous
     users also ``allow_subscribe_for_anonymous``); ``client.insecure`` allows everything.
     """
-    if channel in session.subs:
+    if channel in session.subs or (session.proxying and channel in session.proxying):
         raise Denied(codes.ERROR_ALREADY_SUBSCRIBED)
     limit = config.client.channel_limit
     if limit and len(session.subs) >= limit:

@@ -185,7 +185,10 @@ def finish_subscription(conn: ConnectionActor, sub: Subscription,
                          result: dict[str, Any], after_offset: int) -> None:
     if conn.session.subs.get(sub.channel) is not sub:
         return  # unsubscribed while the engine answered
-    result.update(expiry_fields(sub.expire_at))  # the SDK schedules sub_refresh from these
+    if not sub.server_refresh:  # else the sub_refresh proxy renews it, not the SDK
+        result.update(expiry_fields(sub.expire_at))  # the SDK schedules sub_refresh from these
+    if sub.data is not None:  # from a subscribe proxy or hook
+        result["data"] = sub.data
     if sub.channel_id:
         result["id"] = sub.channel_id
     if sub.delta:

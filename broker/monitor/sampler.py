@@ -64,6 +64,7 @@ class Sampler:
             "loop_lag": node.loop_lag,
             "slow_consumers": float(node.slow_consumers),
             "engine_up": 1.0 if getattr(node.engine, "link_up", True) else 0.0,
+            "proxy_breakers_open": float(node.proxies.breakers_open()),
         }
         if self._taken % HEAVY_EVERY == 0:
             self._heavy = self._heavy_figures()

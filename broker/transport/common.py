@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -107,10 +108,23 @@ async def read_body(request: web.Request, limit: int, key: str) -> bytes:
     return body
 
 
-def start_connection(node: Node, link: Link, remote: str) -> Any:
+def forwarded_headers(node: Node, headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The request headers a proxy forwards (its ``http_headers``), by their configured
+    names; nothing when no proxy asks for any."""
+    if not headers:
+        return {}
+    return {name: headers[name] for name in node.proxies.forwarded if name in headers}
+
+
+def start_connection(node: Node, link: Link, remote: str,
+                     headers: Mapping[str, str] | None = None) -> Any:
     """Start the connection actor of ``link`` under the connection supervisor; returns
-    its ref (tell it ``Frame``/``UniConnect``/``SocketClosed``)."""
+    its ref (tell it ``Frame``/``UniConnect``/``SocketClosed``).
+
+    ``headers`` are the HTTP request's headers; only those the configured proxies'
+    ``http_headers`` ask for (``node.proxies.forwarded``) reach the session."""
     client_id = str(uuid.uuid4())
-    factory = partial(ConnectionActor, node, link, remote, client_id)
+    forwarded = forwarded_headers(node, headers)
+    factory = partial(ConnectionActor, node, link, remote, client_id, forwarded or None)
     return node.runtime.start_child(CONNECTIONS_ID, ChildSpec(
         client_id, factory, restart=Restart.TEMPORARY, shutdown=2.0, kind="connection"))

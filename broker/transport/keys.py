@@ -20,6 +20,7 @@ class ChorusState:
     config: Config
     rpc_handlers: dict[str, Any] = field(default_factory=dict)
     message_handlers: list[Any] = field(default_factory=list)
+    hooks: dict[str, Any] = field(default_factory=dict)  # @chorus.on_connect ... by event
     _node: Node | None = None
     # Set when the root supervisor failed: the process must be replaced (exit non-zero).
     fatal: BaseException | None = None

@@ -95,7 +95,7 @@ async def serve_stream(request: web.Request, node: Node, cors: dict[str, str], *
     link = StreamLink(transport, delivery, name=name, emulation=emulation,
                       unidirectional=unidirectional)
     request.protocol.set_parser(_EofWatch(link))  # type: ignore[arg-type]
-    ref = start_connection(node, link, request.remote or "")
+    ref = start_connection(node, link, request.remote or "", request.headers)
     runtime = node.runtime
     runtime.tell(ref, first)
     try:

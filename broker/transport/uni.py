@@ -100,7 +100,7 @@ async def uni_websocket_handler(request: web.Request) -> web.StreamResponse:
     link = WebSocketLink(ws, transport, UNI_WS_JOINED if config.join_push_messages else UNI_WS,
                          node.spawn, name="uni_websocket", unidirectional=True,
                          disconnect_push=not config.disable_disconnect_push)
-    ref = start_connection(node, link, request.remote or "")
+    ref = start_connection(node, link, request.remote or "", request.headers)
     runtime = node.runtime
     if first is not None:
         runtime.tell(ref, first)

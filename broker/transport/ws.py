@@ -53,7 +53,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return ws
     delivery = WS_PROTOBUF if ws.ws_protocol == PROTOBUF_SUBPROTOCOL else WS_JSON
     link = WebSocketLink(ws, transport, delivery, node.spawn)
-    ref = start_connection(node, link, request.remote or "")
+    ref = start_connection(node, link, request.remote or "", request.headers)
     runtime = node.runtime
     tell = runtime.tell
     try:

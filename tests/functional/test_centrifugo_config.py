@@ -121,13 +121,13 @@ def test_chorus_prefix_wins_over_centrifugo_and_says_so(caplog: pytest.LogCaptur
 
 
 @pytest.mark.parametrize(("variable", "message"), [
-    ("CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_SUBSCRIBE_PROXY_ENABLED",
-     "CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_SUBSCRIBE_PROXY_ENABLED: environment variable "
+    ("CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_SUBSCRIBE_STREAM_PROXY_ENABLED",
+     "CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_SUBSCRIBE_STREAM_PROXY_ENABLED: environment variable "
      "matches no config key"),
     ("CENTRIFUGO_GRPC_API_ENABLED",
      "CENTRIFUGO_GRPC_API_ENABLED: environment variable matches no config key"),
-    ("CENTRIFUGO_CHANNEL_NAMESPACES_SMALLHISTORY_PUBLISH_PROXY_ENABLED",
-     "namespace 'smallhistory' has no option PUBLISH_PROXY_ENABLED"),
+    ("CENTRIFUGO_CHANNEL_NAMESPACES_SMALLHISTORY_SUBSCRIBE_STREAM_PROXY_ENABLED",
+     "namespace 'smallhistory' has no option SUBSCRIBE_STREAM_PROXY_ENABLED"),
     ("CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_HISTORY_SIZ",
      "(did you mean CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_HISTORY_SIZE?)"),
 ])

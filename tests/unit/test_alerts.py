@@ -79,7 +79,7 @@ def test_config_reports_bad_rule_with_key_path() -> None:
     with pytest.raises(ConfigError, match=r"^monitor\.webhook_url"):
         config_from_mapping({**base, "monitor": {"webhook_url": "ftp://x"}})
     config = config_from_mapping(base)
-    assert [r.kind for r in config.monitor.rules] == ["threshold", "trend"]  # the defaults
+    assert [r.kind for r in config.monitor.rules] == ["threshold", "trend", "threshold"]  # defaults
 
 
 # --- thresholds ------------------------------------------------------------------------------

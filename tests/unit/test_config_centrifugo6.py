@@ -56,8 +56,8 @@ def test_publication_data_format_falls_back_to_the_channel_section() -> None:
     ({"channel": {"namespaces": [{"name": "m", "subscription_type": "map"}]}},
      'channel.namespaces[0].subscription_type: expected one of "", "stream", got "map"'),
     # Centrifugo features Chorus lacks stay unknown keys, named.
-    ({"channel": {"without_namespace": {"subscribe_proxy_enabled": True}}},
-     "channel.without_namespace.subscribe_proxy_enabled: unknown key"),
+    ({"channel": {"without_namespace": {"subscribe_stream_proxy_enabled": True}}},
+     "channel.without_namespace.subscribe_stream_proxy_enabled: unknown key"),
     ({"channel": {"without_namespace": {"keep_latest_publication": True}}},
      "channel.without_namespace.keep_latest_publication: unknown key"),
     ({"client": {"concurrency": 4}}, "client.concurrency: unknown key"),

@@ -22,7 +22,7 @@ import dataclasses
 from functools import cache
 from pathlib import Path
 
-from broker.config import ChannelOptions, Config
+from broker.config import ChannelOptions, Config, ProxyConfig
 from broker.config.parse import NAMESPACES, field_kind, section_type
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +38,10 @@ ADMIN = F + "test_admin.py::"
 ALLOW = U + "test_connection_state.py::test_each_allow_flag_opens_its_command_to_its_audience"
 SUB_KEYS = U + "test_auth.py::test_each_subscription_token_key_verifies_subscription_tokens_only"
 ADAPTIVE = F + "test_cache_adaptive.py::"
+PCONN = F + "test_proxy_connect.py::"
+PCHAN = F + "test_proxy_channels.py::"
+PRES = F + "test_proxy_resilience.py::"
+RPC_SPACES = "test_rpc_namespace_boundary_and_methods_without_namespace"
 
 TRANSPORT_KEYS = (F + "test_transport_keys.py::"
                   "test_handler_prefix_moves_the_endpoint_and_the_body_limit_refuses")
@@ -262,6 +266,42 @@ COVERED: dict[str, str] = {
     "test_anonymous_connection_tokens_can_be_disallowed",
     "client.stale_close_delay": "tests/functional/test_sdk_connect.py::"
     "test_a_socket_without_connect_closes_after_the_stale_delay",
+    # -- event proxies (broker.config.proxy): every proxy section's keys as proxy.*.<key>
+    "proxy.*.endpoint": PCONN + "test_sdk_connects_without_a_token_through_the_connect_proxy",
+    "proxy.*.timeout": PRES + "test_a_hanging_backend_costs_only_its_own_callers",
+    "proxy.*.http_headers": PCONN + "test_headers_static_and_from_the_upgrade_request",
+    "proxy.*.emulated_headers":
+        F + "test_node_sdk_proxy.py::test_centrifuge_js_through_the_proxies",
+    "proxy.*.binary_encoding": PCHAN + "test_binary_encoding_carries_any_bytes_as_base64",
+    "proxy.*.include_connection_meta":
+        PCHAN + "test_connection_meta_goes_with_every_call_that_includes_it",
+    "proxy.*.http.static_headers": PCONN + "test_headers_static_and_from_the_upgrade_request",
+    "proxy.*.http.status_to_code_transforms":
+        PCONN + "test_status_to_code_transforms_answer_like_the_backend",
+    "proxy.*.max_in_flight": PRES + "test_calls_past_the_concurrency_bound_fail_at_once",
+    "proxy.*.max_queued": PRES + "test_calls_past_the_concurrency_bound_fail_at_once",
+    "proxy.*.breaker_failures": PRES + "test_breaker_opens_after_failures_and_half_opens",
+    "proxy.*.breaker_open_time": PRES + "test_breaker_opens_after_failures_and_half_opens",
+    "client.proxy.connect.enabled":
+        PCONN + "test_sdk_connects_without_a_token_through_the_connect_proxy",
+    "client.proxy.refresh.enabled":
+        PCONN + "test_refresh_proxy_renews_the_connection_then_expires_it",
+    "proxies": PCHAN + "test_subscribe_proxy_refuses_and_allows",
+    "channel.*.subscribe_proxy_enabled": PCHAN + "test_subscribe_proxy_refuses_and_allows",
+    "channel.*.subscribe_proxy_name": PCHAN + "test_subscribe_proxy_refuses_and_allows",
+    "channel.*.publish_proxy_enabled":
+        PCHAN + "test_publish_proxy_rewrites_client_publications",
+    "channel.*.publish_proxy_name": PCHAN + "test_publish_proxy_rewrites_client_publications",
+    "channel.*.sub_refresh_proxy_enabled":
+        PCHAN + "test_sub_refresh_proxy_renews_subscriptions_server_side",
+    "channel.*.sub_refresh_proxy_name":
+        PCHAN + "test_sub_refresh_proxy_renews_subscriptions_server_side",
+    "rpc.without_namespace.proxy_enabled": PCHAN + RPC_SPACES,
+    "rpc.without_namespace.proxy_name": PCHAN + RPC_SPACES,
+    "rpc.namespaces": PCHAN + "test_rpc_reaches_the_backend_by_namespace",
+    "rpc.namespace_boundary": PCHAN + RPC_SPACES,
+    "rpc.ping.enabled": PCHAN + "test_rpc_ping_is_answered_without_the_backend",
+    "rpc.ping.method": PCHAN + "test_rpc_ping_is_answered_without_the_backend",
     # -- transports (besides the bidirectional WebSocket)
     "http_stream.handler_prefix": TRANSPORT_KEYS,
     "http_stream.max_request_body_size": TRANSPORT_KEYS,
@@ -324,6 +364,9 @@ def schema_keys(cls: type = Config, prefix: str = "") -> set[str]:
         kind = field_kind(f)
         if kind == "section":
             section = section_type(f)
+            if issubclass(section, ProxyConfig):
+                keys |= proxy_keys(section, f"{path}.")
+                continue
             keys |= schema_keys(section, "channel.*." if section is ChannelOptions
                                 else f"{path}.")
         elif kind == NAMESPACES:
@@ -332,6 +375,15 @@ def schema_keys(cls: type = Config, prefix: str = "") -> set[str]:
         else:
             keys.add(path)
     return keys
+
+
+def proxy_keys(section: type, path: str) -> set[str]:
+    """A proxy's keys once, as ``proxy.*.<key>`` (one ``ProxyConfig`` class serves every
+    proxy section, as ``ChannelOptions`` every namespace); what a subclass adds
+    (``client.proxy.connect.enabled``) at its own path."""
+    own = {f.name for f in dataclasses.fields(ProxyConfig)}
+    return schema_keys(ProxyConfig, "proxy.*.") | {
+        f"{path}{f.name}" for f in dataclasses.fields(section) if f.init and f.name not in own}
 
 
 @cache

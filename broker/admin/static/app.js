@@ -240,6 +240,26 @@ async function showChannel() {
   } catch (error) { $("channel-detail").textContent = error.message; }
 }
 
+// --- proxies ----------------------------------------------------------------------------------
+function renderProxies(data) {
+  $("proxies-card").hidden = !data.proxies.length;
+  const head = el("tr", {}, ["proxy", "endpoint", "breaker", "in flight", "event", "calls", "errors",
+    "mean ms"].map((h) => el("th", {}, h)));
+  const rows = data.proxies.flatMap((p) => {
+    const kinds = Object.entries(p.kinds);
+    const breaker = p.breaker === null ? "—" : p.breaker + (p.breaker === "open" ? ` (${p.retry_in}s)` : "");
+    const first = (kind) => [el("td", { class: "name" }, p.name), el("td", { class: "small" }, p.endpoint),
+      el("td", { class: "breaker-" + p.breaker }, breaker), el("td", { class: "num" }, p.in_flight)];
+    const cells = ([kind, k]) => [el("td", {}, kind), el("td", { class: "num" }, fmtNum(k.calls)),
+      el("td", { class: "num" + (k.errors ? " error" : ""), title: JSON.stringify(k.error_reasons) }, fmtNum(k.errors)),
+      el("td", { class: "num" }, k.mean_ms.toFixed(1))];
+    if (!kinds.length) return [el("tr", { "data-proxy": p.name }, ...first(), el("td", { class: "muted" }, "no calls yet"))];
+    return kinds.map((entry, i) => el("tr", { "data-proxy": p.name },
+      ...(i ? [el("td"), el("td"), el("td"), el("td")] : first()), ...cells(entry)));
+  });
+  $("proxies").replaceChildren(head, ...rows);
+}
+
 // --- main loop --------------------------------------------------------------------------------
 let lastData = null;
 
@@ -252,13 +272,14 @@ function render(data) {
   renderPusher(data.pusher);
   renderConnections(data.connections);
   renderChannels(data.channels);
+  renderProxies(data.proxies);
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
 async function refresh() {
-  const [tree, nodes, connections, channels, alerts, consumers, pusher] = await Promise.all(
-    ["tree", "nodes", "connections", "channels", "alerts", "consumers", "pusher"].map((p) => api(p)));
-  lastData = { tree, nodes, connections, channels, alerts, consumers, pusher };
+  const [tree, nodes, connections, channels, alerts, proxies, consumers, pusher] = await Promise.all(
+    ["tree", "nodes", "connections", "channels", "alerts", "proxies", "consumers", "pusher"].map((p) => api(p)));
+  lastData = { tree, nodes, connections, channels, alerts, proxies, consumers, pusher };
   render(lastData);
 }
 
