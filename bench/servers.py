@@ -214,14 +214,12 @@ class ChorusStreamAdapter(ChorusAdapter):
         if transport == "uni_sse":  # bare pushes: no {"push": ...} around them
             self.frame_overhead = len(b'{"channel":"bench","pub":{"data":}}')
 
-    def command(self, port: int, workdir: Path) -> list[str]:
-        argv = super().command(port, workdir)
-        config = Path(argv[argv.index("--config") + 1])
-        text = config.read_text().replace(
-            "client:\n", "client:\n  pong_timeout: 0s\n  token:\n"
-            f"    hmac_secret_key: \"{self.TOKEN_SECRET}\"\n", 1)
-        config.write_text(text + f"{self.transport}:\n  enabled: true\n")
-        return argv
+    def config(self, port: int) -> dict[str, Any]:
+        config = super().config(port)
+        config["client"] = {**config["client"], "pong_timeout": "0s",
+                            "token": {"hmac_secret_key": self.TOKEN_SECRET}}
+        config[self.transport] = {"enabled": True}
+        return config
 
     def stream_request(self, port: int) -> bytes:
         host = f"127.0.0.1:{port}"
