@@ -63,6 +63,7 @@ class Target:
     # response body means subscribed; None: WebSocket (path + steps).
     stream_request: bytes | None = None
     ready_marker: bytes = b""
+    app_pong: bytes | None = None  # reply to app_ping; None: echo the ping
 
 
 @dataclass
@@ -147,7 +148,7 @@ class _Worker:
                     else:
                         client = await open_client(loop, t.host, t.port, t.path, source,
                                                    t.steps, t.app_ping, self.counters,
-                                                   t.timeout)
+                                                   t.timeout, t.app_pong)
                     self.clients.append(client)
                 except (OSError, TimeoutError) as exc:
                     self.failed += 1

@@ -75,7 +75,7 @@ def running(ctx: Context, server_name: str, n: int, channels: int = 1) -> Iterat
                         adapter.app_ping, ctx.source_addrs,
                         max(1, ctx.connect_concurrency // workers),
                         stream_request=adapter.stream_request(port),
-                        ready_marker=adapter.ready_marker)
+                        ready_marker=adapter.ready_marker, app_pong=adapter.app_pong)
         loadgen = LoadGen(target, workers, ctx.client_core)
         loadgen.spawn()  # the workers boot while the server starts
         server.start(port)

@@ -63,11 +63,14 @@ class BenchClient(asyncio.Protocol):
     """One WebSocket connection: handshake, then count deliveries."""
 
     def __init__(self, request: bytes, key: bytes, steps: list[HandshakeStep],
-                 app_ping: bytes | None, counters: Counters) -> None:
+                 app_ping: bytes | None, counters: Counters,
+                 app_pong: bytes | None = None) -> None:
         self.request = request
         self.key = key
         self.steps = steps
         self.app_ping = app_ping
+        # Centrifugo echoes its `{}` ping; Engine.IO answers `2` with `3`.
+        self.app_pong = app_pong if app_pong is not None else app_ping
         self.counters = counters
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
@@ -153,8 +156,8 @@ class BenchClient(asyncio.Protocol):
     def _handshake_reply(self, msg: bytes) -> None:
         step = self.steps[self._step]
         if not any(m in msg for m in step.markers):
-            if self.app_ping is not None and msg == self.app_ping:
-                self.send_text(self.app_ping)
+            if self.app_pong is not None and msg == self.app_ping:
+                self.send_text(self.app_pong)
             return  # not our reply yet (a ping or a push); keep waiting
         if b'"error"' in msg:
             self._fail(ConnectionError(f"handshake step {self._step}: {msg[:200]!r}"))
@@ -184,16 +187,16 @@ class BenchClient(asyncio.Protocol):
                 self._maybe_ping(msg)
 
     def _maybe_ping(self, msg: bytes) -> None:
-        ping = self.app_ping
-        if ping is not None and ping in msg.split(b"\n"):
+        ping, pong = self.app_ping, self.app_pong
+        if ping is not None and pong is not None and ping in msg.split(b"\n"):
             self.counters.pings += 1
-            self.send_text(ping)
+            self.send_text(pong)
 
 
 async def open_client(loop: asyncio.AbstractEventLoop, host: str, port: int, path: str,
                       source: str | None, steps: list[HandshakeStep],
                       app_ping: bytes | None, counters: Counters,
-                      timeout: float) -> BenchClient:
+                      timeout: float, app_pong: bytes | None = None) -> BenchClient:
     """Connect from `source` (an address on lo), upgrade, run the handshake.
 
     Error handling: raises OSError/ConnectionError/TimeoutError on failure; the socket is
@@ -210,7 +213,7 @@ async def open_client(loop: asyncio.AbstractEventLoop, host: str, port: int, pat
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, (host, port))
             client = BenchClient(handshake_request(host, port, path, key), key, steps,
-                                 app_ping, counters)
+                                 app_ping, counters, app_pong)
             bound = client
             await loop.create_connection(lambda: bound, sock=sock)
             await client.ready
