@@ -23,7 +23,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("aiohttp", "uvloop", "orjson", "thespian", "matplotlib", "chorus-broker")
+from bench.servers import PEERS
+
+PACKAGES = ("aiohttp", "uvloop", "orjson", "thespian", "matplotlib", "chorus-broker",
+            "python-socketio", "python-engineio", "websockets")
 
 
 def machine_info() -> dict[str, Any]:
@@ -72,8 +75,9 @@ def run_calibration(core: int | None, timeout: float = 60.0) -> dict[str, Any]:
 
 
 def is_baseline(server: str) -> bool:
-    """Baselines are the reference servers every other figure is divided by."""
-    return server.startswith("baseline")
+    """Reference servers every other figure is divided by: the bare baselines and the
+    peers (python-socketio, websockets), so a run with a peer reports "x <peer>"."""
+    return server.startswith("baseline") or server in PEERS
 
 
 def _same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -3,8 +3,8 @@
 An adapter says everything the harness needs to drive one server: how to start it, the
 WebSocket path, the subscribe handshake (commands sent after the upgrade and the reply
 each waits for), how to publish, how big the envelope around our payload is on the wire,
-and how to answer application-level pings. Adding a server (python-socketio, picows...)
-is one more class registered in `ADAPTERS`.
+and how to answer application-level pings. Adding a server is one more class
+registered in `ADAPTERS`; the peers (python-socketio, websockets) are such classes.
 
 `ServerProcess` starts the adapter's command as a subprocess (optionally pinned with
 `taskset`), waits for its port, and reads its CPU time and RSS from /proc.
@@ -264,13 +264,9 @@ class ChorusPusherAdapter(ChorusAdapter):
     stamp_marker = b't\\":'
     has_channels = True
 
-    def command(self, port: int, workdir: Path) -> list[str]:
-        argv = super().command(port, workdir)
-        config = Path(argv[argv.index("--config") + 1])
-        with config.open("a") as out:
-            out.write(f"pusher:\n  apps:\n    - id: \"{self.app_id}\"\n"
-                      f"      key: \"{self.key}\"\n      secret: \"{self.secret}\"\n")
-        return argv
+    def config(self, port: int) -> dict[str, Any]:
+        return {**super().config(port), "pusher": {"apps": [
+            {"id": self.app_id, "key": self.key, "secret": self.secret}]}}
 
     def handshake(self, channels: int) -> list[HandshakeStep]:
         steps = [HandshakeStep(b"", (b"pusher:connection_established",))]
@@ -299,6 +295,67 @@ class ChorusPusherAdapter(ChorusAdapter):
         signature = hmac.new(self.secret.encode(), f"POST\n{path}\n{signed}".encode(),
                              hashlib.sha256).hexdigest()
         return f"{url}?{signed}&auth_signature={signature}"
+
+
+class SocketIOAdapter(ServerAdapter):
+    """Peer: python-socketio 5.x on aiohttp + uvloop (bench/peer_socketio.py).
+
+    Engine.IO v4 straight over WebSocket: the server opens with `0{...}`; the client
+    connects the default namespace (`40` -> `40{"sid":...}`), joins the room with an
+    acked event (`421["join"]` -> `431["ok"]`) and answers Engine.IO pings (`2` -> `3`).
+    Publications arrive as `42["pub",<payload>]`.
+    """
+
+    name = "python-socketio"
+    ws_path = "/socket.io/?EIO=4&transport=websocket"
+    frame_overhead = len(b'42["pub",]')
+    app_ping = b"2"
+    app_pong = b"3"
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        return [sys.executable, "-m", "bench.peer_socketio", "--port", str(port)]
+
+    def handshake(self, channels: int) -> list[HandshakeStep]:
+        return [HandshakeStep(b"40", (b"40{",)),
+                HandshakeStep(b'421["join"]', (b"431[",))]
+
+    def publish_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/publish"
+
+    def publish_headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    def publish_body(self, payload: bytes) -> bytes:
+        return payload
+
+
+class WebsocketsAdapter(ServerAdapter):
+    """Peer: the `websockets` library's asyncio server and `broadcast()`
+    (bench/peer_websockets.py). Frames carry the payload alone, as the baselines'; the
+    publish POST goes to a second, aiohttp, listener in the same process, whose port is
+    chosen when the command is built."""
+
+    name = "websockets"
+    ws_path = "/"
+
+    def __init__(self) -> None:
+        self.trigger_port = 0
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        self.trigger_port = free_port()
+        return [sys.executable, "-m", "bench.peer_websockets", "--port", str(port),
+                "--trigger-port", str(self.trigger_port)]
+
+    def publish_url(self, port: int) -> str:
+        if not self.trigger_port:
+            raise RuntimeError("websockets: publish_url() before command() chose the port")
+        return f"http://127.0.0.1:{self.trigger_port}/broadcast"
+
+    def publish_body(self, payload: bytes) -> bytes:
+        return payload
+
+
+PEERS = ("python-socketio", "websockets")
 
 
 PROTOCOLS = {"centrifugo": "chorus", "pusher": "chorus-pusher"}  # fanout --protocol
@@ -340,6 +397,8 @@ ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "chorus": ChorusAdapter,
     "chorus-redis": ChorusRedisAdapter,
     "chorus-pusher": ChorusPusherAdapter,
+    "python-socketio": SocketIOAdapter,
+    "websockets": WebsocketsAdapter,
     **{f"chorus-{t}": partial(ChorusStreamAdapter, t) for t in TRANSPORTS},
     "chorus-workers2": lambda: ChorusRedisAdapter(workers=2),
     # 50,000 connections need 3 workers under a 20,000 per-process file limit.

@@ -194,8 +194,8 @@ class BenchClient(asyncio.Protocol):
                 self._maybe_ping(msg)
 
     def _maybe_ping(self, msg: bytes) -> None:
-        ping = self.app_ping
-        if ping is not None and ping in msg.split(b"\n"):
+        ping, pong = self.app_ping, self.app_pong
+        if ping is not None and pong is not None and ping in msg.split(b"\n"):
             self.counters.pings += 1
             self.send_text(self.app_pong or ping)
 

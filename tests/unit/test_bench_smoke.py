@@ -140,3 +140,31 @@ def test_startup_times_chorus_and_the_bare_app_to_their_first_ready(tmp_path: Pa
     chorus = [p for p in record["points"] if p["server"] == "chorus"]
     assert all("ready_s" in p["ratios"]["baseline-hello"] for p in chorus)
     assert "chorus: " in proc.stdout and "x baseline-hello" in proc.stdout
+
+
+def test_fanout_drives_the_peers_next_to_chorus(tmp_path: Path) -> None:
+    """The peer adapters (python-socketio's Engine.IO/Socket.IO handshake, room join and
+    `42[...]` events; `websockets`' broadcast() behind its aiohttp trigger) deliver every
+    publication to the same load client, and Chorus's rows carry "x <peer>" ratios."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "fanout", "--servers",
+         "chorus,python-socketio,websockets", "--subscribers", "20", "--publications", "5",
+         "--warmup", "1", "--rate", "50", "--server-core", "-1", "--client-core", "-1",
+         "--workers", "1", "--no-calibrate", "--no-plots", "--quiet", "--out",
+         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    record = json.loads(result.read_text())
+    points = record["points"]
+    assert sorted({p["server"] for p in points}) == ["chorus", "python-socketio",
+                                                     "websockets"]
+    assert len(points) == 3 * 2  # servers x modes
+    for point in points:
+        figures = point["figures"]
+        assert figures["deliveries"] == figures["expected"] == 20 * 5, point["server"]
+        assert figures["lost"] == figures["duplicates"] == figures["publish_errors"] == 0
+        assert figures["disconnects"] == 0, point["server"]
+        if point["server"] == "chorus":
+            assert set(point["ratios"]) == {"python-socketio", "websockets"}
+    assert record["machine"]["packages"]["python-socketio"]
+    assert "| x python-socketio | x websockets |" in proc.stdout
