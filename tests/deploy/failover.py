@@ -126,6 +126,7 @@ class Figures:
     write_outage_seconds: float = 0.0
     old_primary_role: str = ""
     restarted_sentinel_master: str = ""
+    sentinel_events: list[str] = field(default_factory=list)  # sentinel-1's view
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -149,6 +150,15 @@ def _sentinel_master(stack: Stack) -> str:
     answer = stack.exec("sentinel-1", "redis-cli", "-p", "26379", "SENTINEL",
                         "get-master-addr-by-name", "chorus")
     return answer.split()[0] if answer.split() else ""
+
+
+def _sentinel_events(stack: Stack) -> list[str]:
+    """sentinel-1's failover events (+sdown, +odown, elections, +switch-master, aborts)."""
+    log = stack.compose("logs", "--no-color", "--no-log-prefix", "sentinel-1").stdout
+    marks = ("sdown", "odown", "try-failover", "vote", "elected", "abort", "switch-master",
+             "failover-end")
+    return [line.split(" ", 3)[-1] for line in log.splitlines()
+            if any(mark in line for mark in marks)][-20:]
 
 
 async def _restarted_sentinel_master(stack: Stack) -> str:
@@ -205,7 +215,7 @@ async def run_failover(stack: Stack) -> Figures:
             return audit(recorder.log, publisher.acked.by_channel.get(CHANNEL, {})).held
 
         async with publisher.running(interval=0.05):
-            await wait_until(lambda: held() >= 20, "deliveries across nodes", timeout=30)
+            await wait_until(lambda: held() >= 40, "deliveries across nodes", timeout=30)
             assert await asyncio.to_thread(_sentinel_master, stack) == "redis-primary"
             primary = stack.container("redis-primary")
             killed_at = loop.time()
@@ -214,12 +224,15 @@ async def run_failover(stack: Stack) -> Figures:
             async def promoted() -> bool:
                 return await asyncio.to_thread(_sentinel_master, stack) == "redis-replica"
 
-            await wait_until(promoted, "Sentinel promoting the replica", timeout=60,
+            # Usually ~6 s (down-after 5 s, then one election). A split vote makes the
+            # Sentinels retry only after 2 x failover-timeout (60 s): allow for one retry.
+            await wait_until(promoted, "Sentinel promoting the replica", timeout=120,
                              interval=0.5)
             promoted_at = loop.time()
             figures.failover_seconds = round(promoted_at - killed_at, 1)
+            figures.sentinel_events = await asyncio.to_thread(_sentinel_events, stack)
             await asyncio.to_thread(docker, "start", primary)
-            await wait_until(lambda: publisher.since(promoted_at) >= 20,
+            await wait_until(lambda: publisher.since(promoted_at) >= 40,
                              "publishing again after the failover", timeout=120, interval=0.2)
         gaps = [b - a for a, b in zip(publisher.acked_at, publisher.acked_at[1:], strict=False)]
         figures.write_outage_seconds = round(max(gaps), 1)
