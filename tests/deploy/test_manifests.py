@@ -1,5 +1,9 @@
-"""Structure of what cannot run here (no container engine): the Dockerfile, compose,
-the Kubernetes manifests, the systemd unit and the sysctl file."""
+"""Fast cross-checks of deploy/ against Chorus's own config loader: the Dockerfile,
+compose, the Kubernetes manifests, the systemd unit and the sysctl file.
+
+They run in seconds without Docker. The image and the compose stack are run for real by
+test_compose_stack.py (slow, docker); the Kubernetes manifests are rendered by
+``kubectl kustomize`` and schema-validated by test_k8s_schema.py."""
 
 from __future__ import annotations
 
@@ -273,12 +277,6 @@ def k8s_config() -> Config:
     objects = k8s_objects()
     mapping = yaml.safe_load(objects[("ConfigMap", "chorus-config")]["data"]["config.yaml"])
     return config_from_mapping(apply_env(mapping, pod_secret_env(), Config))
-
-
-def test_kustomization_lists_existing_files() -> None:
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    for resource in kustomization["resources"]:
-        assert (K8S / resource).is_file(), resource
 
 
 def test_configmap_config_with_the_secret_passes_chorus_validation() -> None:

@@ -1,0 +1,3 @@
+#!/bin/sh
+# no service starts inside an image build
+exit 101
