@@ -16,7 +16,8 @@ import pytest
 from aiohttp import ClientSession, WSMsgType
 
 from bench.workers_restart import children, listeners
-from tests.functional.conftest import free_port, wait_until
+from tests.functional.conftest import wait_until
+from tests.ports import reserve_port
 from tests.redis_server import RedisUnavailable, redis_server
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -29,7 +30,8 @@ def pool(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         redis = server_cm.__enter__()
     except RedisUnavailable as error:
         pytest.skip(f"redis-server not available: {error}")
-    port = free_port()
+    reservation = reserve_port()  # held while the workers run: no one else takes it
+    port = reservation.port
     config = tmp_path / "chorus.json"
     config.write_text(json.dumps({
         "client": {"insecure": True}, "http_api": {"key": "k"},
@@ -44,6 +46,7 @@ def pool(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+        reservation.release()
         server_cm.__exit__(None, None, None)
 
 
