@@ -221,7 +221,7 @@ def _start_redis(plan: ClusterPlan, launcher: _Launcher, redis: str) -> None:
 
 def _start_nodes(plan: ClusterPlan, launcher: _Launcher) -> None:
     # Works from a source tree as well as from an installed package.
-    source_root = str(Path(__file__).resolve().parent.parent)
+    source_root = str(Path(__file__).resolve().parents[2])  # above broker/: never broker/ itself
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
     env = {k: v for k, v in env.items() if not k.startswith("CHORUS_")}  # only the file
