@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.ports import PortReservation, reserve_port
 
@@ -78,7 +80,8 @@ class RedisServer:
 
 def _serves(port: int, pid: int) -> bool:
     """True if the server answering on ``port`` is process ``pid``."""
-    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                         retry=Retry(NoBackoff(), 0))  # the caller polls: no hidden retries
     try:
         return int(client.info("server")["process_id"]) == pid
     except (OSError, redis.RedisError):
@@ -108,8 +111,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+def _log_since(log: Path, offset: int) -> str:
+    """What the server wrote to ``log`` after byte ``offset`` (the last 2000 characters)."""
+    if not log.exists():
+        return "(no log)"
+    return log.read_bytes()[offset:].decode(errors="replace")[-2000:]
 
 
 def _launch(
@@ -119,24 +125,28 @@ def _launch(
     """Start ``argv(port)`` on a reserved port until it serves it; returns the process
     and the reservation (the caller releases it after stopping the process).
 
-    Error handling: a process that exits before serving lost its port to a process
-    outside the reservation protocol: retried on a new port, ``attempts`` times. One
-    still running but not serving by ``timeout`` is not retried: RuntimeError with its log.
+    Error handling: a process that exits on "Address already in use" lost its port to a
+    process outside the reservation protocol: retried on a new port, ``attempts`` times.
+    Any other exit, or still not serving by ``timeout``: RuntimeError with its log.
     """
     for _ in range(attempts):
         reservation = reserve_port(offsets)
-        process = subprocess.Popen(
-            argv(reservation.port), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
+        start = log.stat().st_size if log.exists() else 0
+        command = argv(reservation.port)
+        with log.open("ab") as out:  # what it prints before its logfile is open, too
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         if _wait_serving(process, reservation.port, time.monotonic() + timeout):
             return process, reservation
         running = process.poll() is None
         _stop(process)
         reservation.release()
+        text = _log_since(log, start)
         if running:
-            raise RuntimeError(f"{argv(reservation.port)[0]} on 127.0.0.1:{reservation.port} "
-                               f"not serving within {timeout} s:\n{_tail(log)}")
-    raise RuntimeError(f"redis-server exited before serving, {attempts} times:\n{_tail(log)}")
+            raise RuntimeError(f"{command[0]} on 127.0.0.1:{reservation.port} not serving "
+                               f"within {timeout} s:\n{text}")
+        if "Address already in use" not in text:
+            raise RuntimeError(f"{command[0]} on 127.0.0.1:{reservation.port} exited:\n{text}")
+    raise RuntimeError(f"redis-server lost its port {attempts} times:\n{text}")
 
 
 def _server_argv(binary: str, workdir: Path, extra: tuple[str, ...]) -> Callable[[int], list[str]]:
@@ -202,7 +212,7 @@ def respawn(server: RedisServer, *, startup_timeout: float = 10.0) -> Iterator[R
     try:
         if not _wait_serving(process, server.port, time.monotonic() + startup_timeout):
             raise RuntimeError(f"respawned redis-server on {server.port} is not serving it:\n"
-                               f"{_tail(server.workdir / 'redis.log')}")
+                               f"{_log_since(server.workdir / 'redis.log', 0)}")
         yield RedisServer(server.port, process, server.workdir)
     finally:
         _stop(process)
