@@ -292,8 +292,8 @@ class RedisEngine:
         result = (pub, position or _NO_POSITION)
         if suppressed:
             return SuppressedPublish(result)
-        if position is not None:  # a new epoch: subscribers learn it before the fan-out
-            self.receiver.own_publication(channel, position)
+        if position is not None:  # what precedes it reaches the handlers before its fan-out
+            await self.receiver.own_publication(channel, position)
         return result
 
     async def _join_leave(self, kind: bytes, channel: str, info: ClientInfo) -> None:

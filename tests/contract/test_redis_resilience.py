@@ -173,6 +173,27 @@ async def test_gap_beyond_stream_is_reported_not_delivered(
     await eventually(lambda: offsets(b_got.publications) == [6])
 
 
+async def test_own_publication_returns_after_the_lower_offsets_of_other_nodes(
+    private_server: RedisServer, stack: AsyncExitStack
+) -> None:
+    """The node fans its own publication out the moment publish returns: what other nodes
+    published before it must have reached the handlers by then, even while the pub/sub
+    link is down, or local subscribers would get the offsets out of order."""
+    a, a_got, a_lost = await started(stack, RedisEngine(_url_of(private_server, CUT), prefix="t",
+                                                        backoff_base=0.05, backoff_cap=0.5))
+    b, _, _ = await started(stack, RedisEngine(private_server.url, prefix="t"))
+    await a.subscribe("ch")
+    async with cut_pubsub(private_server, CUT):
+        await eventually(lambda: not a.link_up)
+        await publish(b, "ch", 2)  # offsets 1 and 2 cannot reach a over pub/sub
+        assert [p.offset for p in await publish(a, "ch", 1)] == [3]
+        assert offsets(a_got.publications) == [1, 2]  # before a's own 3 is fanned out
+    await eventually(lambda: a.link_up)
+    await publish(b, "ch", 1)
+    await eventually(lambda: offsets(a_got.publications) == [1, 2, 4])  # 3 is a's own
+    assert a_lost == []
+
+
 # Sentinel demotes the old primary ~10 s after a failover (it waits 4 hello periods of
 # 2 s, then acts on its next 10-s INFO of it); until then the guarded primaries refuse
 # writes (min-replicas-to-write). A deadline, not a wait: it bounds that schedule.
