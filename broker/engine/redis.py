@@ -330,18 +330,18 @@ class RedisEngine:
             suppressed, msg = await self._run(channel, PUBLISH, stored, args, wait=self._wait)
         except ReplicasMissing as missing:
             suppressed, msg = missing.result
-            raise UnconfirmedPublish(self._published(channel, msg, suppressed),
+            raise UnconfirmedPublish(await self._published(channel, msg, suppressed),
                                      missing.confirmed, missing.required) from None
-        return self._published(channel, msg, suppressed)
+        return await self._published(channel, msg, suppressed)
 
-    def _published(self, channel: str, msg: bytes, suppressed: int,
-                   ) -> tuple[Publication, StreamPosition]:
+    async def _published(self, channel: str, msg: bytes, suppressed: int,
+                         ) -> tuple[Publication, StreamPosition]:
         pub, position, _ = publication_of(msg)
         result = (pub, position or _NO_POSITION)
         if suppressed:  # the earlier publication: nothing new to fan out
             return SuppressedPublish(result)
-        if position is not None:  # a new epoch: subscribers learn it before the fan-out
-            self.receiver.own_publication(channel, position)
+        if position is not None:  # what precedes it reaches the handlers before its fan-out
+            await self.receiver.own_publication(channel, position)
         return result
 
     async def _join_leave(self, kind: bytes, channel: str, info: ClientInfo) -> None:

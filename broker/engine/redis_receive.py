@@ -312,24 +312,41 @@ class Receiver:
             self._deliver(channel, pub, position)
         return None
 
-    def own_publication(self, channel: str, position: StreamPosition) -> None:
-        """This node stored a publication at ``position`` and fans it out locally next.
+    async def own_publication(self, channel: str, position: StreamPosition) -> None:
+        """This node stored a publication at ``position`` and fans it out locally next:
+        bring everything before it to the handlers first, so local subscribers get
+        offsets in order.
 
-        If ``position`` opens an epoch this node has not seen yet (the stream was lost,
-        e.g. Redis restarted empty, and the reader has not noticed: it may still be
-        reconnecting), the channel's subscribers are told first. Otherwise the local
-        fan-out would hand them the new epoch's offsets as if they continued the old
-        stream — a silent gap. Found by tests/cluster/test_faults.py.
+        - ``position`` opens an epoch this node has not seen (the stream was lost, e.g.
+          Redis restarted empty, and the reader has not noticed: it may still be
+          reconnecting): the channel's subscribers are told first. Otherwise the local
+          fan-out would hand them the new epoch's offsets as if they continued the old
+          stream — a silent gap. Found by tests/cluster/test_faults.py.
+        - Lower offsets of other nodes have not come through pub/sub yet (the link lags
+          or is reconnecting): they are read from the stream and delivered now. Otherwise
+          the local fan-out would overtake them. Found by tests/cluster/test_faults.py
+          (a failover's reconnect).
+
+        Afterwards the channel's position is at least ``position``: its echo over pub/sub
+        is a duplicate. Not covered: with several publishers, a later offset of another
+        node that arrives while this publish is between Redis and its fan-out.
         """
-        if position.offset and channel in self.channels and self.tracker.judge(
-                channel, position.offset, position.epoch) is Verdict.NEW_EPOCH:
+        if not position.offset or channel not in self.channels:
+            return
+        verdict = self.tracker.judge(channel, position.offset, position.epoch)
+        if verdict is Verdict.NEW_EPOCH:
             self._unrecoverable(channel)
+        elif verdict is Verdict.GAP:
+            await self.catch_up(channel, until=position.offset)
+        seen = self.tracker.get(channel)
+        if seen is None or seen.epoch != position.epoch or seen.offset < position.offset:
             self.tracker.set(channel, position)
 
     # -- catch-up ------------------------------------------------------------------------
 
-    async def catch_up(self, channel: str) -> None:
-        """Deliver what the stream holds after the channel's last seen position."""
+    async def catch_up(self, channel: str, until: int | None = None) -> None:
+        """Deliver what the stream holds after the channel's last seen position (only
+        offsets below ``until``, if given: the caller delivers ``until`` itself)."""
         last = self.tracker.get(channel)
         if last is None:
             return
@@ -363,9 +380,13 @@ class Receiver:
             self._unrecoverable(channel)
         else:
             for pub, node in pubs:
+                if until is not None and pub.offset >= until:
+                    break
                 if node != self.node_id and pub.offset > floor:
                     self.stats.caught_up += 1
                     self._deliver(channel, pub, StreamPosition(pub.offset, top.epoch))
+        if until is not None and top.offset >= until:
+            top = StreamPosition(until - 1, top.epoch)  # what lies past is not delivered
         if seen is None or seen.epoch != top.epoch or seen.offset < top.offset:
             self.tracker.set(channel, top)
 

@@ -1,8 +1,9 @@
 """Broker nodes as real processes on one Redis, an API publisher, SDK subscribers.
 
 - ``node_processes(tmp, engine_redis, count)``: ``python -m broker serve --config`` per
-  node on free loopback ports, ready when ``/ready`` answers 200; SIGTERM (then SIGKILL)
-  on exit.
+  node on a reserved loopback port (``tests.ports``), ready when ``/ready`` answers 200
+  and the port's listener is that process; a node that lost its port before binding it
+  is started again on a new one; SIGTERM (then SIGKILL) on exit.
 - ``Publisher``: publishes through every node's ``/api/publish`` in turn, round-robin
   over channels, each payload ``{"n": <unique id>}``; records what was acknowledged
   (``ledger.Acknowledged``) and counts failures. Runs a fixed count or until stopped.
@@ -42,7 +43,7 @@ from centrifuge import (
 )
 
 from tests.cluster.ledger import Acknowledged, Audit, SubscriptionLog, audit
-from tests.functional.conftest import free_port
+from tests.ports import PortReservation, reserve_port
 
 API_KEY = "cluster-key"
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +68,7 @@ class NodeProcess:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    reservation: PortReservation
 
     @property
     def ws_url(self) -> str:
@@ -80,15 +82,32 @@ class NodeProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
 
 
+class PortLost(RuntimeError):
+    """The node exited because its port was bound by someone else first."""
+
+
+def _listener_pids(port: int) -> set[int]:
+    out = subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True,
+                         text=True, check=False).stdout
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+
+
 async def _ready(http: ClientSession, node: NodeProcess, timeout: float) -> None:
+    """Until ``/ready`` answers 200 from *this* process (``ss``: a process outside the
+    port reservation could hold the port and answer while ours fails to bind).
+
+    Error handling: PortLost if the node exited on a bind failure; RuntimeError with the
+    log tail if it exited otherwise or is not ready within ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         if node.process.poll() is not None:
-            raise RuntimeError(f"node on {node.port} exited:\n{node.log_tail()}")
+            tail = node.log_tail()
+            lost = "address already in use" in tail.lower()
+            raise (PortLost if lost else RuntimeError)(f"node on {node.port} exited:\n{tail}")
         with contextlib.suppress(ClientError, OSError):
             async with http.get(f"{node.base}/ready") as response:
-                if response.status == 200:
+                if response.status == 200 and _listener_pids(node.port) == {node.process.pid}:
                     return
         if loop.time() > deadline:
             raise RuntimeError(f"node on {node.port} not ready in {timeout}s:\n{node.log_tail()}")
@@ -105,31 +124,57 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def _spawn(tmp: Path, index: int, config: dict[str, Any]) -> NodeProcess:
+    reservation = reserve_port()  # held until the node is stopped
+    port = reservation.port
+    path = tmp / f"node{index}.json"
+    path.write_text(json.dumps(
+        {**config, "http_server": {**config["http_server"], "port": port}}))
+    log = tmp / f"node{index}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "broker", "serve", "--config", str(path)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    return NodeProcess(process, port, log, reservation)
+
+
+async def _start_ready(http: ClientSession, nodes: list[NodeProcess], index: int,
+                       tmp: Path, config: dict[str, Any], attempts: int = 3) -> None:
+    """Wait for ``nodes[index]``; one that lost its port (only that) is replaced in the
+    list by a node started on a new port, so the caller stops whatever runs."""
+    for attempt in range(attempts):
+        try:
+            await _ready(http, nodes[index], 30)
+            return
+        except PortLost:
+            if attempt == attempts - 1:
+                raise
+            _release(nodes[index])
+            nodes[index] = _spawn(tmp, index, config)
+
+
+def _release(node: NodeProcess) -> None:
+    _stop(node.process)
+    node.reservation.release()
+
+
 @contextlib.asynccontextmanager
 async def node_processes(tmp: Path, engine_redis: dict[str, Any], count: int = 3, *,
                          history_size: int = 1000, extra: dict[str, Any] | None = None,
                          ) -> AsyncIterator[list[NodeProcess]]:
     """``count`` broker processes sharing ``engine_redis`` (the ``engine.redis`` keys);
     ``extra`` are more top-level config sections (replacing the defaults')."""
+    config = {**node_config(0, engine_redis, history_size), **(extra or {})}
     nodes: list[NodeProcess] = []
     try:
-        for i in range(count):
-            port = free_port()
-            config = tmp / f"node{i}.json"
-            config.write_text(json.dumps(
-                {**node_config(port, engine_redis, history_size), **(extra or {})}))
-            log = tmp / f"node{i}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "broker", "serve", "--config", str(config)],
-                    stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-            nodes.append(NodeProcess(process, port, log))
+        nodes.extend(_spawn(tmp, i, config) for i in range(count))
         async with ClientSession() as http:
-            await asyncio.gather(*(_ready(http, n, 30) for n in nodes))
+            for i in range(count):
+                await _start_ready(http, nodes, i, tmp, config)
         yield nodes
     finally:
         for node in nodes:
-            _stop(node.process)
+            _release(node)
 
 
 # -- publishing ------------------------------------------------------------------------------

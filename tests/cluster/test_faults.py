@@ -10,7 +10,8 @@ missing silently, nothing arrives out of order. The counts go to the test's outp
 - Redis killed (SIGKILL) and restarted empty: the streams are gone, a new epoch begins;
   every subscriber must be told.
 - Sentinel failover (``SENTINEL FAILOVER``): the replica takes over; no publication is
-  lost (the test waits for the replica before the failover, as an operator would).
+  lost (the test holds writes and waits for the replica before the failover, as an
+  operator would; the primaries run with ``min-replicas-to-write 1``, as deployed).
 - One node's pub/sub connection cut repeatedly for a while (``CLIENT KILL ID``), then
   left alone: that node catches up from the streams, so its subscribers end with
   everything and nobody is told anything.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -39,6 +41,10 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 INTERVAL = 0.01  # between publications (each also waits for its HTTP answer)
+# Sentinel demotes the old primary ~10 s after a failover (4 hello periods of 2 s, then its
+# next 10-s INFO); until then the guarded primaries refuse writes (min-replicas-to-write).
+# A deadline bounding that schedule, not a wait.
+DEMOTION_DEADLINE = 40.0
 
 
 async def until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -88,24 +94,32 @@ async def test_sentinel_failover_loses_no_acknowledged_publication(
         setup = setup_cm.__enter__()
     except RedisUnavailable as error:
         pytest.skip(f"redis-server not available: {error}")
+    sentinel = aioredis.Redis(port=setup.sentinels[0].port)
+    old = aioredis.Redis(port=setup.primary.port)
     try:
         engine = {"sentinel_address": list(setup.sentinel_addresses),
                   "sentinel_master_name": setup.service}
-        sentinel = aioredis.Redis(port=setup.sentinels[0].port)
         async with node_processes(tmp_path, engine, 2) as nodes, \
                 subscribers(nodes, channels, per_node=2) as subs:
             publisher = Publisher(nodes, channels)
             async with publisher.continuously(INTERVAL):
                 await until(lambda: publisher.acked.count() >= 60, "publications before")
-                await _replica_caught_up(setup.primary.port)
+                # An operator's clean switch: hold writes, let the replica take everything,
+                # promote it. Replication is asynchronous: promoted with a publication in
+                # flight, the replica would drop one the old primary acknowledged.
+                await old.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+                await _replica_caught_up(old)
                 await sentinel.execute_command("SENTINEL", "FAILOVER", setup.service)
                 await _primary_is(sentinel, setup.service, setup.replica.port)
+                # The writes held meanwhile now meet min-replicas-to-write: refused, not lost.
+                await old.execute_command("CLIENT", "UNPAUSE")
                 switched_at = publisher.acked.count()
                 await until(lambda: publisher.acked.count() >= switched_at + 60,
-                            "publications after the failover")
+                            "publications after the failover", DEMOTION_DEADLINE)
             result = await settle(publisher, subs)
-        await sentinel.aclose()
     finally:
+        await sentinel.aclose()
+        await old.aclose()
         setup_cm.__exit__(None, None, None)
     report("sentinel failover", result)
     assert result.problems == [], result.line()
@@ -143,26 +157,21 @@ async def test_one_nodes_pubsub_cut_and_restored_its_subscribers_catch_up(
     assert result.held == result.acknowledged * len(subs), result.line()
 
 
-async def _replica_caught_up(primary_port: int) -> None:
-    """The engine does not WAIT for replicas: a write not yet replicated can be lost
-    by any failover, so the operator's (and the test's) failover waits for the link."""
-    primary = aioredis.Redis(port=primary_port)
-    try:
-        for _ in range(200):
-            info = await primary.info("replication")
-            replica = info.get("slave0")
-            if replica and int(replica["offset"]) > 0:
-                return
-            await asyncio.sleep(0.05)  # replication offset polling
-        raise AssertionError("the replica never caught up")
-    finally:
-        await primary.aclose()
+async def _replica_caught_up(primary: aioredis.Redis) -> None:
+    """Until the replica acknowledged the primary's whole replication stream (the caller
+    holds writes, so the stream stops growing)."""
+
+    async def caught_up() -> bool:
+        info = await primary.info("replication")
+        replica: Any = info.get("slave0")
+        return bool(replica) and int(replica["offset"]) >= int(info["master_repl_offset"])
+
+    await wait_until(caught_up, "the replica caught up with the primary", 20)
 
 
 async def _primary_is(sentinel: aioredis.Redis, service: str, port: int) -> None:
-    for _ in range(300):
+    async def switched() -> bool:
         _, current = await sentinel.sentinel_get_master_addr_by_name(service)  # type: ignore[misc]
-        if int(current) == port:
-            return
-        await asyncio.sleep(0.05)  # sentinel state polling
-    raise AssertionError("the sentinels never switched to the replica")
+        return int(current) == port
+
+    await wait_until(switched, "the sentinels switched to the replica", 30)

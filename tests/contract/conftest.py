@@ -6,7 +6,7 @@ several instances form one cluster). Adding an engine is one entry. Each factory
 one test are nodes of one cluster) and the options a test passes to ``make_node``;
 the options every engine must accept are ``history_meta_ttl: float``.
 
-Redis always runs against real servers started on free ports for the session:
+Redis always runs against real servers started on reserved ports for the session:
 ``redis`` (one server, ``redis_url``), ``redis-sharded`` (client-side sharding over two
 servers), ``redis-sentinel`` (primary + replica + 3 sentinels) and ``redis-cluster``
 (3 primaries, sharded pub/sub); the last two are marked slow (several seconds to set

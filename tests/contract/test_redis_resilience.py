@@ -1,17 +1,19 @@
 """RedisEngine under failure: restart without persistence, killed pub/sub, Sentinel failover.
 
-Each test runs real servers (a private one where the test breaks it) and awaits the
-observable effect with a deadline; no fixed sleeps.
+Each test runs real servers of its own (it breaks them) and awaits the observable effect
+with a deadline; no fixed sleeps, and no bet on the test outrunning a reconnect backoff:
+a cut link is held down (``cut_pubsub``) until the test has done what must fall into it.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from broker.engine.base import EngineError, UnrecoverablePosition
@@ -19,7 +21,13 @@ from broker.engine.redis import RedisEngine
 from broker.engine.redis_link import Sentinel, parse_address
 from broker.types import Publication, StreamPosition
 from tests.contract.helpers import Recorder, eventually, start_linked
-from tests.redis_server import RedisServer, SentinelSetup, redis_server, respawn
+from tests.redis_server import (
+    RedisServer,
+    SentinelSetup,
+    redis_server,
+    respawn,
+    sentinel_setup,
+)
 
 pytestmark = [
     pytest.mark.redis,
@@ -29,10 +37,39 @@ pytestmark = [
 EngineFactory = Callable[..., RedisEngine]
 
 
+CUT = "cut"  # the Redis user of the engine whose pub/sub link a test cuts
+
+
 @pytest.fixture
 def private_server() -> Iterator[RedisServer]:
+    """A private server with a user ``CUT`` (password ``CUT``) allowed everything."""
     with redis_server() as server:
+        admin = redis.Redis(port=server.port)
+        try:
+            admin.execute_command("ACL", "SETUSER", CUT, "on", f">{CUT}", "~*", "&*", "+@all")
+        finally:
+            admin.close()
         yield server
+
+
+def _url_of(server: RedisServer, user: str) -> str:
+    return f"redis://{user}:{user}@127.0.0.1:{server.port}/0"
+
+
+@asynccontextmanager
+async def cut_pubsub(server: RedisServer, user: str) -> AsyncIterator[None]:
+    """Kill ``user``'s pub/sub connections and keep them down for the block: the user is
+    disabled, so every reconnect is refused until the block ends. What the test does in
+    the block falls into the cut however slowly the machine runs it (a reconnect backoff
+    would only bet on the test being faster than the backoff)."""
+    admin = aioredis.Redis(port=server.port)
+    try:
+        await admin.execute_command("ACL", "SETUSER", user, "off")
+        await admin.execute_command("CLIENT", "KILL", "USER", user, "TYPE", "pubsub")
+        yield
+    finally:
+        await admin.execute_command("ACL", "SETUSER", user, "on")
+        await admin.aclose()
 
 
 @pytest.fixture
@@ -96,21 +133,15 @@ async def test_restart_without_persistence_gives_new_epoch(
 async def test_killed_pubsub_connection_loses_nothing(
     private_server: RedisServer, stack: AsyncExitStack
 ) -> None:
-    # A long first backoff makes sure the publications below fall into the cut.
     a, _, _ = await started(stack, RedisEngine(private_server.url, prefix="t"))
-    b, b_got, b_lost = await started(
-        stack, RedisEngine(private_server.url, prefix="t", backoff_base=0.5, backoff_cap=1.0)
-    )
+    b, b_got, b_lost = await started(stack, RedisEngine(_url_of(private_server, CUT), prefix="t",
+                                                        backoff_base=0.05, backoff_cap=0.5))
     await b.subscribe("ch")
     await publish(a, "ch", 3)
     await eventually(lambda: len(b_got.publications) == 3)
-    admin = aioredis.Redis(port=private_server.port)
-    try:
-        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    finally:
-        await admin.aclose()
-    await eventually(lambda: not b.link_up)
-    await publish(a, "ch", 7)  # during the cut
+    async with cut_pubsub(private_server, CUT):
+        await eventually(lambda: not b.link_up)
+        await publish(a, "ch", 7)  # during the cut
     await eventually(lambda: len(b_got.publications) == 10)
     assert offsets(b_got.publications) == list(range(1, 11))
     assert [pub.data for _, pub, _ in b_got.publications] == [b"0", b"1", b"2"] + [
@@ -128,29 +159,59 @@ async def test_gap_beyond_stream_is_reported_not_delivered(
     private_server: RedisServer, stack: AsyncExitStack
 ) -> None:
     a, _, _ = await started(stack, RedisEngine(private_server.url, prefix="t"))
-    b, b_got, b_lost = await started(
-        stack, RedisEngine(private_server.url, prefix="t", backoff_base=0.5, backoff_cap=1.0)
-    )
+    b, b_got, b_lost = await started(stack, RedisEngine(_url_of(private_server, CUT), prefix="t",
+                                                        backoff_base=0.05, backoff_cap=0.5))
     await b.subscribe("ch")
-    admin = aioredis.Redis(port=private_server.port)
-    try:
-        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    finally:
-        await admin.aclose()
-    await eventually(lambda: not b.link_up)
-    for i in range(5):  # a stream of 2 cannot hold the 5 published during the cut
-        await a.publish("ch", b"%d" % i, history_size=2, history_ttl=60)
+    async with cut_pubsub(private_server, CUT):
+        await eventually(lambda: not b.link_up)
+        for i in range(5):  # a stream of 2 cannot hold the 5 published during the cut
+            await a.publish("ch", b"%d" % i, history_size=2, history_ttl=60)
     await eventually(lambda: b_lost == ["ch"])
     assert b_got.publications == []
     await a.publish("ch", b"after", history_size=2, history_ttl=60)
     await eventually(lambda: offsets(b_got.publications) == [6])
 
 
+async def test_own_publication_returns_after_the_lower_offsets_of_other_nodes(
+    private_server: RedisServer, stack: AsyncExitStack
+) -> None:
+    """The node fans its own publication out the moment publish returns: what other nodes
+    published before it must have reached the handlers by then, even while the pub/sub
+    link is down, or local subscribers would get the offsets out of order."""
+    a, a_got, a_lost = await started(stack, RedisEngine(_url_of(private_server, CUT), prefix="t",
+                                                        backoff_base=0.05, backoff_cap=0.5))
+    b, _, _ = await started(stack, RedisEngine(private_server.url, prefix="t"))
+    await a.subscribe("ch")
+    async with cut_pubsub(private_server, CUT):
+        await eventually(lambda: not a.link_up)
+        await publish(b, "ch", 2)  # offsets 1 and 2 cannot reach a over pub/sub
+        assert [p.offset for p in await publish(a, "ch", 1)] == [3]
+        assert offsets(a_got.publications) == [1, 2]  # before a's own 3 is fanned out
+    await eventually(lambda: a.link_up)
+    await publish(b, "ch", 1)
+    await eventually(lambda: offsets(a_got.publications) == [1, 2, 4])  # 3 is a's own
+    assert a_lost == []
+
+
+# Sentinel demotes the old primary ~10 s after a failover (it waits 4 hello periods of
+# 2 s, then acts on its next 10-s INFO of it); until then the guarded primaries refuse
+# writes (min-replicas-to-write). A deadline, not a wait: it bounds that schedule.
+DEMOTION_DEADLINE = 40.0
+
+
+@pytest.fixture
+def private_sentinel() -> Iterator[SentinelSetup]:
+    """A Sentinel setup of the test's own: a failover must not leave the session's shared
+    one with its roles swapped under the tests that run after."""
+    with sentinel_setup() as setup:
+        yield setup
+
+
 @pytest.mark.slow
 async def test_sentinel_failover_keeps_acknowledged_publications(
-    redis_sentinel: SentinelSetup, stack: AsyncExitStack
+    private_sentinel: SentinelSetup, stack: AsyncExitStack
 ) -> None:
-    setup = redis_sentinel
+    setup = private_sentinel
 
     def engine() -> RedisEngine:
         topology = Sentinel([parse_address(a) for a in setup.sentinel_addresses], setup.service)
@@ -171,7 +232,7 @@ async def test_sentinel_failover_keeps_acknowledged_publications(
             _, port = await _primary(sentinel, setup.service)
             return int(port) != int(old_port)
 
-        await eventually(switched, timeout=15)
+        await eventually(switched, timeout=30)
     finally:
         await sentinel.aclose()
 
@@ -182,11 +243,12 @@ async def test_sentinel_failover_keeps_acknowledged_publications(
             return False
         return True
 
-    await eventually(published, timeout=15)
+    await eventually(published, timeout=DEMOTION_DEADLINE)
     pubs, top = await a.history("ch", limit=-1)
     assert [p.offset for p in pubs] == [pos.offset for pos in acknowledged] == list(range(1, 12))
     assert {pos.epoch for pos in acknowledged} == {top.epoch}
-    await eventually(lambda: offsets(b_got.publications) == list(range(1, 12)), timeout=15)
+    await eventually(lambda: offsets(b_got.publications) == list(range(1, 12)),
+                     timeout=DEMOTION_DEADLINE)
     assert b_lost == []
 
 

@@ -66,10 +66,18 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def listening_socket(port: int = 0) -> socket.socket:
+    """A listening loopback socket on ``port`` (0: the kernel picks a free one). Serving
+    on a socket bound here leaves no gap between picking a port and binding it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers do
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @dataclass
@@ -96,19 +104,20 @@ class RunningNode:
 async def run_node(mapping: dict[str, Any] | Config,
                    setup: Callable[[Chorus], None] | None = None, *,
                    port: int | None = None) -> AsyncIterator[RunningNode]:
-    """A node serving ``mapping`` (or a loaded Config); ``port`` reuses a port (a node
-    "restarting" there)."""
+    """A node serving ``mapping`` (or a loaded Config) on a port the kernel picks, or on
+    ``port`` (a node "restarting" there: take it from ``tests.ports.reserved_port`` and
+    hold it, so no other process or outbound connection takes it between the nodes)."""
     chorus = Chorus(mapping if isinstance(mapping, Config) else config_from_mapping(mapping))
     if setup is not None:
         setup(chorus)
     runner = web.AppRunner(chorus.create_app(), access_log=None)
     await runner.setup()
-    port = port if port is not None else free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
     try:
+        sock = listening_socket(port or 0)
+        site = web.SockSite(runner, sock)
+        await site.start()
         async with ClientSession() as session:
-            yield RunningNode(chorus, port, session)
+            yield RunningNode(chorus, int(sock.getsockname()[1]), session)
     finally:
         await runner.cleanup()
 

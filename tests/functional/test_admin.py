@@ -15,7 +15,7 @@ from broker.admin.auth import issue_session
 from tests.functional.conftest import (
     RunningNode,
     base_config,
-    free_port,
+    listening_socket,
     next_event,
     run_node,
     sdk_client,
@@ -307,8 +307,9 @@ async def webhook_receiver() -> AsyncIterator[tuple[str, asyncio.Queue[Any]]]:
     app.router.add_post("/hook", hook)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sock = listening_socket()  # bound here: no gap between picking the port and serving it
+    port = sock.getsockname()[1]
+    await web.SockSite(runner, sock).start()
     try:
         yield f"http://127.0.0.1:{port}/hook", received
     finally:

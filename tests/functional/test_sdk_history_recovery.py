@@ -20,11 +20,11 @@ from tests.functional.conftest import (
     RunningNode,
     base_config,
     drop_transport,
-    free_port,
     next_event,
     run_node,
     sdk_client,
 )
+from tests.ports import reserved_port
 
 
 def history_config(size: int = 100, **extra: Any) -> dict[str, Any]:
@@ -195,8 +195,11 @@ async def test_too_many_missed_for_the_recovery_limit(protobuf: bool) -> None:
 
 async def test_changed_epoch_is_reported_not_recovered(protobuf: bool) -> None:
     """A memory-engine node restarting on the same address starts every stream anew."""
-    port = free_port()
     async with AsyncExitStack() as outer:  # the client outlives the first node
+        # Reserved outside the ephemeral range for the whole test: the client reconnecting
+        # while no node listens could otherwise be given the port as its own local port
+        # (a TCP self-connect) and hold it, and so could any other outbound connection.
+        port = outer.enter_context(reserved_port())
         async with run_node(history_config(), port=port) as first:
             sdk = await outer.enter_async_context(sdk_client(first, protobuf=protobuf))
             _, events = await sdk.subscribe("epochs", recoverable=True)

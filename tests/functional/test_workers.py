@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ import pytest
 from aiohttp import ClientSession, WSMsgType
 
 from bench.workers_restart import children, listeners
-from tests.functional.conftest import free_port, wait_until
+from tests.functional.conftest import wait_until
+from tests.ports import reserve_port
 from tests.redis_server import RedisUnavailable, redis_server
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -29,22 +31,37 @@ def pool(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         redis = server_cm.__enter__()
     except RedisUnavailable as error:
         pytest.skip(f"redis-server not available: {error}")
-    port = free_port()
+    reservation = reserve_port()  # held while the workers run: no one else takes it
+    port = reservation.port
     config = tmp_path / "chorus.json"
     config.write_text(json.dumps({
         "client": {"insecure": True}, "http_api": {"key": "k"},
         "engine": {"type": "redis", "redis": {"address": [redis.url]}},
         "http_server": {"address": "127.0.0.1", "port": port}, "log": {"level": "warn"},
         "chorus": {"shutdown_timeout": "3s"}}))
+    # A process group of its own: the teardown can reach workers the parent left behind.
     parent = subprocess.Popen([sys.executable, "-m", "broker", "serve", "--config",
-                               str(config), "--workers", "2"])
+                               str(config), "--workers", "2"], start_new_session=True)
     try:
         yield parent, port
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
+        _stop_pool(parent)
+        reservation.release()
         server_cm.__exit__(None, None, None)
+
+
+def _stop_pool(parent: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an operator stops the pool (the parent stops its workers), then SIGKILL
+    to the whole group. Killing only the parent would orphan its workers: they would
+    go on listening and reconnecting to the stopped Redis for as long as the machine runs."""
+    if parent.poll() is None:
+        parent.send_signal(signal.SIGTERM)
+        # the pool's own stop: drain, then its 15 s kill deadline
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            parent.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):  # nothing left in the group
+        os.killpg(parent.pid, signal.SIGKILL)
+    parent.wait()
 
 
 async def test_two_workers_share_the_port_and_the_channel(

@@ -202,9 +202,11 @@ async def serve(config: dict[str, Any], tmp_dir: str, *, scheme: str = "http",
 
     from aiohttp import ClientError, ClientSession
 
-    from tests.functional.conftest import free_port
+    from tests.ports import reserve_port
 
-    port = free_port()
+    # Outside the ephemeral range and locked against other test processes; the lock lasts
+    # as long as this process (callers stop the node themselves; two nodes per session).
+    port = reserve_port().port
     config = {**config, "http_server": {**config.get("http_server", {}), "port": port}}
     path = os.path.join(tmp_dir, "chorus.json")
     with open(path, "w") as out:

@@ -189,6 +189,9 @@ class Fuzzer:
 
 
 @pytest.mark.slow
+# CPU-bound: 80-110 s measured on 2 cores beside two busy-loop processes; the
+# suite-wide 120 s hang guard assumes an idle machine, this budget does not.
+@pytest.mark.timeout(600)
 async def test_100k_hostile_frames_leave_the_node_serving(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
@@ -214,7 +217,11 @@ async def test_100k_hostile_frames_leave_the_node_serving(
         async def read_canary() -> None:
             async for message in canary:
                 for line in message.data.splitlines():
-                    pub = json.loads(line).get("push", {}).get("pub")
+                    frame = json.loads(line)
+                    if frame == {}:  # a server ping: a client that never pongs is cut
+                        await canary.send_str("{}")  # (3012) once the fuzz outlasts
+                        continue  # ping_interval + pong_timeout, as on a loaded machine
+                    pub = frame.get("push", {}).get("pub")
                     if pub is not None:
                         seen.append(pub["data"])
                         arrivals.append(time.perf_counter())
