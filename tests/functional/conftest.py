@@ -41,6 +41,7 @@ from broker import Chorus
 from broker.auth import make_token
 from broker.config import Config, config_from_mapping
 from broker.node import Node
+from tests.ports import PortReservation, reserve_port
 from tests.waiting import wait_until as wait_until  # re-exported for the tests here
 
 SECRET = "test-secret-0123456789abcdef0123456789"
@@ -78,6 +79,20 @@ def listening_socket(port: int = 0) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+
+_HELD: list[PortReservation] = []  # free_port's reservations, kept until the process ends
+
+
+def free_port() -> int:
+    """A port for a test's own server (a backend, a webhook receiver, a node started in
+    a subprocess) that nothing else takes: reserved outside the ephemeral range (see
+    tests.ports) and held for the rest of this test process, so no other test process
+    or outbound connection can take it between this call and the server's bind."""
+    reservation = reserve_port()
+    _HELD.append(reservation)
+    return reservation.port
 
 
 @dataclass
