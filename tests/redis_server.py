@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -338,8 +339,8 @@ def _sentinel(workdir: Path, primary: int, service: str) -> Iterator[RedisServer
 def _sentinel_converged(client: redis.Redis, service: str, replica: int, others: int) -> bool:
     """This sentinel sees the primary up, the replica up and linked, and every other
     sentinel (so a failover ordered through one reaches all through hello messages)."""
-    master = client.sentinel_master(service)
-    replicas = client.sentinel_slaves(service)
+    master: Any = client.sentinel_master(service)
+    replicas: Any = client.sentinel_slaves(service)
     return (master["flags"] == "master"  # not s_down / o_down / failover_in_progress
             and master["num-other-sentinels"] == others
             and any(r["port"] == replica and r["flags"] == "slave"
