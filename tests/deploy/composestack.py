@@ -120,7 +120,23 @@ class Stack:
         return time.monotonic() - started
 
     def up(self, timeout: float = 300) -> float:
-        """``up -d --wait``; seconds from its start until every node's /ready said 200."""
+        """``up -d --wait``; seconds from its start until every node's /ready said 200.
+
+        Docker's engine sometimes loses a container it has just started ("No such
+        container" from ``--wait``, seen once in 12 runs here, never reproduced alone);
+        that one daemon-side error is answered by tearing the stack down and bringing it
+        up once more. Any other failure, or a second one, fails the test."""
+        try:
+            return self._up(timeout)
+        except RuntimeError as error:
+            if "No such container" not in str(error):
+                raise
+            subprocess.run(["docker", "compose", "-f", "deploy/compose.yaml", "-f",
+                            "tests/deploy/compose.test.yaml", "-p", PROJECT, "down", "-v"],
+                           cwd=REPO, env=self.env, capture_output=True, timeout=120)
+            return self._up(timeout)
+
+    def _up(self, timeout: float) -> float:
         started = time.monotonic()
         command = ["docker", "compose", "-f", "deploy/compose.yaml", "-f",
                    "tests/deploy/compose.test.yaml", "-p", PROJECT, "up", "-d", "--wait"]
