@@ -171,17 +171,20 @@ async def test_broadcast_rows_and_bytea_payloads(postgres_dsn: str) -> None:
     try:
         await conn.execute(f"CREATE TABLE {name} (id BIGSERIAL PRIMARY KEY, method text NOT "
                            "NULL, payload BYTEA NOT NULL, partition INTEGER NOT NULL)")
-        await conn.execute(f"INSERT INTO {name} (method, payload, partition) VALUES "
-                           "('broadcast', $1, 0)",
-                           json.dumps({"channels": ["a", "b"], "data": {"x": 1}}).encode())
+        config = base_config(consumers=[consumer(postgres_dsn, name)])
+        async with run_node(config) as running, sdk_client(running) as client:
+            _, a = await client.subscribe("a")
+            _, b = await client.subscribe("b")
+            # Inserted once both subscriptions stand: the channels keep no history, so a
+            # row consumed before that (a loaded machine) would reach nobody.
+            await conn.execute(f"INSERT INTO {name} (method, payload, partition) VALUES "
+                               "('broadcast', $1, 0)",
+                               json.dumps({"channels": ["a", "b"], "data": {"x": 1}}).encode())
+            assert (await received(a, 1)) == [{"x": 1}]
+            assert (await received(b, 1)) == [{"x": 1}]
     finally:
         await conn.close()
-    config = base_config(consumers=[consumer(postgres_dsn, name)])
-    async with run_node(config) as running, sdk_client(running) as client:
-        _, a = await client.subscribe("a")
-        _, b = await client.subscribe("b")
-        assert (await received(a, 1)) == [{"x": 1}]
-        assert (await received(b, 1)) == [{"x": 1}]
+
 
 
 async def test_a_database_that_is_down_is_retried_and_counted_not_fatal() -> None:
