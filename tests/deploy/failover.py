@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -147,8 +148,17 @@ class Figures:
 
 
 def _sentinel_master(stack: Stack) -> str:
-    answer = stack.exec("sentinel-1", "redis-cli", "-p", "26379", "SENTINEL",
-                        "get-master-addr-by-name", "chorus")
+    """The primary sentinel-1 names, or "" when it does not answer in time.
+
+    A probe inside a deadline-bound poll: on a loaded machine one `docker compose exec`
+    has hung past a minute (seen in CI at load 9 on 2 cores), which is "not yet", not
+    a failed failover; the poll's own deadline decides that.
+    """
+    try:
+        answer = stack.exec("sentinel-1", "redis-cli", "-p", "26379", "SENTINEL",
+                            "get-master-addr-by-name", "chorus")
+    except subprocess.TimeoutExpired:
+        return ""
     return answer.split()[0] if answer.split() else ""
 
 
