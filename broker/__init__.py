@@ -5,13 +5,18 @@ as a sub-app; ``Chorus`` adds RPC and message handlers; ``load_config`` reads a 
 the ``CHORUS_*`` environment.
 
 The names are loaded on first use (PEP 562), so ``import broker.cli`` for ``chorus
-gentoken`` or ``chorus backup`` does not load the server stack.
+gentoken`` or ``chorus backup`` does not load the server stack; and the methods the
+package's dataclasses generate are compiled once and cached (``broker.codecache``).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from broker import codecache
+
+codecache.install()  # before any of Chorus's dataclasses is defined
 
 if TYPE_CHECKING:
     from broker.app import Chorus, create_app, run_server

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from actors import Runtime
 from actors.messages import ChildExited, ChildFailed
+from broker import codecache
 from broker.config import Config, load_config
 from broker.config.checks import config_warnings
 from broker.connection.actor import Disconnect
@@ -316,7 +317,9 @@ def run_server(config: Config, *, reuse_port: bool = False) -> int:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(tls.cert_pem_file, tls.key_pem_file)
     chorus = Chorus(config)
-    web.run_app(chorus.create_app(), host=config.http_server.address or None,
+    app = chorus.create_app()
+    codecache.save()  # every class the server needs exists now; the next start skips compiling
+    web.run_app(app, host=config.http_server.address or None,
                 port=config.http_server.port, ssl_context=ssl_context, access_log=None,
                 reuse_port=reuse_port, backlog=4096,  # the kernel caps it at somaxconn
                 # aiohttp waits up to twice this for handlers (graceful, then cancelled),
