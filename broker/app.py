@@ -298,11 +298,14 @@ async def _ready(request: web.Request) -> web.Response:
     return web.json_response(report, status=200 if report["ready"] else 503)
 
 
-def run_server(config: Config, *, reuse_port: bool = False) -> int:
+def run_server(config: Config, *, reuse_port: bool = False,
+               on_serving: Callable[[], None] | None = None) -> int:
     """Serve Chorus on uvloop until SIGINT/SIGTERM, then drain gracefully; returns the
     process exit status: 0, or ``EXIT_TREE_FAILED`` if the actor tree failed.
 
     ``reuse_port``: share the port with sibling worker processes (SO_REUSEPORT).
+    ``on_serving``: called once the node runs and the socket listens (``chorus serve``
+    resumes the garbage collector there).
     """
     try:
         import uvloop
@@ -324,7 +327,8 @@ def run_server(config: Config, *, reuse_port: bool = False) -> int:
                 reuse_port=reuse_port, backlog=4096,  # the kernel caps it at somaxconn
                 # aiohttp waits up to twice this for handlers (graceful, then cancelled),
                 # between the two phases of the drain; see _drain.
-                shutdown_timeout=config.chorus.shutdown_timeout / 8, print=_announce(config))
+                shutdown_timeout=config.chorus.shutdown_timeout / 8,
+                print=_announce(config, on_serving))
     return EXIT_TREE_FAILED if chorus.state.fatal is not None else 0
 
 
@@ -341,7 +345,9 @@ def raise_open_file_limit() -> int:
     return hard
 
 
-def _announce(config: Config) -> Callable[[str], None]:
+def _announce(config: Config, on_serving: Callable[[], None] | None = None,
+              ) -> Callable[[str], None]:
+    """aiohttp's ``print``, called once every site listens (after the node started)."""
     def announce(message: str) -> None:
         scheme = "https" if config.http_server.tls.enabled else "http"
         host = config.http_server.address or "0.0.0.0"
@@ -349,5 +355,7 @@ def _announce(config: Config) -> Callable[[str], None]:
 
         log.info("serving on %s://%s:%d (%s, API: /api/<method>)", scheme, host,
                  config.http_server.port, ", ".join(endpoints(config)))
+        if on_serving is not None:
+            on_serving()
 
     return announce

@@ -1,0 +1,87 @@
+"""``chorus serve``'s fast start: what the command line imports, and the paused GC.
+
+Each case runs a fresh interpreter (imports and the collector are process-wide).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.ports import reserved_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str, timeout: float = 60) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHORUS_", "CENTRIFUGO_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_the_command_line_loads_no_config_or_server_code_before_a_command_runs() -> None:
+    """``import broker.cli`` stays light, so ``chorus serve`` can pause the collector
+    before the config and the server are imported (and ``chorus version`` is quick)."""
+    script = ("import json, sys, broker.cli; "
+              "print(json.dumps(sorted(m for m in sys.modules if m.startswith("
+              "('broker.config', 'broker.app', 'aiohttp', 'actors', 'thespian')))))")
+    assert json.loads(run(script)) == []
+
+
+_SERVE = """
+import gc, json, logging, os, signal, socket, sys, threading, time
+collections = []
+started = threading.Event()  # main() called: count collections from there
+serving = threading.Event()  # the node runs and the socket listens
+
+class Serving(logging.Handler):
+    def emit(self, record):
+        if record.getMessage().startswith("serving on"):
+            serving.set()
+
+logging.getLogger("chorus").addHandler(Serving())
+gc.callbacks.append(lambda phase, info: phase == "start" and started.is_set() and
+                    collections.append((info["generation"], serving.is_set())))
+report = {}
+
+def probe(port):
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /ready HTTP/1.0\\r\\n\\r\\n")
+                if b" 200 " in s.recv(64):
+                    break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    report["enabled_when_ready"] = gc.isenabled()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=probe, args=(int(sys.argv[2]),), daemon=True).start()
+from broker.cli import main
+started.set()
+status = main(["serve", "--config", sys.argv[1], "--port", sys.argv[2]])
+report["status"] = status
+report["collections_before_serving"] = [g for g, after in collections if not after]
+report["enabled_at_exit"] = gc.isenabled()
+print(json.dumps(report))
+"""
+
+
+def test_serve_starts_with_the_collector_paused_and_resumes_it_once_serving(
+        tmp_path: Path) -> None:
+    """No collection runs between ``main()`` and the server listening; by the first 200
+    on ``/ready`` the collector runs again (and still does after the drain)."""
+    config = tmp_path / "chorus.json"
+    config.write_text(json.dumps({"client": {"insecure": True}, "http_api": {"key": "k"},
+                                  "prometheus": {"insecure": True}}))
+    with reserved_port() as port:
+        report = json.loads(run(_SERVE, str(config), str(port)))
+    assert report == {"status": 0, "collections_before_serving": [],
+                      "enabled_when_ready": True, "enabled_at_exit": True}
