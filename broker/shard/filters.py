@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported by the first numeric filter (decimal is slow to import)
+    from decimal import Decimal
 
 __all__ = ["FilterError", "Predicate", "compile_filter", "matches_all"]
 
@@ -136,14 +138,15 @@ def _comparison(key: str, cmp: str, val: str, vals: frozenset[str]) -> Predicate
     return _numeric(key, cmp, val)
 
 
-def _decimal(text: str | None) -> Decimal | None:
-    if text is None or not _DECIMAL.fullmatch(text):
-        return None
-    return Decimal(text)
-
-
 def _numeric(key: str, cmp: str, val: str) -> Predicate:
-    bound = _decimal(val)
+    from decimal import Decimal
+
+    def number(text: str | None) -> Decimal | None:
+        if text is None or not _DECIMAL.fullmatch(text):
+            return None
+        return Decimal(text)
+
+    bound = number(val)
     if bound is None:
         return lambda tags: False  # centrifuge: a non-numeric bound never matches
     test: Callable[[Decimal], bool] = {
@@ -154,7 +157,7 @@ def _numeric(key: str, cmp: str, val: str) -> Predicate:
     }[cmp]
 
     def predicate(tags: Mapping[str, str]) -> bool:
-        value = _decimal(tags.get(key))
+        value = number(tags.get(key))
         return value is not None and test(value)
 
     return predicate

@@ -18,7 +18,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 WATCHED = ("redis", "yaml", "tomllib", "cryptography", "jwt", "prometheus_client",
            "prometheus_async", "broker.devcluster", "broker.admin", "broker.backup",
-           "broker.cache.adaptive", "difflib")
+           "broker.cache.adaptive", "difflib", "decimal", "broker.pusher",
+           "broker.transport.streams", "broker.transport.emulation", "broker.transport.uni")
 
 _SCRIPT = """
 import asyncio, json, sys
@@ -66,3 +67,12 @@ def test_the_guard_sees_an_import_when_the_config_needs_it(tmp_path: Path) -> No
     assert imported(tmp_path, admin) == {"broker.admin"}
     adaptive = {**BASE, "cache": {"adaptive": True}}
     assert imported(tmp_path, adaptive) == {"broker.cache.adaptive"}
+
+
+def test_a_transport_is_imported_when_it_is_enabled(tmp_path: Path) -> None:
+    sse = {**BASE, "sse": {"enabled": True}}
+    assert imported(tmp_path, sse) == {"broker.transport.streams", "broker.transport.emulation"}
+    uni = {**BASE, "uni_sse": {"enabled": True}}
+    assert imported(tmp_path, uni) == {"broker.transport.uni", "broker.transport.streams"}
+    pusher = {**BASE, "pusher": {"apps": [{"id": "1", "key": "key", "secret": "s" * 32}]}}
+    assert imported(tmp_path, pusher) == {"broker.pusher"}
