@@ -50,6 +50,8 @@ class EffectDone:
 
 @dataclass(slots=True)
 class TimerFired:
+    """A timer of the actor fired: ``message`` is what it was set to deliver."""
+
     timer_id: int
     message: Any
 

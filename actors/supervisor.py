@@ -71,32 +71,42 @@ class RestartIntensityExceeded(Exception):
 # Messages a supervisor understands (send with tell or ask).
 @dataclass(frozen=True, slots=True)
 class StartChild:
+    """Ask a supervisor to start a child from ``spec``."""
+
     spec: ChildSpec
 
 
 @dataclass(frozen=True, slots=True)
 class TerminateChild:
+    """Ask a supervisor to stop child ``child_id`` (it is not restarted)."""
+
     child_id: str  # the child's own id (full path)
 
 
 @dataclass(frozen=True, slots=True)
 class RestartChild:
+    """Ask a supervisor to restart child ``child_id``."""
+
     child_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class WhichChildren:
-    pass
+    """Ask a supervisor for its children: answered with ``(id, restart, running)`` each."""
 
 
 @dataclass(slots=True)
 class _StopTimeout:
+    """A child's stop took too long: kill that incarnation."""
+
     child_id: str
     incarnation: int
 
 
 @dataclass(slots=True)
 class _Child:
+    """A supervisor's record of one child: its spec, address and incarnation."""
+
     spec: ChildSpec
     address: Any = None
     incarnation: int = 0

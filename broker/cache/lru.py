@@ -17,6 +17,8 @@ EVICTIONS = ("lru", "lfu", "ttl")
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """An L1 entry as eviction sees it: size, recency, uses, pinned."""
+
     key: str
     size: int  # bytes
     last_access: float  # monotonic seconds

@@ -42,6 +42,8 @@ POLICIES = ("write_through", "write_behind", "read_through", "off")
 
 @dataclass(frozen=True, slots=True)
 class Pending:
+    """A publication held in the write-behind buffer until the engine has it."""
+
     channel: str
     pub: Publication
     history_size: int

@@ -39,6 +39,8 @@ def _no_flush(delay: float) -> None:
 
 @dataclass(slots=True, eq=False)
 class ShardL1:
+    """A shard incarnation's cache state: its L1, write-behind buffer and followed channels."""
+
     index: int
     cache: ChannelCache
     buffer: WriteBehindBuffer

@@ -50,6 +50,8 @@ def pub_bytes(pub: Publication) -> int:
 
 @dataclass(slots=True)
 class Entry:
+    """One channel's L1 window: its stream position, size and expiry."""
+
     epoch: str
     top: int
     size: int  # history_size
@@ -66,6 +68,8 @@ class Entry:
 
 @dataclass(slots=True)
 class CacheStats:
+    """Counters of an L1 store (hits, misses, evictions, bytes, entries)."""
+
     hits: int = 0
     misses: int = 0
     evictions: int = 0

@@ -45,6 +45,8 @@ HOT_TTL = 7 * 24 * 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Warmup:
+    """The outcome of one shard's pre-warm: channels loaded, failures, time."""
+
     shard: int
     channels: int  # loaded into L1
     failed: int

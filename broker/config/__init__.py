@@ -79,6 +79,8 @@ DATA_FORMATS = ("", "json", "json_object", "binary")  # publication_data_format 
 
 @dataclass(frozen=True, slots=True)
 class TLSConfig:
+    """``http_server.tls``: serve HTTPS with this certificate and key."""
+
     enabled: bool = opt(False)
     cert_pem_file: str = opt("")
     key_pem_file: str = opt("")
@@ -86,6 +88,8 @@ class TLSConfig:
 
 @dataclass(frozen=True, slots=True)
 class HttpServerConfig:
+    """``http_server``: where the node listens."""
+
     address: str = opt("")  # "" = all interfaces
     port: int = opt(8000, min=0, max=65535)  # 0 = any free port (tests)
     tls: TLSConfig = field(default_factory=TLSConfig)
@@ -93,11 +97,15 @@ class HttpServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
+    """``log``: the level of the node's log."""
+
     level: str = opt("info", choices=("trace", "debug", "info", "warn", "error", "fatal", "none"))
 
 
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
+    """``engine.redis``: the Redis (standalone, Sentinel or Cluster) nodes share."""
+
     address: tuple[str, ...] = opt(("redis://127.0.0.1:6379",))  # "host:port" or redis:// URLs
     prefix: str = opt("chorus")  # not Centrifugo's "centrifugo": the stored formats differ
     db: int = opt(0)
@@ -118,6 +126,8 @@ class RedisConfig:
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
+    """``engine``: memory (one node) or redis (nodes joined)."""
+
     type: str = opt("memory", choices=("memory", "redis"))
     redis: RedisConfig = field(default_factory=RedisConfig)
 
@@ -162,6 +172,8 @@ def _connect_limit() -> RateLimitConfig:
 
 @dataclass(frozen=True, slots=True)
 class PersonalChannelConfig:
+    """``client.subscribe_to_user_personal_channel``: a server-side personal channel."""
+
     enabled: bool = opt(False)
     personal_channel_namespace: str = opt("")
     single_connection: bool = opt(False)
@@ -169,6 +181,8 @@ class PersonalChannelConfig:
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
+    """``client``: how connections authenticate, and their limits."""
+
     token: TokenConfig = field(default_factory=TokenConfig)
     subscription_token: SubscriptionTokenConfig = field(default_factory=SubscriptionTokenConfig)
     allowed_origins: tuple[str, ...] = opt(())
@@ -319,12 +333,16 @@ class ChannelOptions:
 
 @dataclass(frozen=True, slots=True)
 class ChannelNamespace:
+    """An item of ``channel.namespaces``: a name and its channel options."""
+
     name: str
     options: ChannelOptions = field(default_factory=ChannelOptions)
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
+    """``channel``: channel names and the options of each namespace."""
+
     max_length: int = opt(255, min=1)
     namespace_boundary: str = opt(":")
     user_boundary: str = opt("#")
@@ -366,12 +384,16 @@ class ChannelConfig:
 
 @dataclass(frozen=True, slots=True)
 class HttpApiConfig:
+    """``http_api``: the server API's key (``X-API-Key`` / ``Authorization: apikey``)."""
+
     key: str = opt("")
     insecure: bool = opt(False)
 
 
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
+    """``admin``: the web console and its credentials."""
+
     enabled: bool = opt(False)
     password: str = opt("")  # for the web UI login
     secret: str = opt("")  # signs admin session tokens
@@ -381,6 +403,8 @@ class AdminConfig:
 
 @dataclass(frozen=True, slots=True)
 class PrometheusConfig:
+    """``prometheus``: the ``/metrics`` endpoint and who may scrape it."""
+
     # Centrifugo defaults to false; Chorus serves /metrics unless told not to
     # ("observable always").
     enabled: bool = opt(True)
@@ -393,6 +417,8 @@ class PrometheusConfig:
 
 @dataclass(frozen=True, slots=True)
 class ChorusConfig:
+    """``chorus``: Chorus-only node settings (shards, shutdown, node name)."""
+
     shard_count: int = opt(16, min=1, max=4096)
     shutdown_timeout: float = opt(10.0, kind=DURATION)
     node_name: str = opt("")  # "" = the host name

@@ -75,6 +75,8 @@ class RedisStreamConsumerConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerConfig:
+    """An item of the top-level ``consumers`` list: one asynchronous consumer."""
+
     name: str = opt("")
     enabled: bool = opt(False)  # Centrifugo's rule: only enabled consumers run
     type: str = opt("postgresql", choices=CONSUMER_TYPES)

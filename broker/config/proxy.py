@@ -43,6 +43,8 @@ PROXY_NAME = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")  # Centrifugo's proxyNamePatter
 
 @dataclass(frozen=True, slots=True)
 class TransformError:
+    """The protocol error a backend's HTTP status is answered with."""
+
     code: int = opt(0)
     message: str = opt("")
     temporary: bool = opt(False)
@@ -50,6 +52,8 @@ class TransformError:
 
 @dataclass(frozen=True, slots=True)
 class TransformDisconnect:
+    """The disconnect a backend's HTTP status is answered with."""
+
     code: int = opt(0)
     reason: str = opt("")
 
@@ -72,6 +76,8 @@ class StatusTransform:
 
 @dataclass(frozen=True, slots=True)
 class ProxyHttpConfig:
+    """HTTP options of a proxy: static headers, status transforms."""
+
     # Sent with every request; headers taken from the client override them.
     static_headers: Any = field(default_factory=lambda: MappingProxyType({}),
                                 metadata={"kind": MAPPING})
@@ -129,6 +135,8 @@ class NamedProxyConfig(ProxyConfig):
 
 @dataclass(frozen=True, slots=True)
 class ClientProxyConfig:
+    """``client.proxy``: the connect and refresh proxies."""
+
     connect: ConnectProxyConfig = field(default_factory=ConnectProxyConfig)
     refresh: RefreshProxyConfig = field(default_factory=RefreshProxyConfig)
 
@@ -167,6 +175,8 @@ class RpcPingConfig:
 
 @dataclass(frozen=True, slots=True)
 class RpcConfig:
+    """``rpc``: RPC namespaces, their proxies and the built-in ping method."""
+
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     without_namespace: RpcOptions = field(default_factory=RpcOptions)
     namespaces: tuple[RpcNamespaceConfig, ...] = opt((), kind=SECTIONS,

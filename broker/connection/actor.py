@@ -75,11 +75,14 @@ class Disconnect:
 
 @dataclass(slots=True)
 class _Expired:
-    pass
+    """The connection's deadline came: no connect command yet (stale), or its credentials
+    expired."""
 
 
 @dataclass(slots=True)
 class _SubExpired:
+    """A subscription's token expired (sub_refresh due)."""
+
     channel: str
 
 

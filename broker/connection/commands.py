@@ -68,6 +68,8 @@ class ServerSubscribe:
 
 @dataclass(slots=True)
 class ServerUnsubscribe:
+    """The server unsubscribes the connection from ``channel``."""
+
     channel: str
 
 

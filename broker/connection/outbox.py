@@ -37,6 +37,8 @@ __all__ = ["FlushScheduler", "Outbox", "OutboxStats", "ws_frame", "ws_header"]
 
 @dataclass(slots=True)
 class OutboxStats:
+    """Counters of an outbox (frames, bytes, writes, peak pending)."""
+
     frames: int = 0
     bytes: int = 0
     writes: int = 0

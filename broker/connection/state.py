@@ -35,6 +35,8 @@ class Phase(Enum):
 
 @dataclass(slots=True)
 class Subscription:
+    """One channel the connection is subscribed to, with its options."""
+
     channel: str
     options: ChannelOptions
     info: bytes | None = None

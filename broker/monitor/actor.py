@@ -36,11 +36,15 @@ PROBE_CHANNEL = "__chorus_probe__"
 
 @dataclass(slots=True)
 class _Tick:
+    """Time to sample the node (``expected``: when this tick was due)."""
+
     expected: float
 
 
 @dataclass(slots=True)
 class _ProbeDone:
+    """The engine probe finished (``ok``: it answered)."""
+
     ok: bool
 
 

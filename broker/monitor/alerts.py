@@ -270,6 +270,8 @@ def _compare(op: str, value: float, limit: float) -> bool:
 
 @dataclass(slots=True)
 class _RuleState:
+    """One rule's evaluation state: since when its condition holds, and its alert."""
+
     pending_since: float | None = None
     alert: Alert | None = None
 

@@ -113,6 +113,8 @@ class FieldSpec:
 
 @dataclass(frozen=True, slots=True)
 class MessageSpec:
+    """A protobuf message's fields, by name and by number."""
+
     name: str
     fields: tuple[FieldSpec, ...]
     by_name: dict[str, FieldSpec] = field(default_factory=dict, compare=False)

@@ -78,6 +78,8 @@ class Request:
 
 @dataclass(slots=True)
 class ConnectRequest(Request):
+    """What the connect proxy or hook is asked."""
+
     data: bytes | None = None
     name: str = ""
     version: str = ""
@@ -86,12 +88,16 @@ class ConnectRequest(Request):
 
 @dataclass(slots=True)
 class RefreshRequest(Request):
+    """What the refresh proxy or hook is asked."""
+
     user: str = ""
     meta: bytes | None = None
 
 
 @dataclass(slots=True)
 class SubscribeRequest(Request):
+    """What the subscribe proxy or hook is asked."""
+
     user: str = ""
     channel: str = ""
     token: str = ""
@@ -101,6 +107,8 @@ class SubscribeRequest(Request):
 
 @dataclass(slots=True)
 class PublishRequest(Request):
+    """What the publish proxy or hook is asked."""
+
     user: str = ""
     channel: str = ""
     data: bytes | None = None
@@ -109,6 +117,8 @@ class PublishRequest(Request):
 
 @dataclass(slots=True)
 class SubRefreshRequest(Request):
+    """What the sub_refresh proxy or hook is asked."""
+
     user: str = ""
     channel: str = ""
     meta: bytes | None = None
@@ -116,6 +126,8 @@ class SubRefreshRequest(Request):
 
 @dataclass(slots=True)
 class RpcRequest(Request):
+    """What the RPC proxy or hook is asked."""
+
     user: str = ""
     method: str = ""
     data: bytes | None = None
@@ -146,6 +158,8 @@ class SubscribeOptions:
 
 @dataclass(slots=True)
 class ConnectResult:
+    """A connect proxy's or hook's answer (see README, proxies)."""
+
     user: str = ""
     expire_at: int = 0  # unix seconds; 0 = never
     info: Any = None
@@ -157,6 +171,8 @@ class ConnectResult:
 
 @dataclass(slots=True)
 class RefreshResult:
+    """A refresh proxy's or hook's answer."""
+
     expired: bool = False
     expire_at: int = 0
     info: Any = None
@@ -165,6 +181,8 @@ class RefreshResult:
 
 @dataclass(slots=True)
 class SubscribeResult:
+    """A subscribe proxy's or hook's answer."""
+
     expire_at: int = 0
     info: Any = None
     data: Any = None  # sent to the client in the subscribe reply
@@ -173,6 +191,8 @@ class SubscribeResult:
 
 @dataclass(slots=True)
 class PublishResult:
+    """A publish proxy's or hook's answer."""
+
     data: Any = None  # replaces the client's data when set
     skip_history: bool = False
     tags: dict[str, str] | None = None
@@ -182,6 +202,8 @@ class PublishResult:
 
 @dataclass(slots=True)
 class SubRefreshResult:
+    """A sub_refresh proxy's or hook's answer."""
+
     expired: bool = False
     expire_at: int = 0
     info: Any = None
@@ -189,6 +211,8 @@ class SubRefreshResult:
 
 @dataclass(slots=True)
 class RpcResult:
+    """An RPC proxy's or hook's answer."""
+
     data: Any = None
 
 

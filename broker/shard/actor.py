@@ -67,6 +67,8 @@ def shard_index(channel: str, count: int) -> int:
 
 @dataclass(slots=True)
 class Subscribe:
+    """Add a connection to a channel's subscribers."""
+
     channel: str
     conn_id: str
     outbox: Outbox
@@ -79,6 +81,8 @@ class Subscribe:
 
 @dataclass(slots=True)
 class Activate:
+    """Start delivering to a subscriber after ``after_offset`` (its recovery is done)."""
+
     channel: str
     conn_id: str
     after_offset: int
@@ -86,18 +90,24 @@ class Activate:
 
 @dataclass(slots=True)
 class Unsubscribe:
+    """Remove a connection from a channel's subscribers."""
+
     channel: str
     conn_id: str
 
 
 @dataclass(slots=True)
 class Deliver:
+    """Fan a publication out to a channel's subscribers."""
+
     channel: str
     pub: Publication
 
 
 @dataclass(slots=True)
 class DeliverJoinLeave:
+    """Fan a join or leave event out to a channel's subscribers."""
+
     channel: str
     info: ClientInfo
     join: bool
@@ -117,12 +127,14 @@ class ChannelSummary:
 
 @dataclass(slots=True)
 class _FlushDue:
+    """The write-behind buffer is due to flush."""
+
     delay: float
 
 
 @dataclass(slots=True)
 class _RefreshTick:
-    pass
+    """Time to refresh the shard's cached channels."""
 
 
 class ShardActor(Actor):

@@ -26,6 +26,8 @@ GroupKey = tuple[Delivery, int]  # (delivery, channel id; 0 = named by the chann
 
 @dataclass(slots=True)
 class Subscriber:
+    """A connection subscribed to a channel on this shard, and how it is delivered to."""
+
     conn_id: str
     outbox: Outbox
     delivery: Delivery  # codec and framing of the connection's transport
