@@ -39,6 +39,7 @@ from broker.config import Config, load_config
 from broker.config.checks import config_warnings
 from broker.connection.actor import Disconnect
 from broker.engine.base import Engine
+from broker.journal.store import JourneyStore
 from broker.metrics import install_metrics
 from broker.monitor.health import readiness
 from broker.names import connection_id
@@ -87,6 +88,23 @@ def make_notification_store(config: Config, engine: Engine) -> NotificationStore
 
     return MemoryNotificationStore(retention_count=nc.retention_count,
                                    retention_age=nc.retention_age)
+
+
+def make_journey_store(config: Config, engine: Engine) -> JourneyStore | None:
+    """The engine's twin store for connection journeys (None when disabled)."""
+    jc = config.journeys
+    if not jc.enabled:
+        return None
+    if config.engine.type == "redis":
+        from broker.journal.store_redis import RedisJourneyStore
+
+        topology = engine.topology  # type: ignore[attr-defined]
+        return RedisJourneyStore(topology.client, prefix=config.engine.redis.prefix,
+                                 stream_maxlen=jc.stream_maxlen,
+                                 all_maxlen=jc.all_stream_maxlen, stream_ttl=jc.stream_ttl)
+    from broker.journal.store import MemoryJourneyStore
+
+    return MemoryJourneyStore(jc.ring_size)
 
 
 class Chorus:
@@ -220,6 +238,9 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     store = make_notification_store(config, engine)
     node = Node(config, runtime, engine, name, store,  # sets the engine's handlers: first
                 hooks=state.hooks)
+    journeys = make_journey_store(config, engine)
+    if journeys is not None:
+        node.enable_journeys(journeys)
     await engine.start()
     node.rpc_handlers.update(state.rpc_handlers)
     node.message_handlers.extend(state.message_handlers)

@@ -21,6 +21,7 @@ CONSUMERS_ID = f"{ROOT_ID}/{CONSUMERS_SUPERVISOR}"
 
 NODE_MONITOR_ID = f"{MONITORS_ID}/node"
 ALERTS_ID = f"{MONITORS_ID}/alerts"
+JOURNAL_ID = f"{MONITORS_ID}/journal"
 
 
 def shard_name(index: int) -> str:

@@ -54,6 +54,9 @@ from broker.wire import publication_dict
 
 if TYPE_CHECKING:
     from broker.connection.actor import ConnectionActor
+    from broker.journal.actor import JourneyBoard
+    from broker.journal.feed import JournalFeed
+    from broker.journal.store import JourneyStore
 
 log = logging.getLogger("chorus.node")
 
@@ -143,8 +146,21 @@ class Node:
                                 options=self.options, shared=self.remote,
                                 link=self._link_state)
         self.notifier = Notifier(self, notifications) if notifications is not None else None
+        # Connection journeys (broker.journal): None when journeys.enabled is false.
+        self.journal: JournalFeed | None = None
+        self.journeys: JourneyBoard | None = None
         engine.set_handlers(self._remote_publication, self._remote_control,
                             self._remote_join, self._remote_leave, self._unrecoverable)
+
+    def enable_journeys(self, store: JourneyStore) -> None:
+        """Record connection journeys into ``store`` (before the tree starts)."""
+        from broker.journal.actor import JourneyBoard
+        from broker.journal.feed import JournalFeed
+        from broker.names import JOURNAL_ID
+
+        self.journeys = JourneyBoard.from_config(self.config.journeys, store)
+        self.journal = JournalFeed(self.name, lambda batch: self.runtime.tell(JOURNAL_ID, batch),
+                                   self.runtime.loop)
 
     # -- per-connection timers ------------------------------------------------------------
     def _no_pong(self, conn: Any) -> None:

@@ -6,7 +6,7 @@ chorus (rest_for_one)
 ├── shards (one_for_one) ── shard-0 .. shard-{S-1}
 ├── connections (one_for_one) ── timers (pings, write watch, presence refresh),
 │                                 one temporary actor per socket
-├── monitors (one_for_one) ── node monitor, alerts
+├── monitors (one_for_one) ── node monitor, alerts, journal (connection journeys)
 └── consumers (one_for_one) ── one actor per enabled consumer (only when there is one)
 ```
 ``rest_for_one`` at the root encodes the dependency: when the engine side restarts,
@@ -24,6 +24,7 @@ from actors import ChildSpec, Strategy, supervisor
 from broker.cluster import EngineLinkActor
 from broker.connection.pings import ConnectionTimersActor
 from broker.consumers.actor import ConsumerActor
+from broker.journal.actor import JournalActor
 from broker.monitor.actor import AlertActor, NodeMonitorActor
 from broker.names import (
     CONNECTIONS_SUPERVISOR,
@@ -48,6 +49,8 @@ def node_tree(node: Node) -> ChildSpec:
     timers = [ChildSpec("timers", partial(ConnectionTimersActor, node), kind="timers")]
     monitors = [ChildSpec("node", partial(NodeMonitorActor, node), kind="monitor"),
                 ChildSpec("alerts", partial(AlertActor, node), kind="alerts")]
+    if node.journeys is not None:  # journeys.enabled
+        monitors.append(ChildSpec("journal", partial(JournalActor, node), kind="journal"))
     consumers = [ChildSpec(c.name, partial(ConsumerActor, node, c), kind="consumer")
                  for c in node.config.consumers if c.enabled]
     children = [

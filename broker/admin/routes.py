@@ -2,7 +2,8 @@
 
 Reads: ``GET tree``, ``actors/{id}``, ``connections``, ``connections/{id}``, ``channels``,
 ``channels/{name}``, ``nodes``, ``alerts``, ``proxies``, ``consumers``, ``pusher`` (Pusher apps with
-their sockets and channels on this node), ``session``. Actions (``POST``):
+their sockets and channels on this node), ``session``, ``journeys?user=&limit=`` and
+``journeys.jsonl?user=&limit=`` (connection journeys, broker.journal.view). Actions (``POST``):
 ``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``, ``unsubscribe``
 (``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``), and
 ``login`` (``{"password"}`` → ``{"token", "expires_at"}``; after 5 wrong passwords from
@@ -77,14 +78,22 @@ def _node(request: web.Request) -> Node:
     return node
 
 
+def _unauthorized(request: web.Request) -> web.Response | None:
+    """A 401 unless the request bears ``admin.secret`` or a session token."""
+    admin = request.app[NODE].config.admin
+    token = auth.bearer_token(request.headers.get("Authorization", ""))
+    if not admin.insecure and not auth.authorized(admin.secret, token):
+        return _json({"error": "unauthorized"}, 401)
+    return None
+
+
 def guarded(handler: Callable[[web.Request, Node], Awaitable[Any]]) -> Handler:
     """Check the bearer token, find the node, turn AdminError into a JSON error."""
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        admin = request.app[NODE].config.admin
-        token = auth.bearer_token(request.headers.get("Authorization", ""))
-        if not admin.insecure and not auth.authorized(admin.secret, token):
-            return _json({"error": "unauthorized"}, 401)
+        refusal = _unauthorized(request)
+        if refusal is not None:
+            return refusal
         try:
             return _json(await handler(request, _node(request)))
         except AdminError as error:
@@ -193,6 +202,47 @@ async def pusher(request: web.Request, node: Node) -> Any:
     return views.pusher(node)
 
 
+def _journey_query(request: web.Request) -> tuple[str, int]:
+    from broker.journal.view import clamp_limit
+
+    try:
+        return request.query.get("user", ""), clamp_limit(request.query.get("limit"))
+    except ValueError:
+        raise AdminError(400, "limit must be a positive integer") from None
+
+
+async def journeys(request: web.Request, node: Node) -> Any:
+    """A user's journey across nodes (``?user=``) or the node's overview, with the
+    aggregates (broker.journal.view)."""
+    from broker.journal.view import JourneysOff, read
+
+    user, limit = _journey_query(request)
+    try:
+        return await read(node, user, limit)
+    except JourneysOff as error:
+        raise AdminError(404, str(error)) from None
+    except Exception as error:  # store trouble: report, do not fail the console
+        raise AdminError(502, f"journey store error: {error!r}") from None
+
+
+async def journeys_jsonl(request: web.Request) -> web.StreamResponse:
+    """The events as JSON Lines (``application/x-ndjson``), same auth and query."""
+    from broker.journal.view import JourneysOff, jsonl
+
+    refusal = _unauthorized(request)
+    if refusal is not None:
+        return refusal
+    try:
+        node = _node(request)
+        user, limit = _journey_query(request)
+        body = await jsonl(node, user, limit)
+    except JourneysOff as error:
+        return _json({"error": str(error)}, 404)
+    except AdminError as error:
+        return _json({"error": str(error)}, error.status)
+    return web.Response(body=body, content_type="application/x-ndjson")
+
+
 # --- actions ---------------------------------------------------------------------------------
 
 
@@ -278,8 +328,10 @@ def install_admin(app: web.Application) -> None:
     add_post(f"{API}/login", login)
     for path, read in (("session", session), ("tree", tree), ("connections", connections),
                        ("channels", channels), ("nodes", nodes), ("alerts", alerts),
-                       ("proxies", proxies), ("consumers", consumers), ("pusher", pusher)):
+                       ("proxies", proxies), ("consumers", consumers), ("pusher", pusher),
+                       ("journeys", journeys)):
         add_get(f"{API}/{path}", guarded(read))
+    add_get(f"{API}/journeys.jsonl", journeys_jsonl)
     add_get(f"{API}/connections/{{id}}", guarded(connection))
     add_post(f"{API}/connections/{{id}}/disconnect", guarded(disconnect))
     add_get(f"{API}/channels/{{name:.+}}", guarded(channel))

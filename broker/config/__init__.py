@@ -28,7 +28,7 @@ from typing import Any
 
 from broker.config.consumers import ConsumerConfig
 from broker.config.env import apply_env
-from broker.config.ops import CacheConfig, MonitorConfig, NotificationsConfig
+from broker.config.ops import CacheConfig, JourneysConfig, MonitorConfig, NotificationsConfig
 from broker.config.parse import (
     DURATION,
     NAMESPACES,
@@ -64,6 +64,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConsumerConfig",
+    "JourneysConfig",
     "MonitorConfig",
     "NotificationsConfig",
     "ProxyConfig",
@@ -448,6 +449,8 @@ class Config:
     chorus: ChorusConfig = field(default_factory=ChorusConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    # Chorus extension: connection journey analytics (broker.journal).
+    journeys: JourneysConfig = field(default_factory=JourneysConfig)
     # Centrifugo v6 named proxies and RPC namespaces (broker.config.proxy)
     proxies: tuple[NamedProxyConfig, ...] = opt((), kind=SECTIONS, item=NamedProxyConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)

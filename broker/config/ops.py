@@ -11,7 +11,7 @@ from broker.config.parse import DURATION, ConfigError, opt
 from broker.monitor.alerts import DEFAULT_RULES as DEFAULT_ALERT_RULES
 from broker.monitor.alerts import Rule, RuleError, parse_rules
 
-__all__ = ["CacheConfig", "MonitorConfig", "NotificationsConfig"]
+__all__ = ["CacheConfig", "JourneysConfig", "MonitorConfig", "NotificationsConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,36 @@ class CacheConfig:
         return (f"engine.type is {engine_type}, so other nodes or workers may publish to "
                 "the same channels; set cache.single_writer: true if only this node "
                 "(one process) ever publishes to them")
+
+
+@dataclass(frozen=True, slots=True)
+class JourneysConfig:
+    """Chorus extension: connection journey analytics (broker.journal). Every
+    connection's lifecycle as events, kept in a ring of ``ring_size`` events (memory
+    engine) or capped Redis streams (per user ``stream_maxlen``, expiring
+    ``stream_ttl`` after the user's last event, and one of every node's events,
+    ``all_stream_maxlen``). A connect of a user whose last disconnect is at most
+    ``reconnect_window`` old is a reconnect; ``storm_threshold`` reconnects within
+    ``storm_window`` make a reconnect storm (the ``reconnect_storm`` alert)."""
+
+    enabled: bool = opt(True)
+    ring_size: int = opt(10000, min=1)
+    stream_maxlen: int = opt(500, min=1)
+    all_stream_maxlen: int = opt(100000, min=1)
+    stream_ttl: float = opt(86400.0, kind=DURATION)
+    reconnect_window: float = opt(300.0, kind=DURATION)
+    storm_window: float = opt(10.0, kind=DURATION)
+    storm_threshold: int = opt(50, min=1)
+
+    def __post_init__(self) -> None:
+        for name in ("stream_ttl", "reconnect_window", "storm_window"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"journeys.{name}: expected a positive duration, "
+                                  f"got {getattr(self, name)!r}")
+        if self.storm_window > self.reconnect_window:
+            raise ConfigError(f"journeys.storm_window: {self.storm_window:g}s is longer than "
+                              f"journeys.reconnect_window ({self.reconnect_window:g}s): "
+                              "reconnects older than the window are never counted")
 
 
 @dataclass(frozen=True, slots=True)

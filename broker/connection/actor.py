@@ -31,6 +31,7 @@ from actors import Actor
 from broker.connection import commands
 from broker.connection.outbox import Outbox
 from broker.connection.state import Denied, Phase, Session, Subscription, TokenBucket
+from broker.journal import record as journey
 from broker.protocol import ProtocolError, codes
 from broker.proxy import flows
 from broker.shard.actor import Unsubscribe
@@ -136,6 +137,8 @@ class ConnectionActor(Actor):
         self.awaiting_pong = False
         self._expiry_timer: Any = None
         self._closing = False
+        self.close_code: codes.DisconnectCode | None = None  # what the server closed with
+        self.client_close: int | None = None  # the client's close code, if it closed
         self._held: list[dict[str, Any]] | None = None  # commands sent during CONNECTING
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -166,6 +169,8 @@ class ConnectionActor(Actor):
         if session.phase is Phase.CLOSED:
             return
         was_connected = session.phase is Phase.CONNECTED
+        if was_connected:
+            journey.disconnected(self, self.close_code, self.client_close)
         session.phase = Phase.CLOSED
         self.outbox.close()
         for channel in list(session.subs):
@@ -185,6 +190,8 @@ class ConnectionActor(Actor):
         if kind is Frame:
             self._on_frame(message.data)
         elif kind is SocketClosed:
+            if self.client_close is None and not self._closing:
+                self.client_close = message.code
             self.stop()
         elif kind is UniConnect:
             self.frames_in += 1
@@ -243,6 +250,8 @@ class ConnectionActor(Actor):
         try:
             handler(self, cmd_id, params if isinstance(params, dict) else {})
         except Denied as denied:
+            if denied.error.code == codes.ERROR_LIMIT_EXCEEDED.code:
+                journey.refused(self, denied.error.code, f"{method}: {denied.error.message}")
             self.reply_error(cmd_id, denied.error)
         self.node.count_command(method)
 
@@ -285,6 +294,8 @@ class ConnectionActor(Actor):
             self.last_error = f"connect refused: {error.code} {error.message}"
             self.disconnect(UNI_ERROR_DISCONNECTS.get(error.code, codes.DISCONNECT_SERVER_ERROR))
             return
+        if self.session.phase is not Phase.CONNECTED:  # only a connect is answered then
+            journey.refused(self, error.code, error.message)
         self.outbox.push(self.codec.encode_reply(error.to_reply(cmd_id)))
 
     # -- pings and expiry ---------------------------------------------------------------------
@@ -352,6 +363,7 @@ class ConnectionActor(Actor):
         """Flush what is queued, close the socket with ``code``, and stop."""
         if self._closing:
             return
+        journey.refused(self, code.code, code.reason)
         self.outbox.flush()
         self._close_socket(code)
         self.stop()
@@ -359,6 +371,8 @@ class ConnectionActor(Actor):
     def _slow(self) -> None:
         self.last_error = "slow consumer: outbox over client.queue_max_size"
         self.node.count_slow_consumer()
+        journey.record(self, "slow_consumer", code=codes.DISCONNECT_SLOW.code,
+                       limit=self.config.client.queue_max_size)
         self._close_socket(codes.DISCONNECT_SLOW)
         self.runtime.tell(self.ref, SocketClosed())
 
@@ -367,6 +381,8 @@ class ConnectionActor(Actor):
         self.last_error = f"write timeout: socket took nothing for {timeout:g}s " \
                           "(websocket.write_timeout)"
         self.node.count_slow_consumer()
+        journey.record(self, "slow_consumer", code=codes.DISCONNECT_WRITE_ERROR.code,
+                       timeout=timeout)
         self._close_socket(codes.DISCONNECT_WRITE_ERROR)
         self.runtime.tell(self.ref, SocketClosed())
 
@@ -374,6 +390,7 @@ class ConnectionActor(Actor):
         if self._closing:
             return
         self._closing = True
+        self.close_code = code
         link = self.link
         if link.disconnect_push and code is not None and not self.outbox.closed:
             # An HTTP body has no close code: the client learns it from this push.

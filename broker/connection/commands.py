@@ -42,6 +42,7 @@ from broker.connection.subscriptions import (
     unsubscribe_push,
 )
 from broker.engine.base import UnrecoverablePosition
+from broker.journal import record as journey
 from broker.notify import RPC_METHODS as NOTIFY_RPC
 from broker.protocol import codes
 from broker.proxy import flows
@@ -139,6 +140,7 @@ def complete_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any],
     if isinstance(headers, dict):  # the codecs give a map of strings
         session.headers = {str(k).lower(): str(v) for k, v in headers.items()}
     conn.node.connection_authenticated(conn)
+    journey.connected(conn)
     result: dict[str, Any] = {"client": session.client_id, "version": "chorus",
                               "ping": int(config.client.ping_interval)}
     if conn.expects_pong:
@@ -234,7 +236,10 @@ def cmd_subscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) ->
 
 # -- the other commands ----------------------------------------------------------------
 def cmd_unsubscribe(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
-    conn._drop_subscription(str(params.get("channel", "")), send_leave=True)
+    channel = str(params.get("channel", ""))
+    if channel in conn.session.subs:
+        journey.record(conn, "unsubscribe", channel=channel, code=0, reason="client")
+    conn._drop_subscription(channel, send_leave=True)
     conn.answer(cmd_id, "unsubscribe", {})
 
 
@@ -379,6 +384,7 @@ def cmd_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
     conn.session.info = claims.info if claims.info is not None else conn.session.info
     if conn.session.expire_at:
         conn.schedule_expiry()
+    journey.record(conn, "refresh", by="client", expire_at=conn.session.expire_at or 0)
     conn.answer(cmd_id, "refresh", {"client": conn.session.client_id, "version": "chorus",
                                     **expiry_fields(conn.session.expire_at)})
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.cache.lastvalue import last_value_result, wants_last_value
 from broker.connection.state import Denied, Subscription, expiry_fields
+from broker.journal import record as journey
 from broker.protocol import codes
 from broker.shard.actor import Activate, Subscribe, delta_data
 from broker.shard.filters import FilterError, compile_filter
@@ -195,8 +196,12 @@ def finish_subscription(conn: ConnectionActor, sub: Subscription,
         result = delta_result(result, conn.codec.binary)
     send_result(result)
     sub.active = True
+    replayed = journey.subscribed(conn, sub.channel, result, sub.server_side)
+    # With journeys on, the shard reports this subscription's first publication once
+    # (unless the reply just carried some): a one-time flag, not a per-delivery cost.
+    track_first = conn.node.journal is not None and not replayed
     conn.node.tell_shard(sub.channel, Activate(sub.channel, conn.session.client_id,
-                                               after_offset))
+                                               after_offset, track_first))
     if sub.options.join_leave:
         conn.node.join_leave(sub.channel, conn.client_info(sub), join=True)
     if sub.stale and sub.recoverable:  # see resubscribe
@@ -207,6 +212,8 @@ def subscription_failed(conn: ConnectionActor, sub: Subscription, error: BaseExc
                         send_error: Callable[[codes.ErrorCode], None] | None = None) -> None:
     """Roll ``sub`` back. A refusal (Denied) is answered with its error where the
     subscribe has a reply to carry it; anything else closes the connection (3004)."""
+    journey.record(conn, "subscribe_failed", channel=sub.channel,
+                   code=error.error.code if isinstance(error, Denied) else 0)
     if isinstance(error, Denied) and send_error is not None:
         if conn.session.subs.get(sub.channel) is sub:
             conn._drop_subscription(sub.channel, send_leave=False)
@@ -221,6 +228,7 @@ def subscription_failed(conn: ConnectionActor, sub: Subscription, error: BaseExc
 def unsubscribe_push(conn: ConnectionActor, channel: str, code: int, reason: str, *,
                       send_leave: bool) -> None:
     if channel in conn.session.subs:
+        journey.record(conn, "unsubscribe", channel=channel, code=code, reason=reason)
         conn._drop_subscription(channel, send_leave=send_leave)
         unsubscribe = {"code": code, "reason": reason}
         conn.write({"push": {"channel": channel, "unsubscribe": unsubscribe}})

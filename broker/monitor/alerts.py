@@ -38,7 +38,7 @@ METRICS: tuple[str, ...] = (
     "connections", "users", "subscriptions", "channels", "loop_lag", "rss_bytes",
     "open_files", "open_files_limit", "engine_up", "outbox_bytes", "slow_consumers",
     "publications_rate", "deliveries_rate", "commands_rate", "actor_restarts",
-    "proxy_breakers_open",
+    "proxy_breakers_open", "reconnects_in_window", "reconnect_storm",
 )
 
 DEFAULT_RULES: tuple[str, ...] = (
@@ -46,6 +46,8 @@ DEFAULT_RULES: tuple[str, ...] = (
     "open_files will exceed open_files_limit within 10m",
     # A proxy's backend is failing: its callers get error 100 at once (broker.proxy).
     "proxy_breaker_open: proxy_breakers_open > 0",
+    # journeys.storm_threshold reconnects within journeys.storm_window (broker.journal).
+    "reconnect_storm: reconnect_storm > 0",
 )
 
 MAX_TREND_WINDOW = 600.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class Sampler:
             "engine_up": 1.0 if getattr(node.engine, "link_up", True) else 0.0,
             "proxy_breakers_open": float(node.proxies.breakers_open()),
         }
+        if node.journeys is not None:  # reconnect storms (broker.journal)
+            sample.update(node.journeys.state.storm_figures(time.time()))
         if self._taken % HEAVY_EVERY == 0:
             self._heavy = self._heavy_figures()
         self._taken += 1

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from broker.connection.state import Denied, Phase, Subscription
+from broker.journal import record as journey
 from broker.protocol import codes
 from broker.proxy.types import (
     ConnectRequest,
@@ -217,6 +218,7 @@ def refresh(conn: ConnectionActor, route: Route) -> None:
         if answer.meta is not None:
             session.meta = payload(answer.meta)
         conn.schedule_expiry()
+        journey.record(conn, "refresh", by="proxy", expire_at=session.expire_at)
 
     def failed(error: BaseException) -> None:
         conn.last_error = f"refresh proxy: {error}"

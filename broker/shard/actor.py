@@ -86,6 +86,7 @@ class Activate:
     channel: str
     conn_id: str
     after_offset: int
+    track_first: bool = False  # report the subscriber's first publication (journeys)
 
 
 @dataclass(slots=True)
@@ -195,9 +196,12 @@ class ShardActor(Actor):
             if self.state.add(message.channel, sub):
                 self._follow(message.channel)
         elif isinstance(message, Activate):
-            for pub in self.state.activate(message.channel, message.conn_id,
-                                           message.after_offset):
+            buffered = self.state.activate(message.channel, message.conn_id,
+                                           message.after_offset, message.track_first)
+            for pub in buffered:
                 self._deliver_one(message.channel, pub, message.conn_id)
+            if buffered and message.track_first:
+                self._first_publications(message.channel, [message.conn_id])
         elif isinstance(message, Unsubscribe):
             if self.state.remove(message.channel, message.conn_id):
                 self.l1.unfollow(message.channel)
@@ -248,6 +252,8 @@ class ShardActor(Actor):
             delivered += self._deliver_filtered(chan, channel, pub)
         if chan.delta:
             delivered += self._deliver_delta(chan, channel, pub)
+        if chan.awaiting_first:  # once per subscription, not per delivery (journeys)
+            self._first_publications(channel, self.state.take_first(chan, pub))
         self.node.metrics_delivered(delivered, channel)
 
     @staticmethod
@@ -328,6 +334,16 @@ class ShardActor(Actor):
             Outbox.push(sub.outbox, *pair)
             sub.has_base = True
         return len(chan.delta)
+
+    def _first_publications(self, channel: str, conn_ids: list[str]) -> None:
+        """Tell the journal that these subscribers got their first publication."""
+        feed = self.node.journal
+        if feed is None:
+            return
+        for conn_id in conn_ids:
+            conn = self.node.connections.get(conn_id)
+            user = conn.session.user if conn is not None else ""
+            feed.record("first_publication", conn_id, user, {"channel": channel})
 
     def _deliver_one(self, channel: str, pub: Publication, conn_id: str) -> None:
         chan = self.state.channels.get(channel)

@@ -70,6 +70,9 @@ class Channel:
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     pending: dict[str, Subscriber] = field(default_factory=dict)
     publications: int = 0
+    # Live subscribers that have not yet received a publication (only while journeys
+    # are on): checked once per broadcast, emptied by the first one.
+    awaiting_first: dict[str, None] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.subscribers)
@@ -94,9 +97,12 @@ class ShardState:
         chan.pending[sub.conn_id] = sub
         return created
 
-    def activate(self, channel: str, conn_id: str, after_offset: int) -> list[Publication]:
+    def activate(self, channel: str, conn_id: str, after_offset: int,
+                 track_first: bool = False) -> list[Publication]:
         """Make a pending subscriber live; returns buffered publications it still needs:
-        those with an offset above ``after_offset`` (all of them for offset-less ones)."""
+        those with an offset above ``after_offset`` (all of them for offset-less ones).
+        With ``track_first`` and none needed, it awaits its first publication
+        (``take_first``)."""
         chan = self.channels.get(channel)
         sub = None if chan is None else chan.pending.pop(conn_id, None)
         if chan is None or sub is None:
@@ -114,7 +120,25 @@ class ShardState:
             chan.binary[conn_id] = sub.outbox
         else:
             chan.groups.setdefault((sub.delivery, sub.channel_id), {})[conn_id] = sub.outbox
-        return [p for p in buffered if p.offset == 0 or p.offset > after_offset]
+        needed = [p for p in buffered if p.offset == 0 or p.offset > after_offset]
+        if track_first and not needed:
+            chan.awaiting_first[conn_id] = None
+        return needed
+
+    @staticmethod
+    def take_first(chan: Channel, pub: Publication) -> list[str]:
+        """The subscribers awaiting their first publication that ``pub`` reached (a
+        tags filter may keep it from one); they await no longer."""
+        got = []
+        for conn_id in list(chan.awaiting_first):
+            sub = chan.subscribers.get(conn_id)
+            if sub is not None and sub.predicate is not None and \
+                    not sub.predicate(pub.tags or {}):
+                continue
+            del chan.awaiting_first[conn_id]
+            if sub is not None:
+                got.append(conn_id)
+        return got
 
     def remove(self, channel: str, conn_id: str) -> bool:
         """Drop a subscriber; True if the channel became empty (and was forgotten)."""
@@ -153,6 +177,7 @@ class ShardState:
                 if not group:
                     del chan.groups[key]
         chan.pending.pop(conn_id, None)
+        chan.awaiting_first.pop(conn_id, None)
         chan.json.pop(conn_id, None)
         chan.binary.pop(conn_id, None)
         chan.filtered.pop(conn_id, None)

@@ -220,6 +220,23 @@ async def _cache_stats(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return node.cache.as_dict()
 
 
+async def _journeys(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Connection journeys (broker.journal.view): ``user`` (optional) and ``limit``."""
+    from broker.journal.view import JourneysOff, clamp_limit, read
+
+    user = params.get("user", "")
+    if not isinstance(user, str):
+        raise ApiError(codes.ERROR_BAD_REQUEST, "user must be a string")
+    try:
+        limit = clamp_limit(params.get("limit"))
+    except (TypeError, ValueError):
+        raise ApiError(codes.ERROR_BAD_REQUEST, "limit must be a positive integer") from None
+    try:
+        return await read(node, user, limit)
+    except JourneysOff as error:
+        raise ApiError(codes.ERROR_NOT_AVAILABLE, str(error)) from None
+
+
 METHODS: dict[str, Method] = {
     "publish": _publish, "broadcast": _broadcast, "subscribe": _subscribe,
     "unsubscribe": _unsubscribe, "disconnect": _disconnect, "presence": _presence,
@@ -227,6 +244,7 @@ METHODS: dict[str, Method] = {
     "history_remove": _history_remove, "channels": _channels, "info": _info,
     "notify": _notify, "notifications": _notifications,
     "notifications_mark_read": _notifications_mark_read, "cache_stats": _cache_stats,
+    "journeys": _journeys,
 }
 
 
