@@ -22,6 +22,11 @@ LIMIT_CODES = frozenset({codes.DISCONNECT_CONNECTION_LIMIT.code,
                          codes.DISCONNECT_CHANNEL_LIMIT.code,
                          codes.DISCONNECT_TOO_MANY_REQUESTS.code})
 
+# The WebSocket close codes a client's side usually ends with (RFC 6455).
+CLIENT_CLOSES = {1000: "closed by the client", 1001: "going away",
+                 1006: "connection lost (no close frame)",
+                 codes.DISCONNECT_CONNECTION_CLOSED.code: "connection closed"}
+
 
 def record(conn: ConnectionActor, event: str, **fields: Any) -> None:
     """Record ``event`` of ``conn`` with ``fields`` (no-op with journeys off)."""
@@ -79,7 +84,7 @@ def disconnected(conn: ConnectionActor, code: codes.DisconnectCode | None,
         number, reason = code.code, code.reason
     else:
         number = client_code if client_code else codes.DISCONNECT_CONNECTION_CLOSED.code
-        reason = "closed by the client" if client_code else "connection closed"
+        reason = CLIENT_CLOSES.get(number, "closed by the client")
     record(conn, "disconnect", code=number, reason=reason,
            duration=max(0.0, time.time() - conn.connected_at),
            subscriptions=sorted(conn.session.subs), messages_out=conn.outbox.stats.frames)
