@@ -15,8 +15,10 @@
   shared store by the journal actor) is at most ``reconnect_window`` old, with the time
   away; and a storm detector (``StormDetector``) over them.
 
-Guarantees: memory is bounded — open connections tracked at most ``max_open`` (oldest
-forgotten first), users' last disconnects at most ``max_users`` (LRU), the storm window
+Guarantees: a disconnect is followed by at most one reconnect. Memory is bounded —
+open connections tracked at most ``max_open`` (oldest forgotten first), users' last
+disconnects and the disconnects already reconnected at most ``max_users`` each
+(least recent forgotten first), the storm window
 at most ``storm_threshold`` timestamps beyond the window's count.
 """
 
@@ -139,6 +141,9 @@ class JourneyState:
     time_away: LogHistogram = field(default_factory=LogHistogram)
     open: OrderedDict[str, _Open] = field(default_factory=OrderedDict)
     last_disconnect: OrderedDict[str, Event] = field(default_factory=OrderedDict)
+    # Disconnects (by client) already followed by a reconnect: each counts once, even
+    # when another node's disconnect is found again for a user's next connection.
+    consumed: OrderedDict[str, None] = field(default_factory=OrderedDict)
     storm: StormDetector = field(init=False)
 
     def __post_init__(self) -> None:
@@ -170,8 +175,12 @@ class JourneyState:
         if previous is None:
             return None
         away = float(connect["t"]) - float(previous["t"])
-        if away < 0 or away > self.reconnect_window:
+        gone = str(previous.get("client", ""))
+        if away < 0 or away > self.reconnect_window or gone in self.consumed:
             return None
+        self.consumed[gone] = None
+        while len(self.consumed) > self.max_users:
+            self.consumed.popitem(last=False)
         self.reconnects += 1
         self.time_away.add(away)
         self.storm.add(float(connect["t"]))

@@ -4,6 +4,7 @@ the server API, the JSON Lines export, the reconnect storm alert and the switch.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -227,3 +228,29 @@ async def test_journeys_off_records_nothing() -> None:
         assert status == 404 and "journeys.enabled" in body["error"]
         status, body = await node.api("journeys", {"user": "frank"})
         assert body["error"]["code"] == 108
+
+
+async def test_ring_size_and_reconnect_window_bound_the_memory_journal() -> None:
+    config = journey_config(journeys={"ring_size": 6, "reconnect_window": "200ms",
+                                      "storm_window": "100ms"})
+    async with run_node(config) as node:
+        async with sdk_client(node, user="gina"):
+            pass
+        await wait_until(lambda: has_events(node, "gina", "disconnect"), "gina's disconnect",
+                         timeout=WAIT)
+        await asyncio.sleep(0.3)  # time must pass: longer away than the reconnect window
+        async with sdk_client(node, user="gina"):
+            pass
+        await wait_until(lambda: has_events(node, "gina", "disconnect", "disconnect"),
+                         "gina's second disconnect", timeout=WAIT)
+        body = await journey(node, "gina")
+        assert "reconnect" not in kinds(body["events"])
+        assert body["summary"]["reconnects"] == 0
+        for n in range(3):
+            async with sdk_client(node, user=f"h{n}"):
+                pass
+        await wait_until(lambda: len(node.node.journeys.store.ring) == 6,  # type: ignore[union-attr]
+                         "a full ring", timeout=WAIT)
+        status, overview = await admin_get(node, "journeys?limit=100")
+        assert status == 200 and len(overview["events"]) == 6
+        assert overview["summary"]["events"] > 6  # aggregates keep counting

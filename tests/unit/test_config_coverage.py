@@ -41,6 +41,8 @@ ADAPTIVE = F + "test_cache_adaptive.py::"
 PCONN = F + "test_proxy_connect.py::"
 PCHAN = F + "test_proxy_channels.py::"
 PRES = F + "test_proxy_resilience.py::"
+JOURNEYS = F + "test_journeys.py::"
+JOURNEYS_REDIS = F + "test_journeys_multinode.py::"
 RPC_SPACES = "test_rpc_namespace_boundary_and_methods_without_namespace"
 
 TRANSPORT_KEYS = (F + "test_transport_keys.py::"
@@ -238,6 +240,16 @@ COVERED: dict[str, str] = {
         ADAPTIVE + "test_cold_channel_keeps_a_small_l1_and_reads_stay_correct",
     "cache.adaptive_min_l1": ADAPTIVE + "test_cold_channel_keeps_a_small_l1_and_reads_stay_correct",
     # -- notifications
+    # -- journeys (broker.journal)
+    "journeys.enabled": JOURNEYS + "test_journeys_off_records_nothing",
+    "journeys.ring_size": JOURNEYS + "test_ring_size_and_reconnect_window_bound_the_memory_journal",
+    "journeys.reconnect_window":
+        JOURNEYS + "test_ring_size_and_reconnect_window_bound_the_memory_journal",
+    "journeys.storm_window": JOURNEYS + "test_reconnect_storm_fires_the_alert",
+    "journeys.storm_threshold": JOURNEYS + "test_reconnect_storm_fires_the_alert",
+    "journeys.stream_maxlen": JOURNEYS_REDIS + "test_streams_are_capped_and_expire",
+    "journeys.all_stream_maxlen": JOURNEYS_REDIS + "test_streams_are_capped_and_expire",
+    "journeys.stream_ttl": JOURNEYS_REDIS + "test_streams_are_capped_and_expire",
     "notifications.enabled": KEYS + "test_notifications_disabled_answers_108",
     "notifications.retention_count": KEYS + "test_notification_retention_by_count_and_age",
     "notifications.retention_age": KEYS + "test_notification_retention_by_count_and_age",
