@@ -97,7 +97,8 @@ class RedisJourneyStore:
         return await self._read(self.all_key, limit)
 
     async def last_disconnects(self, users: Iterable[str], depth: int = 20) -> dict[str, Event]:
-        """Looks at each user's last ``depth`` events (one XREVRANGE each, off the connection path)."""
+        """Looks at each user's last ``depth`` events (one XREVRANGE each; the journal
+        actor asks, off the connection path)."""
         found: dict[str, Event] = {}
         for user in users:
             for event in reversed(await self._read(self.user_key(user), depth)):
