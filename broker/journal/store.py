@@ -60,8 +60,9 @@ class MemoryJourneyStore:
         self.ring.extend(events)
 
     async def user_events(self, user: str, limit: int) -> list[Event]:
-        found = [e for e in reversed(self.ring) if e.get("user") == user]
-        return sorted(found[:limit], key=_time)
+        found = [e for e in reversed(self.ring) if e.get("user") == user][:limit]
+        found.reverse()  # recorded order, so a sort by time keeps it for equal times
+        return sorted(found, key=_time)
 
     async def recent(self, limit: int) -> list[Event]:
         ring = self.ring

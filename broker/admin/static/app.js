@@ -206,7 +206,9 @@ function renderConnections(data) {
   const head = el("tr", {}, ["user", "client", "remote", "protocol", "connected", "subs", "msgs in", "msgs out",
     "bytes out", "outbox / peak", "last error", ""].map((h) => el("th", {}, h)));
   const rows = data.connections.map((c) => el("tr", { "data-client": c.client },
-    el("td", {}, c.user || el("i", { class: "muted" }, "anonymous")), el("td", { class: "name" }, c.client.slice(0, 8)),
+    el("td", {}, c.user ? el("a", { href: "?journey=" + encodeURIComponent(c.user), title: "show the journey",
+      onclick: (event) => { event.preventDefault(); journeyState.user = c.user; $("journey-user-input").value = c.user;
+        refreshJourneys(); } }, c.user) : el("i", { class: "muted" }, "anonymous")), el("td", { class: "name" }, c.client.slice(0, 8)),
     el("td", {}, c.remote), el("td", {}, `${c.transport}/${c.protocol}`), el("td", {}, fmtAgo(c.connected_at)),
     el("td", { class: "num", title: c.subscriptions.join(", ") }, c.subscriptions.length),
     el("td", { class: "num" }, fmtNum(c.messages_in)), el("td", { class: "num" }, fmtNum(c.messages_out)),
@@ -281,6 +283,7 @@ async function refresh() {
     ["tree", "nodes", "connections", "channels", "alerts", "proxies", "consumers", "pusher"].map((p) => api(p)));
   lastData = { tree, nodes, connections, channels, alerts, proxies, consumers, pusher };
   render(lastData);
+  if (typeof refreshJourneys === "function") refreshJourneys();  // static/journeys.js
 }
 
 async function poll() {
