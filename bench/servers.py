@@ -190,6 +190,16 @@ class ChorusAdapter(ServerAdapter):
         return b'{"channel":"bench","data":' + payload + b"}"
 
 
+class ChorusNoJourneysAdapter(ChorusAdapter):
+    """Chorus with ``journeys.enabled: false`` (``chorus`` records journeys, the default):
+    the pair measures what connection journeys cost the fan-out."""
+
+    name = "chorus-nojourneys"
+
+    def config(self, port: int) -> dict[str, Any]:
+        return {**super().config(port), "journeys": {"enabled": False}}
+
+
 class ChorusStreamAdapter(ChorusAdapter):
     """Chorus measured over an HTTP-stream transport instead of WebSocket (`python -m
     bench fanout --transport sse,http_stream,uni_sse`): the same server and config, with
@@ -395,6 +405,7 @@ ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "baseline-prebuilt": lambda: BaselineAdapter("prebuilt"),
     "baseline-hello": HelloAdapter,
     "chorus": ChorusAdapter,
+    "chorus-nojourneys": ChorusNoJourneysAdapter,
     "chorus-redis": ChorusRedisAdapter,
     "chorus-pusher": ChorusPusherAdapter,
     "python-socketio": SocketIOAdapter,
