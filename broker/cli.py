@@ -1,5 +1,5 @@
 """The ``chorus`` command line: serve, gentoken, checkconfig, genconfig, version, cluster,
-backup, restore.
+backup, restore, journeys.
 
 ``main(argv)`` returns the exit status instead of exiting, so tests call it directly.
 Exit status: 0 success, 1 failure (backup/restore, cluster), 2 usage or configuration
@@ -43,6 +43,7 @@ examples:
   chorus gentoken --secret s3cret --user 42 --channel '$private:room'
   chorus backup -c config.yaml -o chorus-backup.jsonl.gz
   chorus restore -c config.yaml chorus-backup.jsonl.gz
+  chorus journeys -c config.yaml --user 42 --jsonl
 
 configuration:
   File keys follow Centrifugo v6 (JSON, YAML or TOML). Any key can be set from the
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version", description="Print the version.")
     _add_cluster_parser(sub)
     _add_backup_parsers(sub, default_config)
+    from broker.journal.cli import add_parser as add_journeys
+
+    add_journeys(sub, default_config)
     return parser
 
 
@@ -223,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cluster": _cluster,
             "backup": _backup,
             "restore": _restore,
+            "journeys": _journeys,
         }
         if args.command is None:
             parser.print_help(sys.stderr)
@@ -238,6 +243,12 @@ def _pause_gc() -> Callable[[], None]:
         return lambda: None
     gc.disable()
     return gc.enable
+
+
+def _journeys(args: argparse.Namespace) -> int:
+    from broker.journal.cli import run
+
+    return run(args)
 
 
 def _fail(message: str) -> int:

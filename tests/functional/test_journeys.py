@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import ClientWebSocketResponse
 
 from broker.auth import make_token
+from broker.cli import main
 from tests.functional.conftest import (
     SECRET,
     WAIT,
@@ -254,3 +257,27 @@ async def test_ring_size_and_reconnect_window_bound_the_memory_journal() -> None
         status, overview = await admin_get(node, "journeys?limit=100")
         assert status == 200 and len(overview["events"]) == 6
         assert overview["summary"]["events"] > 6  # aggregates keep counting
+
+
+async def test_chorus_journeys_prints_json_lines(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    mapping = journey_config()
+    async with run_node(mapping) as node:
+        async with sdk_client(node, user="ivy") as sdk:
+            await sdk.subscribe("news")
+        await wait_until(lambda: has_events(node, "ivy", "connect", "subscribe", "disconnect"),
+                         "ivy's journey", timeout=WAIT)
+        config = tmp_path / "chorus.json"
+        config.write_text(json.dumps(mapping))
+        url = f"http://127.0.0.1:{node.port}"
+        status = await asyncio.to_thread(main, ["journeys", "-c", str(config), "--url", url,
+                                                "--user", "ivy", "--jsonl"])
+        assert status == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert kinds(lines) == ["connect", "subscribe", "disconnect"]
+        assert {e["user"] for e in lines} == {"ivy"}
+        status = await asyncio.to_thread(main, ["journeys", "-c", str(config), "--url", url])
+        assert status == 0
+        assert json.loads(capsys.readouterr().out)["summary"]["connects"] == 1
+    status = await asyncio.to_thread(main, ["journeys", "-c", str(config), "--url", url])
+    assert status == 1 and "journeys" in capsys.readouterr().err  # the node is gone
