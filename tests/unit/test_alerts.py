@@ -79,7 +79,8 @@ def test_config_reports_bad_rule_with_key_path() -> None:
     with pytest.raises(ConfigError, match=r"^monitor\.webhook_url"):
         config_from_mapping({**base, "monitor": {"webhook_url": "ftp://x"}})
     config = config_from_mapping(base)
-    assert [r.kind for r in config.monitor.rules] == ["threshold", "trend", "threshold"]  # defaults
+    assert [r.kind for r in config.monitor.rules] == [  # the defaults
+        "threshold", "trend", "threshold", "threshold"]
 
 
 # --- thresholds ------------------------------------------------------------------------------
