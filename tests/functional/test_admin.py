@@ -157,7 +157,7 @@ async def test_tree_and_actor_views() -> None:
         assert list(top) == ["chorus/engine", "chorus/shards", "chorus/connections",
                              "chorus/monitors"]
         assert [c["id"] for c in top["chorus/monitors"]["children"]] == [
-            "chorus/monitors/node", "chorus/monitors/alerts"]
+            "chorus/monitors/node", "chorus/monitors/alerts", "chorus/monitors/journal"]
         assert top["chorus/shards"]["children_total"] == node.node.shard_count
         status, actor = await call(node, "GET", "actors/chorus/shards")
         assert status == 200 and len(actor["children"]) == node.node.shard_count

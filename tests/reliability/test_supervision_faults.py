@@ -40,6 +40,7 @@ from tests.functional.conftest import (
 SHARDS = 4
 CHANNELS = [f"feed:{i}" for i in range(8)]
 PERMANENT = ["chorus/engine/link", "chorus/monitors/node", "chorus/monitors/alerts",
+             "chorus/monitors/journal",
              *(f"chorus/shards/shard-{i}" for i in range(SHARDS))]
 # Crashes allowed per supervisor within its intensity period (5 s), one below its limit:
 # more would (correctly) escalate to a rest_for_one restart that drops every client.
@@ -167,7 +168,8 @@ async def test_random_crashes_under_traffic_lose_nothing(
                 "connection": connections,
                 "shard": [a for a in PERMANENT if "/shards/" in a],
                 "engine": ["chorus/engine/link"],
-                "monitor": ["chorus/monitors/node", "chorus/monitors/alerts"],
+                "monitor": ["chorus/monitors/node", "chorus/monitors/alerts",
+                            "chorus/monitors/journal"],
             }[kind]
             candidates = [a for a in candidates if budget.allows(a, now)]
             if not candidates:
