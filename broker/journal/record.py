@@ -16,6 +16,7 @@ from broker.protocol import codes
 
 if TYPE_CHECKING:
     from broker.connection.actor import ConnectionActor
+    from broker.node import Node
 
 # Disconnects that are a limit being hit (connection/user limit, channel limit, rate).
 LIMIT_CODES = frozenset({codes.DISCONNECT_CONNECTION_LIMIT.code,
@@ -88,3 +89,14 @@ def disconnected(conn: ConnectionActor, code: codes.DisconnectCode | None,
     record(conn, "disconnect", code=number, reason=reason,
            duration=max(0.0, time.time() - conn.connected_at),
            subscriptions=sorted(conn.session.subs), messages_out=conn.outbox.stats.frames)
+
+
+def first_publications(node: Node, channel: str, conn_ids: list[str]) -> None:
+    """The shard saw these subscribers of ``channel`` get their first publication."""
+    feed = node.journal
+    if feed is None:
+        return
+    for conn_id in conn_ids:
+        conn = node.connections.get(conn_id)
+        feed.record("first_publication", conn_id, conn.session.user if conn else "",
+                    {"channel": channel})

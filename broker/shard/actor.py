@@ -40,6 +40,7 @@ from actors import Actor
 from broker.cache.shard_l1 import ShardL1
 from broker.connection.framing import Delivery
 from broker.connection.outbox import Outbox, ws_frame
+from broker.journal.record import first_publications
 from broker.names import connection_id
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, Codec, encode_publication_push
 from broker.protocol.fossil import create_delta, is_utf8
@@ -201,7 +202,7 @@ class ShardActor(Actor):
             for pub in buffered:
                 self._deliver_one(message.channel, pub, message.conn_id)
             if buffered and message.track_first:
-                self._first_publications(message.channel, [message.conn_id])
+                first_publications(self.node, message.channel, [message.conn_id])
         elif isinstance(message, Unsubscribe):
             if self.state.remove(message.channel, message.conn_id):
                 self.l1.unfollow(message.channel)
@@ -253,7 +254,7 @@ class ShardActor(Actor):
         if chan.delta:
             delivered += self._deliver_delta(chan, channel, pub)
         if chan.awaiting_first:  # once per subscription, not per delivery (journeys)
-            self._first_publications(channel, self.state.take_first(chan, pub))
+            first_publications(self.node, channel, self.state.take_first(chan, pub))
         self.node.metrics_delivered(delivered, channel)
 
     @staticmethod
@@ -334,16 +335,6 @@ class ShardActor(Actor):
             Outbox.push(sub.outbox, *pair)
             sub.has_base = True
         return len(chan.delta)
-
-    def _first_publications(self, channel: str, conn_ids: list[str]) -> None:
-        """Tell the journal that these subscribers got their first publication."""
-        feed = self.node.journal
-        if feed is None:
-            return
-        for conn_id in conn_ids:
-            conn = self.node.connections.get(conn_id)
-            user = conn.session.user if conn is not None else ""
-            feed.record("first_publication", conn_id, user, {"channel": channel})
 
     def _deliver_one(self, channel: str, pub: Publication, conn_id: str) -> None:
         chan = self.state.channels.get(channel)
