@@ -67,6 +67,8 @@ class JourneyBoard:
 
 @dataclass(slots=True)
 class _Looked:
+    """The shared store's answer: each user's last disconnect, for these connects."""
+
     connects: list[Event]
     found: dict[str, Event]
 
