@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from broker.connection.writewatch import WriteWatch
@@ -32,7 +32,15 @@ if TYPE_CHECKING:
 from broker.connection.framing import Framing, WsFraming
 from broker.connection.wsframe import ws_frame, ws_header
 
-__all__ = ["FlushScheduler", "Outbox", "OutboxStats", "ws_frame", "ws_header"]
+__all__ = ["Batch", "FlushScheduler", "Outbox", "OutboxStats", "ws_frame", "ws_header"]
+
+
+class Batch(Protocol):
+    """Frames gathered during a tick for several outboxes, written when it ends."""
+
+    def flush(self) -> int:
+        """Write what was gathered; returns how many frames each member got."""
+        ...
 
 
 @dataclass(slots=True)
@@ -50,13 +58,19 @@ class FlushScheduler:
 
     One ``call_soon`` per tick for the whole node, not one per connection. ``tick``
     counts ticks so an outbox can tell whether it already wrote during this one.
+
+    Besides outboxes, *batches* can wait for the end of a tick: anything with a
+    ``flush() -> int`` (frames written per member), flushed before the outboxes, so a
+    batch that finds frames already queued in an outbox appends to them and the outbox
+    still leaves in one write, in order (see ``broker.shard.batch``).
     """
 
-    __slots__ = ("_dirty", "_loop", "busy", "scheduled", "tick")
+    __slots__ = ("_batches", "_dirty", "_loop", "busy", "scheduled", "tick")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[Outbox] = []
+        self._batches: list[Batch] = []
         self.scheduled = False
         self.tick = 0
         # True after a tick in which some outbox coalesced several frames: under such a
@@ -74,11 +88,21 @@ class FlushScheduler:
         self._dirty.append(outbox)
         self.touch()
 
+    def defer(self, batch: Batch) -> None:
+        """Flush ``batch`` when this tick ends (before the outboxes)."""
+        self._batches.append(batch)
+        self.touch()
+
     def end_tick(self) -> None:
         self.scheduled = False
         self.tick += 1
-        dirty, self._dirty = self._dirty, []
         busy = False
+        if self._batches:
+            batches, self._batches = self._batches, []
+            for batch in batches:
+                if batch.flush() > 1:
+                    busy = True
+        dirty, self._dirty = self._dirty, []
         for outbox in dirty:
             if outbox.flush() > 1:
                 busy = True
@@ -111,12 +135,15 @@ class Outbox:
         "_transport",
         "_watch",
         "binary",
+        "bytes_out",
         "closed",
+        "frames_out",
         "max_bytes",
         "on_overflow",
         "on_write_timeout",
-        "stats",
+        "peak_pending",
         "watched",
+        "writes_out",
     )
 
     def __init__(
@@ -151,32 +178,76 @@ class Outbox:
         self.on_write_timeout = on_write_timeout
         self.watched = False  # registered with the write watch
         self.closed = False
-        self.stats = OutboxStats()
+        # Counters as plain slots (not an object): they are bumped on every write.
+        self.frames_out = 0
+        self.bytes_out = 0
+        self.writes_out = 0
+        self.peak_pending = 0
+
+    @property
+    def stats(self) -> OutboxStats:
+        """A snapshot of the counters (frames, bytes, writes, peak transport buffer)."""
+        return OutboxStats(self.frames_out, self.bytes_out, self.writes_out,
+                           self.peak_pending)
 
     def push(self, frame: bytes, wire: bytes | None = None) -> None:
         """Send one encoded reply/push. ``wire`` is ``frame`` already framed for this
         outbox's transport (shared by all subscribers of a broadcast), if the caller has it.
         """
-        if self.closed:
-            return
-        frames = self._frames
-        if frames:  # already queued this tick: keep the order, coalesce
-            frames.append(frame)
+        # The per-delivery path of a paced broadcast: as few lookups as a bare loop of
+        # ``transport.write`` calls allows; everything unusual goes to ``_hold``.
+        if self._frames:  # already queued this tick: keep the order, coalesce
+            self._frames.append(frame)
             self._pending += len(frame)
             if self._pending > self.max_bytes:
                 self._overflow()
             return
         scheduler = self._scheduler
-        if self._tick != scheduler.tick and not scheduler.busy:  # first this tick: out now
-            self._tick = scheduler.tick
-            if not scheduler.scheduled:
-                scheduler.touch()
-            self._write(wire if wire is not None else self._one(frame), 1)
+        tick = scheduler.tick
+        if self._tick == tick or scheduler.busy or self.closed:
+            self._hold(frame, wire)
+            return
+        self._tick = tick  # first this tick: out now
+        if not scheduler.scheduled:
+            scheduler.touch()
+        if wire is None:
+            wire = self._one(frame)
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.write(wire)
+        self.frames_out += 1
+        self.bytes_out += len(wire)
+        self.writes_out += 1
+        buffered = transport.get_write_buffer_size()
+        if buffered:  # the kernel did not take it all; the common case skips this
+            self._backlogged(buffered)
+
+    def _hold(self, frame: bytes, wire: bytes | None) -> None:
+        """Queue the first frame of a tick (unless closed) for the end of the tick."""
+        if self.closed:
             return
         self._first_wire = wire
-        frames.append(frame)
+        self._frames.append(frame)
         self._pending = len(frame)
-        scheduler.mark(self)
+        self._scheduler.mark(self)
+
+    def push_many(self, frames: list[bytes], wire: bytes, size: int) -> None:
+        """Send ``frames`` (``size`` bytes in all), whose wire bytes for this transport
+        are ``wire`` (built once for every member of a batch). Behind frames already
+        queued here they are queued too (order, and still one write); else written now.
+        """
+        if self.closed:
+            return
+        queued = self._frames
+        if queued:
+            queued.extend(frames)
+            self._pending += size
+            if self._pending > self.max_bytes:
+                self._overflow()
+            return
+        self._tick = self._scheduler.tick
+        self._write(wire, len(frames))
 
     @property
     def pending_bytes(self) -> int:
@@ -206,18 +277,16 @@ class Outbox:
         if transport.is_closing():
             return
         transport.write(wire)
-        stats = self.stats
-        stats.frames += count
-        stats.bytes += len(wire)
-        stats.writes += 1
+        self.frames_out += count
+        self.bytes_out += len(wire)
+        self.writes_out += 1
         buffered = transport.get_write_buffer_size()
         if buffered:  # the kernel did not take it all; the common case skips this
             self._backlogged(buffered)
 
     def _backlogged(self, buffered: int) -> None:
-        stats = self.stats
-        if buffered > stats.peak_pending:
-            stats.peak_pending = buffered
+        if buffered > self.peak_pending:
+            self.peak_pending = buffered
             if buffered > self.max_bytes:
                 self._overflow()
                 return
@@ -227,7 +296,7 @@ class Outbox:
     # -- for the write watch -----------------------------------------------------------
     @property
     def bytes_written(self) -> int:
-        return self.stats.bytes
+        return self.bytes_out
 
     def transport_buffered(self) -> int:
         return self._transport.get_write_buffer_size()

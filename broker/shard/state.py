@@ -18,6 +18,7 @@ from broker.types import Publication
 
 if TYPE_CHECKING:
     from broker.connection.outbox import Outbox
+    from broker.shard.batch import TickBatch
     from broker.shard.filters import Predicate
 
 
@@ -58,7 +59,9 @@ class Channel:
     subscribers with a tags filter or with deltas sit in their own groups (``filtered``,
     ``delta``), so the plain loops stay as they are. ``last`` is the previous
     publication, the delta base, kept only while the channel has delta subscribers (a
-    new one starts without a base anyway).
+    new one starts without a base anyway). ``json_batch``/``binary_batch`` gather the
+    publications of one loop iteration for the two WebSocket groups (made by the shard
+    actor, which owns the loop side; see ``broker.shard.batch``).
     """
 
     json: dict[str, Outbox] = field(default_factory=dict)
@@ -73,6 +76,8 @@ class Channel:
     # Live subscribers that have not yet received a publication (only while journeys
     # are on): checked once per broadcast, emptied by the first one.
     awaiting_first: dict[str, None] = field(default_factory=dict)
+    json_batch: TickBatch | None = None
+    binary_batch: TickBatch | None = None
 
     def __len__(self) -> int:
         return len(self.subscribers)

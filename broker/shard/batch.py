@@ -1,0 +1,77 @@
+"""Tick batches: a channel's publications of one loop iteration, framed once for all.
+
+Under a burst several publications of one channel reach its shard in the same loop
+iteration ("tick"). Pushed one by one, each costs one outbox call per subscriber, and
+every outbox then joins its own copy of the same frames. A ``TickBatch`` instead keeps
+the frames of one WebSocket group (a channel's JSON or protobuf subscribers) for the
+tick; when the tick ends it joins them into one message once and hands the same wire
+bytes to every member (``Outbox.push_many``): per subscriber one call and one write per
+tick, whatever the number of publications.
+
+The first publication of a tick still goes straight out (a paced stream costs one write
+per delivery, like a bare server); only what follows within the tick, or everything
+while the node is in a burst (``FlushScheduler.busy``), is batched.
+
+Ordering: frames keep their publication order within the batch. A member whose outbox
+already holds queued frames gets the batch appended behind them (one write, in order).
+The shard flushes a channel's batch before the channel's membership grows (a subscriber
+going live), so a new member never gets a publication its subscribe reply or replay
+already carried.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.connection.framing import Framing
+    from broker.connection.outbox import FlushScheduler, Outbox
+
+__all__ = ["TickBatch"]
+
+
+class TickBatch:
+    """The frames one group of one channel got during this tick, and who gets them."""
+
+    __slots__ = ("_framing", "_members", "_scheduler", "frames", "size", "tick")
+
+    def __init__(self, members: dict[str, Outbox], framing: Framing,
+                 scheduler: FlushScheduler) -> None:
+        self._members = members  # the channel's live dict: membership at flush time
+        self._framing = framing
+        self._scheduler = scheduler
+        self.frames: list[bytes] = []
+        self.size = 0
+        self.tick = -1  # the tick in which the group last wrote a frame straight out
+
+    def direct(self) -> bool:
+        """True if a frame arriving now may go straight to every member's outbox (the
+        first of this tick, outside a burst, nothing batched); records that it did."""
+        scheduler = self._scheduler
+        if self.frames or scheduler.busy or self.tick == scheduler.tick:
+            return False
+        self.tick = scheduler.tick
+        return True
+
+    def add(self, frame: bytes) -> None:
+        """Batch ``frame`` for the end of this tick."""
+        if not self.frames:
+            self._scheduler.defer(self)
+        self.frames.append(frame)
+        self.size += len(frame)
+
+    def flush(self) -> int:
+        """Write the batch to every current member; returns how many frames it held.
+
+        Error handling: a member whose outbox overflows is closed by it; its connection
+        may leave the channel during this loop, so the loop runs over a copy.
+        """
+        frames = self.frames
+        if not frames:
+            return 0
+        self.frames, size, self.size = [], self.size, 0
+        framing = self._framing
+        wire = framing.one(frames[0]) if len(frames) == 1 else framing.many(frames)
+        for outbox in list(self._members.values()):
+            outbox.push_many(frames, wire, size)
+        return len(frames)
