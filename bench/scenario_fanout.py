@@ -206,6 +206,9 @@ class FanoutScenario(Scenario):
             "deliveries_per_server_cpu_s": round(stats.ledger.received / cpu) if cpu else None,
             "wall_s": round(wall, 3), "deliveries_per_s": round(stats.ledger.received / wall),
             "publish_s": round(pub.seconds, 3),
+            # Publish throughput: acknowledged publications per second of the publisher's
+            # window (with a burst, as fast as the node answers `--publish-concurrency`).
+            "publish_per_s": round(pub.sent / pub.seconds, 1) if pub.seconds else None,
             "publisher_max_lag_ms": round(pub.max_lag_ms, 1),
             "client_cpu_s": round(client_cpu, 3), "client_user_s": round(stats.cpu_user_s, 3),
             "client_sys_s": round(stats.cpu_sys_s, 3), "publisher_cpu_s": round(pub.cpu_s, 3),

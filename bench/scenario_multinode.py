@@ -12,7 +12,8 @@ Every point runs ``--repeat`` times, servers interleaved (run 1 of every server,
 run 2...), so a noisy neighbour hits them alike; the summary gives the median. Each
 Redis-backed measurement gets a fresh private redis-server on a free port (never 6379),
 whose CPU is reported beside the server's (``redis_cpu_s``), with deliveries per CPU-second
-of server + Redis.
+of server + Redis, and the publish throughput (acknowledged publications per second of
+the publisher's window, ``publish_per_s``) next to the memory engine's.
 
 Caveat: the server processes are pinned to ``--server-core`` like every server, so two
 workers share one core: the figure compares CPU cost per delivery, not throughput.
@@ -63,6 +64,7 @@ class MultinodeScenario(FanoutScenario):
         ("deliveries_per_server_cpu_s", "deliv/srv-CPU-s", "{:,.0f}"),
         ("redis_cpu_s", "redis CPU s", "{:.2f}"),
         ("deliveries_per_server_redis_cpu_s", "deliv/(srv+redis)-CPU-s", "{:,.0f}"),
+        ("publish_per_s", "publish/s", "{:,.0f}"),
         ("p50_ms", "p50 ms", "{:.1f}"),
         ("p99_ms", "p99 ms", "{:.1f}"),
     )
@@ -118,27 +120,32 @@ class MultinodeScenario(FanoutScenario):
                 groups.setdefault((p["server"], f.get("subscribers"), f.get("mode")), []).append(f)
         lines = ["", "### Median over runs", "",
                  "| server | subscribers | mode | runs | deliv/srv-CPU-s | "
-                 "deliv/(srv+redis)-CPU-s | vs chorus | lost |",
-                 "|---|---|---|---|---|---|---|---|"]
-        medians: dict[tuple[Any, Any], float] = {}
+                 "deliv/(srv+redis)-CPU-s | vs chorus | publish/s | vs chorus | lost |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+        medians: dict[tuple[Any, Any], tuple[float | None, float | None]] = {}
         for (server, n, mode), runs in groups.items():
-            med = _median(runs, "deliveries_per_server_cpu_s")
-            if server == "chorus" and med is not None:
-                medians[(n, mode)] = med
+            if server == "chorus":
+                medians[(n, mode)] = (_median(runs, "deliveries_per_server_cpu_s"),
+                                      _median(runs, "publish_per_s"))
         for (server, n, mode), runs in groups.items():
             med = _median(runs, "deliveries_per_server_cpu_s")
             both = _median(runs, "deliveries_per_server_redis_cpu_s")
-            base = medians.get((n, mode))
-            ratio = f"{med / base:.2f}" if med is not None and base else "-"
+            rate = _median(runs, "publish_per_s")
+            base, base_rate = medians.get((n, mode), (None, None))
             lost = sum(int(f.get("lost", 0)) for f in runs)
             lines.append(f"| {server} | {n:,} | {mode} | {len(runs)} | {_fmt(med)} | "
-                         f"{_fmt(both)} | {ratio} | {lost:,} |")
+                         f"{_fmt(both)} | {_ratio(med, base)} | {_fmt(rate)} | "
+                         f"{_ratio(rate, base_rate)} | {lost:,} |")
         return "\n".join(lines) + "\n"
 
 
 def _median(runs: list[Figures], key: str) -> float | None:
     values = [f[key] for f in runs if f.get(key) is not None]
     return statistics.median(values) if values else None
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return f"{value / base:.2f}" if value is not None and base else "-"
 
 
 def _fmt(value: float | None) -> str:

@@ -168,3 +168,27 @@ def test_fanout_drives_the_peers_next_to_chorus(tmp_path: Path) -> None:
             assert set(point["ratios"]) == {"python-socketio", "websockets"}
     assert record["machine"]["packages"]["python-socketio"]
     assert "| x python-socketio | x websockets |" in proc.stdout
+
+
+def test_multinode_compares_redis_with_memory_cost_and_publish_throughput(
+        tmp_path: Path) -> None:
+    """`multinode`: the memory and the Redis engine (its own redis-server) measured alike,
+    every delivery counted; the median table gives CPU per delivery and publish
+    throughput, each next to the memory engine."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "multinode", "--servers", "chorus,chorus-redis",
+         "--subscribers", "20", "--publications", "10", "--warmup", "1", "--repeat", "1",
+         "--server-core", "-1", "--client-core", "-1", "--workers", "1",
+         "--no-calibrate", "--no-plots", "--quiet", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    points = json.loads(result.read_text())["points"]
+    assert [p["server"] for p in points] == ["chorus", "chorus-redis"]
+    for point in points:
+        figures = point["figures"]
+        assert figures["deliveries"] == figures["expected"] == 20 * 10
+        assert figures["lost"] == figures["duplicates"] == figures["publish_errors"] == 0
+        assert figures["publish_per_s"] > 0
+    assert "| publish/s | vs chorus |" in proc.stdout
+    assert "| chorus-redis | 20 | burst | 1 |" in proc.stdout
