@@ -69,7 +69,7 @@ class FanoutScenario(Scenario):
     help = "N subscribers on one channel, M publications (burst and/or paced)"
     x_key = "subscribers"
     ratio_keys = ("deliveries_per_server_cpu_s", "p50_ms", "p99_ms")
-    columns = (
+    columns: tuple[tuple[str, str, str], ...] = (
         ("deliveries", "deliveries", "{:,}"),
         ("lost", "lost", "{:,}"),
         ("server_cpu_s", "srv CPU s", "{:.2f}"),
