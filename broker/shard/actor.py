@@ -39,7 +39,7 @@ import orjson
 from actors import Actor
 from broker.cache.shard_l1 import ShardL1
 from broker.connection.framing import WS_JSON, WS_PROTOBUF, Delivery
-from broker.connection.outbox import Outbox, ws_frame
+from broker.connection.outbox import Outbox, broadcast, ws_frame
 from broker.journal.record import first_publications
 from broker.names import connection_id
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, Codec, encode_publication_push
@@ -242,11 +242,9 @@ class ShardActor(Actor):
             if batch is None:
                 batch = chan.json_batch = TickBatch(chan.json, WS_JSON.framing,
                                                     self.node.scheduler)
-            if batch.direct():
-                wire = ws_frame(frame, False)
-                push = Outbox.push
-                for outbox in chan.json.values():
-                    push(outbox, frame, wire)
+            tick = batch.direct()
+            if tick >= 0:
+                broadcast(chan.json.values(), frame, ws_frame(frame, False), tick)
             else:  # not the first this tick: one shared message when the tick ends
                 batch.add(frame)
         if chan.binary:
@@ -255,11 +253,9 @@ class ShardActor(Actor):
             if batch is None:
                 batch = chan.binary_batch = TickBatch(chan.binary, WS_PROTOBUF.framing,
                                                       self.node.scheduler)
-            if batch.direct():
-                wire = ws_frame(frame, True)
-                push = Outbox.push
-                for outbox in chan.binary.values():
-                    push(outbox, frame, wire)
+            tick = batch.direct()
+            if tick >= 0:
+                broadcast(chan.binary.values(), frame, ws_frame(frame, True), tick)
             else:
                 batch.add(frame)
         delivered = len(chan.json) + len(chan.binary)

@@ -44,14 +44,17 @@ class TickBatch:
         self.size = 0
         self.tick = -1  # the tick in which the group last wrote a frame straight out
 
-    def direct(self) -> bool:
-        """True if a frame arriving now may go straight to every member's outbox (the
-        first of this tick, outside a burst, nothing batched); records that it did."""
+    def direct(self) -> int:
+        """The current tick if a frame arriving now may go straight to every member's
+        outbox (the first of this tick, outside a burst, nothing batched; the tick is
+        then sure to end, see ``Outbox.send``), else -1. Records that it went."""
         scheduler = self._scheduler
-        if self.frames or scheduler.busy or self.tick == scheduler.tick:
-            return False
-        self.tick = scheduler.tick
-        return True
+        tick = scheduler.tick
+        if self.frames or scheduler.busy or self.tick == tick:
+            return -1
+        self.tick = tick
+        scheduler.touch()
+        return tick
 
     def add(self, frame: bytes) -> None:
         """Batch ``frame`` for the end of this tick."""

@@ -52,12 +52,15 @@ def deliver(actor: ShardActor, *numbers: int) -> None:
 def test_first_publication_of_a_tick_goes_out_at_once_the_rest_as_one_shared_message(
 ) -> None:
     actor, scheduler = shard()
-    (_, a), (_, b) = subscriber(actor, scheduler, "a"), subscriber(actor, scheduler, "b")
+    (box, a), (_, b) = subscriber(actor, scheduler, "a"), subscriber(actor, scheduler, "b")
     deliver(actor, 1, 2, 3)
     assert a.writes == b.writes == [ws_frame(frame(1), False)]
+    assert a.writes[0] is b.writes[0]
     scheduler.end_tick()
     joined = ws_frame(frame(2) + b"\n" + frame(3), False)
     assert a.writes[1] == joined and a.writes[1] is b.writes[1]  # framed once for all
+    stats = box.stats
+    assert (stats.frames, stats.writes, stats.bytes) == (3, 2, len(a.writes[0]) + len(joined))
     assert scheduler.busy  # several frames per write: the next tick batches its first too
 
 
