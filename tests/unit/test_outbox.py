@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from broker.connection.outbox import FlushScheduler, Outbox, ws_frame, ws_header
+from broker.connection.outbox import FlushScheduler, Outbox, broadcast, ws_frame, ws_header
 
 
 class FakeTransport:
@@ -147,3 +147,32 @@ def test_after_a_coalescing_tick_the_first_frame_waits_too() -> None:
     scheduler.end_tick()
     outbox.push(b"g")  # written through again
     assert transport.writes[-1] == ws_frame(b"g", False)
+
+
+def test_broadcast_writes_the_shared_bytes_and_keeps_every_outbox_rule() -> None:
+    """``broadcast``: the shard's paced loop, one write of the shared wire per outbox;
+    an outbox that already wrote this tick queues instead, a closed one drops it, a
+    closing transport gets nothing, and a backlog past the bound is a slow consumer."""
+    fresh, transport, _, scheduler = make()
+    wrote = Outbox(FakeTransport(), scheduler, binary=False, join=join_lines,  # type: ignore[arg-type]
+                   max_bytes=1000, on_overflow=lambda: None)
+    wrote.push(b"reply")  # its first write of the tick
+    closed = Outbox(FakeTransport(), scheduler, binary=False, join=join_lines,  # type: ignore[arg-type]
+                    max_bytes=1000, on_overflow=lambda: None)
+    closed.close()
+    closing_transport = FakeTransport()
+    closing_transport.closing = True
+    closing = Outbox(closing_transport, scheduler, binary=False, join=join_lines,  # type: ignore[arg-type]
+                     max_bytes=1000, on_overflow=lambda: None)
+    slow_transport, overflows = FakeTransport(), []
+    slow_transport.buffered = 5000
+    slow = Outbox(slow_transport, scheduler, binary=False, join=join_lines,  # type: ignore[arg-type]
+                  max_bytes=1000, on_overflow=lambda: overflows.append("slow"))
+    wire = ws_frame(b"{}", False)
+    broadcast([fresh, wrote, closed, closing, slow], b"{}", wire, scheduler.tick)
+    assert transport.writes == [wire] and transport.writes[0] is wire
+    assert fresh.stats.frames == fresh.stats.writes == 1 and fresh.stats.bytes == len(wire)
+    assert closing_transport.writes == [] and overflows == ["slow"] and slow.closed
+    scheduler.end_tick()
+    assert wrote._transport.writes[-1] == ws_frame(b"{}", False)  # type: ignore[attr-defined]
+    assert closed.stats.writes == 0
