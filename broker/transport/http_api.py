@@ -8,6 +8,7 @@ error codes, so its server SDKs and curl examples work unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -299,18 +300,25 @@ async def _batch(request: web.Request) -> web.Response:
         return web.json_response({"error": {"code": 107, "message": "bad request"}},
                                  status=400)
     node = request.app[NODE].node
-    replies = []
-    for command in commands:
-        # exactly one method per command; anything else is answered "method not found"
-        single = isinstance(command, dict) and len(command) == 1
-        (name, args), = command.items() if single else [("", 0)]
-        method = METHODS.get(name)
-        if method is None or not isinstance(args, dict):
-            replies.append({"error": {"code": 104, "message": "method not found"}})
-        else:  # Centrifugo keys each reply by its method: {"publish": {...}} or {"error": ...}
-            reply = await _call(method, node, args)
-            replies.append({name: reply["result"]} if "result" in reply else reply)
+    if params.get("parallel") is True:  # type: ignore[union-attr]
+        # Centrifugo's `parallel`: every command starts at once (with Redis, the engine
+        # pipelines their round trips into one); replies keep the commands' order.
+        replies = list(await asyncio.gather(*(_batch_one(node, c) for c in commands)))
+    else:
+        replies = [await _batch_one(node, command) for command in commands]
     return web.Response(body=dumps({"replies": replies}), content_type="application/json")
+
+
+async def _batch_one(node: Node, command: Any) -> dict[str, Any]:
+    # exactly one method per command; anything else is answered "method not found"
+    single = isinstance(command, dict) and len(command) == 1
+    (name, args), = command.items() if single else [("", 0)]
+    method = METHODS.get(name)
+    if method is None or not isinstance(args, dict):
+        return {"error": {"code": 104, "message": "method not found"}}
+    # Centrifugo keys each reply by its method: {"publish": {...}} or {"error": ...}
+    reply = await _call(method, node, args)
+    return {name: reply["result"]} if "result" in reply else reply
 
 
 async def _params(request: web.Request) -> dict[str, Any] | None:

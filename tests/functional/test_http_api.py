@@ -3,6 +3,7 @@ against a live node with real SDK clients where a method acts on them."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from tests.functional.conftest import (
     run_node,
     sdk_client,
 )
+from tests.redis_server import redis_server
 
 CONFIG = base_config(channel={
     "without_namespace": {"history_size": 10, "history_ttl": "60s", "presence": True},
@@ -167,6 +169,36 @@ async def test_batch_replies_in_order_keyed_by_method() -> None:
         assert unknown == {"error": {"code": 102, "message": "unknown channel"}}
         assert stats == {"presence_stats": {"num_clients": 0, "num_users": 0}}
         assert bad["error"]["code"] == 104
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_parallel_batch_publishes_at_once_and_replies_in_command_order(
+        engine: str) -> None:
+    """``parallel: true`` (Centrifugo's batch flag): the commands run at once — on Redis
+    their publishes are pipelined together — and each reply still sits at its command's
+    place. As in Centrifugo, parallel commands have no order among themselves: each
+    publication gets its own offset, and subscribers get them in offset order."""
+    with contextlib.ExitStack() as stack:
+        config = CONFIG
+        if engine == "redis":
+            server = stack.enter_context(redis_server())
+            config = {**CONFIG, "engine": {"type": "redis", "redis": {"address": [server.url]}}}
+        async with run_node(config) as node, sdk_client(node) as sdk:
+            _, events = await sdk.subscribe("kept")
+            commands: list[Any] = [{"publish": {"channel": "kept", "data": n}}
+                                   for n in range(20)]
+            commands.insert(5, {"frobnicate": {}})
+            body = await call(node, "batch", commands=commands, parallel=True)
+            replies = body["replies"]
+            assert replies[5]["error"]["code"] == 104
+            del replies[5]
+            offsets = {r["publish"]["offset"]: n for n, r in enumerate(replies)}
+            assert sorted(offsets) == list(range(1, 21))
+            got = [await next_event(events.publications) for _ in range(20)]
+            assert [(p.offset, p.data) for p in got] == sorted(offsets.items())
+            if engine == "redis":
+                batcher = node.node.engine._batcher  # type: ignore[attr-defined]
+                assert batcher.commands - batcher.pipelines >= 10, "not pipelined together"
 
 
 async def test_batch_answers_malformed_commands_one_by_one() -> None:
