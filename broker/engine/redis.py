@@ -263,7 +263,7 @@ class RedisEngine:
             raise EngineError("redis engine is closed")
 
     async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any],
-                   *, wait: Wait | None = None) -> Any:
+                   *, wait: Wait | None = None, ordered: bool = False) -> Any:
         """Run a script on the channel's server; with ``wait``, a WAIT for that many
         replicas follows it on its connection. Error handling: Redis/socket failures
         become EngineError (the effect is unknown); too few replicas: ReplicasMissing."""
@@ -274,7 +274,7 @@ class RedisEngine:
                 return await script(client, keys, args)
             try:
                 return await self._batcher.submit(client, lambda pipe: pipe.evalsha(
-                    script.sha, len(keys), *keys, *args), wait=wait)
+                    script.sha, len(keys), *keys, *args), wait=wait, ordered=ordered)
             except NoScriptError:  # a restarted or failed-over server: EVAL caches it again
                 await client.script_load(script.source)
                 return await self._batcher.submit(client, lambda pipe: pipe.evalsha(
@@ -282,13 +282,15 @@ class RedisEngine:
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 
-    async def _command(self, channel: str, method: str, *args: Any) -> Any:
+    async def _command(self, channel: str, method: str, *args: Any,
+                       ordered: bool = False) -> Any:
         self._check_open()
         client = self.topology.client(channel)
         try:
             if self._batcher is None:
                 return await getattr(client, method)(*args)
-            return await self._batcher.submit(client, lambda pipe: getattr(pipe, method)(*args))
+            return await self._batcher.submit(
+                client, lambda pipe: getattr(pipe, method)(*args), ordered=ordered)
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 
@@ -314,7 +316,8 @@ class RedisEngine:
         keys = self.keys
         history = history_size > 0 and history_ttl > 0
         if not history and idempotency_key is None:
-            await self._command(channel, self._publish_cmd, keys.pubsub(channel), b"p0::" + body)
+            await self._command(channel, self._publish_cmd, keys.pubsub(channel), b"p0::" + body,
+                                ordered=True)
             pub = Publication(data, 0, info, dict(tags) if tags else None, time_ms, delta)
             return pub, _NO_POSITION
         meta = keys.meta(channel)
@@ -327,7 +330,8 @@ class RedisEngine:
         ]
         stored = [keys.stream(channel), meta, idem]
         try:
-            suppressed, msg = await self._run(channel, PUBLISH, stored, args, wait=self._wait)
+            suppressed, msg = await self._run(channel, PUBLISH, stored, args, wait=self._wait,
+                                              ordered=True)
         except ReplicasMissing as missing:
             suppressed, msg = missing.result
             raise UnconfirmedPublish(await self._published(channel, msg, suppressed),

@@ -7,6 +7,14 @@ publications fan out in the same iteration, and each connection gets one write f
 of them. Commands on one client keep their order (one pipeline, one connection), so
 offsets assigned by the publish script still follow submission order.
 
+*Ordered* commands (publishes) of one client go in one lane: while a pipeline of the
+lane is out, the lane's next commands gather and leave as the next pipeline when it is
+back. Pipelines sent concurrently ride different pooled connections and may come back
+in any order; in the lane, replies — hence a node's local fan-outs of its own
+publications — follow the order Redis ran them in (a channel's offsets), and a whole
+acknowledged pipeline fans out in one loop iteration, so subscribers' outboxes coalesce
+it as with the memory engine. A busy lane makes the pipelines bigger, not more numerous.
+
 Error handling: a failure of the whole pipeline (socket, timeout) fails every command
 in it; an error reply fails only its own command. Callers see the exception as if they
 had sent the command alone.
@@ -38,22 +46,27 @@ class Batcher:
     """Groups commands per client until the end of the current loop iteration."""
 
     def __init__(self) -> None:
-        self._pending: dict[int, tuple[Any, list[Item]]] = {}
+        self._pending: dict[tuple[int, bool], tuple[Any, list[Item]]] = {}
+        self._held: dict[int, tuple[Any, list[Item]]] = {}  # ordered lanes: waiting
+        self._out: set[int] = set()  # ordered lanes with a pipeline out
         self._scheduled = False
         self.pipelines = 0
         self.commands = 0
 
-    async def submit(self, client: Any, queue: Queue, *, wait: Wait | None = None) -> Any:
+    async def submit(self, client: Any, queue: Queue, *, wait: Wait | None = None,
+                     ordered: bool = False) -> Any:
         """Queue a command for ``client``'s next pipeline and await its reply.
 
         ``wait`` (replicas, timeout in ms): the pipeline ends with one ``WAIT`` covering
         every write in it (they share the connection), and this command's reply comes
-        back only if at least that many replicas confirmed; else ReplicasMissing."""
+        back only if at least that many replicas confirmed; else ReplicasMissing.
+        ``ordered``: the command goes in the client's ordered lane (see the module)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        entry = self._pending.get(id(client))
+        key = (id(client), ordered)
+        entry = self._pending.get(key)
         if entry is None:
-            entry = self._pending[id(client)] = (client, [])
+            entry = self._pending[key] = (client, [])
         entry[1].append((queue, future, wait))
         if not self._scheduled:
             self._scheduled = True
@@ -63,8 +76,31 @@ class Batcher:
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         pending, self._pending = self._pending, {}
         self._scheduled = False
-        for client, items in pending.values():
-            loop.create_task(self._execute(client, items))
+        for (lane, ordered), (client, items) in pending.items():
+            if not ordered:
+                loop.create_task(self._execute(client, items))
+            elif lane in self._out:  # the lane's pipeline is out: this one goes next
+                self._held.setdefault(lane, (client, []))[1].extend(items)
+            else:
+                self._out.add(lane)
+                loop.create_task(self._run_lane(lane, client, items))
+
+    async def _run_lane(self, lane: int, client: Any, items: list[Item]) -> None:
+        """Pipelines of one ordered lane, one at a time, until nothing is held."""
+        try:
+            while True:
+                await self._execute(client, items)
+                held = self._held.pop(lane, None)
+                if held is None:
+                    return
+                client, items = held
+        finally:
+            self._out.discard(lane)
+            held = self._held.pop(lane, None)
+            if held is not None:  # cancelled with commands held: they must not hang
+                for _, future, _ in held[1]:
+                    if not future.done():
+                        future.set_exception(ConnectionError("redis pipeline lane ended"))
 
     async def _execute(self, client: Any, items: list[Item]) -> None:
         self.pipelines += 1
