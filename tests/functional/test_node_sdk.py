@@ -17,6 +17,7 @@ from broker import Chorus
 from broker.auth import make_token
 from broker.connection.outbox import Outbox
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC
+from broker.shard import actor as shard_actor
 from tests.functional.conftest import SECRET, WAIT, base_config, run_node
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
@@ -96,15 +97,40 @@ async def test_centrifuge_js_headers_get_state_and_compaction(
     same bytes; the README says to keep ``allow_channel_compaction`` off where its
     protobuf clients subscribe, and this test does."""
     pushes: list[dict[str, Any]] = []
-    original = Outbox.push
+    original, original_many = Outbox.push, Outbox.push_many
+    original_broadcast = shard_actor.broadcast
 
-    def push(self: Outbox, frame: bytes, *args: Any, **kwargs: Any) -> Any:
-        for reply in (PROTOBUF_CODEC if self.binary else JSON_CODEC).decode_replies(frame):
+    inside: list[bool] = []  # in broadcast: its fallbacks to push are recorded there
+
+    def record(frame: bytes, binary: bool) -> None:
+        if inside:
+            return
+        for reply in (PROTOBUF_CODEC if binary else JSON_CODEC).decode_replies(frame):
             if "pub" in reply.get("push", {}):
                 pushes.append(reply["push"])
+
+    def push(self: Outbox, frame: bytes, *args: Any, **kwargs: Any) -> Any:
+        record(frame, self.binary)
         return original(self, frame, *args, **kwargs)
 
+    def push_many(self: Outbox, frames: list[bytes], *args: Any) -> Any:
+        for frame in frames:
+            record(frame, self.binary)
+        return original_many(self, frames, *args)
+
+    def broadcast(outboxes: Any, frame: bytes, *args: Any) -> Any:
+        outboxes = list(outboxes)
+        for outbox in outboxes:  # what each subscriber is sent, as push records it
+            record(frame, outbox.binary)
+        inside.append(True)
+        try:
+            return original_broadcast(outboxes, frame, *args)
+        finally:
+            inside.pop()
+
     monkeypatch.setattr(Outbox, "push", push)
+    monkeypatch.setattr(Outbox, "push_many", push_many)
+    monkeypatch.setattr(shard_actor, "broadcast", broadcast)
     config = base_config(channel={"namespaces": [{
         "name": "room", "allow_subscribe_for_client": True,
         "allow_channel_compaction": not protobuf,
