@@ -38,13 +38,13 @@ import orjson
 
 from actors import Actor
 from broker.cache.shard_l1 import ShardL1
-from broker.connection.framing import WS_JSON, WS_PROTOBUF, Delivery
-from broker.connection.outbox import Outbox, broadcast, ws_frame
+from broker.connection.framing import Delivery
+from broker.connection.outbox import Outbox
 from broker.journal.record import first_publications
 from broker.names import connection_id
-from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, Codec, encode_publication_push
+from broker.protocol import Codec, encode_publication_push
 from broker.protocol.fossil import create_delta, is_utf8
-from broker.shard.batch import TickBatch
+from broker.shard.batch import deliver_websocket, flush_batches
 from broker.shard.state import Channel, ShardState, Subscriber
 from broker.types import ClientInfo, Publication
 from broker.wire import client_info_dict, publication_dict
@@ -198,7 +198,7 @@ class ShardActor(Actor):
             if self.state.add(message.channel, sub):
                 self._follow(message.channel)
         elif isinstance(message, Activate):
-            self._flush_batches(message.channel)  # before the group grows
+            flush_batches(self.state.channels.get(message.channel))  # before it grows
             buffered = self.state.activate(message.channel, message.conn_id,
                                            message.after_offset, message.track_first)
             for pub in buffered:
@@ -236,28 +236,8 @@ class ShardActor(Actor):
         chan.publications += 1
         if chan.pending:
             self.state.buffer(chan, pub)
-        if chan.json:
-            frame = encode_publication_push(JSON_CODEC, channel, pub)
-            batch = chan.json_batch
-            if batch is None:
-                batch = chan.json_batch = TickBatch(chan.json, WS_JSON.framing,
-                                                    self.node.scheduler)
-            tick = batch.direct()
-            if tick >= 0:
-                broadcast(chan.json.values(), frame, ws_frame(frame, False), tick)
-            else:  # not the first this tick: one shared message when the tick ends
-                batch.add(frame)
-        if chan.binary:
-            frame = encode_publication_push(PROTOBUF_CODEC, channel, pub)
-            batch = chan.binary_batch
-            if batch is None:
-                batch = chan.binary_batch = TickBatch(chan.binary, WS_PROTOBUF.framing,
-                                                      self.node.scheduler)
-            tick = batch.direct()
-            if tick >= 0:
-                broadcast(chan.binary.values(), frame, ws_frame(frame, True), tick)
-            else:
-                batch.add(frame)
+        if chan.json or chan.binary:  # the hot loops (see broker.shard.batch)
+            deliver_websocket(chan, channel, pub, self.node.scheduler)
         delivered = len(chan.json) + len(chan.binary)
         if chan.groups:
             delivered += self._deliver_groups(chan, channel, pub)
@@ -268,15 +248,6 @@ class ShardActor(Actor):
         if chan.awaiting_first:  # once per subscription, not per delivery (journeys)
             first_publications(self.node, channel, self.state.take_first(chan, pub))
         self.node.metrics_delivered(delivered, channel)
-
-    def _flush_batches(self, channel: str) -> None:
-        """Write the channel's batched publications now, to its current members: a
-        subscriber about to go live got them in its buffer (or its reply)."""
-        chan = self.state.channels.get(channel)
-        if chan is not None:
-            for batch in (chan.json_batch, chan.binary_batch):
-                if batch is not None:
-                    batch.flush()
 
     @staticmethod
     def _deliver_groups(chan: Channel, channel: str, pub: Publication) -> int:

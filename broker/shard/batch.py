@@ -23,11 +23,43 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from broker.connection.framing import WS_JSON, WS_PROTOBUF
+from broker.connection.outbox import broadcast
+from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, encode_publication_push
+
 if TYPE_CHECKING:
     from broker.connection.framing import Framing
     from broker.connection.outbox import FlushScheduler, Outbox
+    from broker.shard.state import Channel
+    from broker.types import Publication
 
-__all__ = ["TickBatch"]
+__all__ = ["TickBatch", "deliver_websocket", "flush_batches"]
+
+
+def deliver_websocket(chan: Channel, channel: str, pub: Publication,
+                      scheduler: FlushScheduler) -> None:
+    """``pub`` to the channel's plain WebSocket subscribers (``chan.json``,
+    ``chan.binary``): encoded once per format; straight out if it is the channel's first
+    of the tick (``outbox.broadcast``), else into the group's tick batch."""
+    if chan.json:
+        batch = chan.json_batch
+        if batch is None:
+            batch = chan.json_batch = TickBatch(chan.json, WS_JSON.framing, scheduler)
+        batch.send(encode_publication_push(JSON_CODEC, channel, pub))
+    if chan.binary:
+        batch = chan.binary_batch
+        if batch is None:
+            batch = chan.binary_batch = TickBatch(chan.binary, WS_PROTOBUF.framing, scheduler)
+        batch.send(encode_publication_push(PROTOBUF_CODEC, channel, pub))
+
+
+def flush_batches(chan: Channel | None) -> None:
+    """Write the channel's batched publications now, to its current members: call it
+    before a subscriber goes live (it got them in its buffer or its reply)."""
+    if chan is not None:
+        for batch in (chan.json_batch, chan.binary_batch):
+            if batch is not None:
+                batch.flush()
 
 
 class TickBatch:
@@ -55,6 +87,14 @@ class TickBatch:
         self.tick = tick
         scheduler.touch()
         return tick
+
+    def send(self, frame: bytes) -> None:
+        """``frame`` to every member: now if it is the first of the tick, else batched."""
+        tick = self.direct()
+        if tick >= 0:
+            broadcast(self._members.values(), frame, self._framing.one(frame), tick)
+        else:
+            self.add(frame)
 
     def add(self, frame: bytes) -> None:
         """Batch ``frame`` for the end of this tick."""

@@ -17,7 +17,7 @@ from broker import Chorus
 from broker.auth import make_token
 from broker.connection.outbox import Outbox
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC
-from broker.shard import actor as shard_actor
+from broker.shard import batch as shard_batch
 from tests.functional.conftest import SECRET, WAIT, base_config, run_node
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
@@ -98,7 +98,7 @@ async def test_centrifuge_js_headers_get_state_and_compaction(
     protobuf clients subscribe, and this test does."""
     pushes: list[dict[str, Any]] = []
     original, original_many = Outbox.push, Outbox.push_many
-    original_broadcast = shard_actor.broadcast
+    original_broadcast = shard_batch.broadcast
 
     inside: list[bool] = []  # in broadcast: its fallbacks to push are recorded there
 
@@ -130,7 +130,7 @@ async def test_centrifuge_js_headers_get_state_and_compaction(
 
     monkeypatch.setattr(Outbox, "push", push)
     monkeypatch.setattr(Outbox, "push_many", push_many)
-    monkeypatch.setattr(shard_actor, "broadcast", broadcast)
+    monkeypatch.setattr(shard_batch, "broadcast", broadcast)
     config = base_config(channel={"namespaces": [{
         "name": "room", "allow_subscribe_for_client": True,
         "allow_channel_compaction": not protobuf,
