@@ -310,6 +310,20 @@ async def _drain(node: Node, deadline: tuple[float, float], stop_tree: bool = Tr
              "in order" if graceful else "by force after the deadline")
 
 
+async def drain_clients(node: Node, timeout: float) -> int:
+    """An operator's drain ahead of a restart (``POST /admin/api/drain``): the first phase
+    of the SIGTERM drain — ``/ready`` turns 503 and stays so, new clients and publishes
+    are refused, every client is told 3001 to reconnect elsewhere (each outbox flushed
+    before its close frame). The process keeps running until it is stopped; its SIGTERM
+    drain then has its own full ``chorus.shutdown_timeout``. Returns the clients told.
+
+    Idempotent: a node already draining tells its remaining clients again."""
+    count = len(node.connections)
+    loop = asyncio.get_running_loop()
+    await _drain(node, (timeout, loop.time() + timeout), stop_tree=False)
+    return count
+
+
 async def _health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 

@@ -1,5 +1,5 @@
 """The ``chorus`` command line: serve, gentoken, checkconfig, genconfig, version, cluster,
-backup, restore, journeys.
+backup, restore, journeys, admin (``broker.admin_cli``).
 
 ``main(argv)`` returns the exit status instead of exiting, so tests call it directly.
 Exit status: 0 success, 1 failure (backup/restore, cluster), 2 usage or configuration
@@ -44,6 +44,7 @@ examples:
   chorus backup -c config.yaml -o chorus-backup.jsonl.gz
   chorus restore -c config.yaml chorus-backup.jsonl.gz
   chorus journeys -c config.yaml --user 42 --jsonl
+  chorus admin --url http://10.0.0.11:8000 status     (admin.secret in $CHORUS_ADMIN_TOKEN)
 
 configuration:
   File keys follow Centrifugo v6 (JSON, YAML or TOML). Any key can be set from the
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     from broker.journal.cli import add_parser as add_journeys
 
     add_journeys(sub, default_config)
+    from broker.admin_cli import add_admin_parser  # standard library only: cheap
+
+    add_admin_parser(sub)
     return parser
 
 
@@ -199,6 +203,12 @@ def _cluster(args: argparse.Namespace) -> int:
     return run_cluster(args)
 
 
+def _admin(args: argparse.Namespace) -> int:
+    from broker.admin_cli import run_admin
+
+    return run_admin(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chorus`` command line; return the exit status.
 
@@ -228,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "backup": _backup,
             "restore": _restore,
             "journeys": _journeys,
+            "admin": _admin,
         }
         if args.command is None:
             parser.print_help(sys.stderr)

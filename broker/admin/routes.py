@@ -6,6 +6,9 @@ their sockets and channels on this node), ``session``, ``journeys?user=&limit=``
 ``journeys.jsonl?user=&limit=`` (connection journeys, broker.journal.view). Actions (``POST``):
 ``actors/{id}/stop|restart|crash``, ``connections/{id}/disconnect``, ``unsubscribe``
 (``{"user", "channel", "client"?}``), ``publish`` (``{"channel", "data"}``), and
+``drain`` (the node turns unready, refuses new clients and publishes, and tells every
+client to reconnect elsewhere, 3001; it keeps running until the process is stopped: the
+step before restarting it), and
 ``login`` (``{"password"}`` → ``{"token", "expires_at"}``; after 5 wrong passwords from
 one address within a minute, 429 with ``Retry-After`` until the oldest is a minute old;
 a correct one clears the count — see ``broker.admin.throttle``).
@@ -308,6 +311,13 @@ async def publish(request: web.Request, node: Node) -> Any:
     return {"ok": True, "offset": position.offset, "epoch": position.epoch}
 
 
+async def drain(request: web.Request, node: Node) -> Any:
+    from broker.app import drain_clients  # the drain lives with the server's lifecycle
+
+    told = await drain_clients(node, node.config.chorus.shutdown_timeout)
+    return {"ok": True, "node": node.name, "draining": True, "clients_told": told}
+
+
 # --- console -----------------------------------------------------------------------------------
 
 
@@ -340,6 +350,7 @@ def install_admin(app: web.Application) -> None:
     add_get(f"{API}/actors/{{id:.+}}", guarded(actor))
     add_post(f"{API}/unsubscribe", guarded(unsubscribe))
     add_post(f"{API}/publish", guarded(publish))
+    add_post(f"{API}/drain", guarded(drain))
     add_get("/admin", console_redirect)
     add_get("/admin/", console)
     app.router.add_static("/admin/static", STATIC)
