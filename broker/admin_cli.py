@@ -72,7 +72,12 @@ def _json(args: argparse.Namespace, path: str, body: Any = None) -> Any:
 # -- formatting ---------------------------------------------------------------------------
 
 
-def _number(value: float) -> str:
+def _number(value: Any) -> str:
+    """An integer without ".0"; a per-kind dict (before the first sample) summed."""
+    if isinstance(value, dict):
+        value = sum(value.values())
+    if not isinstance(value, (int, float)):
+        return str(value)
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
@@ -87,7 +92,7 @@ def _bytes(value: float) -> str:
 def _local(args: argparse.Namespace) -> dict[str, Any]:
     """This node's entry of ``GET nodes`` with its monitor sample merged in."""
     entry: dict[str, Any] = _json(args, f"{API}/nodes")["nodes"][0]
-    return {**entry.get("sample", {}), **entry}
+    return {**entry, **entry.get("sample", {})}  # the sample's figures are numbers
 
 
 # -- checks -------------------------------------------------------------------------------
@@ -139,7 +144,13 @@ def _status(args: argparse.Namespace) -> Check:
 
 def _nodes(args: argparse.Namespace) -> Check:
     def check() -> tuple[bool, str]:
-        nodes = _json(args, f"{API}/nodes")["nodes"]
+        listed = _json(args, f"{API}/nodes")["nodes"]
+        # A restarted node is announced under a new uid while its old announcement ages
+        # out (broker.cluster.NODE_TTL): one line per name, the youngest process.
+        by_name: dict[str, dict[str, Any]] = {}
+        for entry in sorted(listed, key=lambda n: -int(n.get("uptime", 0))):
+            by_name[str(entry["name"])] = entry
+        nodes = list(by_name.values())
         total = sum(int(n.get("num_clients", 0)) for n in nodes)
         if args.total_clients:
             return total >= (args.min_clients or 0), str(total)
@@ -208,6 +219,8 @@ def _metric(args: argparse.Namespace) -> Check:
         if status != 200:
             raise AdminCallError(f"/metrics: HTTP {status} (set CHORUS_PROMETHEUS_TOKEN?)")
         value = parse_metrics(raw.decode(), args.name, labels)
+        if value is None and labels:
+            value = 0.0  # a labelled series appears at its first count (a counter at 0)
         if value is None:
             raise AdminCallError(f"no sample of {args.name} {labels or ''} in /metrics")
         return value

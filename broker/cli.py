@@ -186,7 +186,9 @@ def _add_cluster_parser(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="run a local multi-node cluster (loopback)",
                              description="Run Chorus on loopback: a Redis primary, its replica and "
                              "3 Sentinels, N nodes and nginx in front (see deploy/README.md).")
-    cluster.add_argument("action", choices=("up", "down", "status"))
+    cluster.add_argument("action", choices=("up", "down", "status", "restart"))
+    cluster.add_argument("name", nargs="?", help="restart: the process to stop (if running) "
+                         "and start again, as `status` names it (node-2, redis-primary, ...)")
     cluster.add_argument("-n", "--nodes", type=int, default=3, help="Chorus nodes (default 3)")
     cluster.add_argument("--base-port", type=int, default=CLUSTER_BASE_PORT, metavar="PORT",
                          help=f"nginx on PORT, nodes PORT+1.., Redis PORT+20/21, Sentinels "

@@ -151,7 +151,8 @@ class ClusterPlan:
         ``least_conn``: WebSockets live for hours, so balancing by open connections
         spreads them better than round robin. A failed node is skipped for 5 s
         (``max_fails``/``fail_timeout``); nginx OSS has no active health checks, so a
-        draining node is noticed when it refuses (its clients get 3001 and reconnect).
+        draining node is noticed when it refuses: its 503 to a handshake sends the client
+        to the next node (``proxy_next_upstream``) and marks it failed.
         """
         root = self.dir_of("nginx")
         servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;"
@@ -188,6 +189,9 @@ http {{
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
             proxy_buffering off;
+            # A draining node answers the handshake 503: try the next node instead, and
+            # count it as failed for fail_timeout (least_conn would pick it first).
+            proxy_next_upstream error timeout http_502 http_503;
         }}
         location / {{
             proxy_pass http://chorus;

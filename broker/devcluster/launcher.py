@@ -40,7 +40,7 @@ import yaml
 from broker.devcluster.conf import MASTER_NAME, ClusterPlan, Ports
 
 __all__ = ["ClusterError", "cluster_down", "cluster_up",
-           "leftover_processes", "run_cluster"]
+           "leftover_processes", "node_env", "run_cluster"]
 
 STATE_FILE = "state.json"
 START_TIMEOUT = 30.0
@@ -136,7 +136,7 @@ class _Launcher:
                                        stdin=subprocess.DEVNULL, start_new_session=True,
                                        env=env, cwd=self.plan.state_dir)
         self.state["processes"].append({"name": name, "pid": process.pid, "expect": expect,
-                                        "log": str(log)})
+                                        "log": str(log), "argv": argv})
         _write_state(self.plan.state_dir, self.state)
         return process
 
@@ -219,14 +219,20 @@ def _start_redis(plan: ClusterPlan, launcher: _Launcher, redis: str) -> None:
                plan.dir_of(f"sentinel-{port}") / "sentinel.log")
 
 
-def _start_nodes(plan: ClusterPlan, launcher: _Launcher) -> None:
+def node_env() -> dict[str, str]:
+    """A node's environment: this one without ``CHORUS_*`` (only its file configures it),
+    with the source tree importable."""
     # Works from a source tree as well as from an installed package: the directory that
     # holds the ``broker`` package (not ``broker/`` itself, whose ``types.py`` would
     # shadow the standard library's ``types``).
     source_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
-    env = {k: v for k, v in env.items() if not k.startswith("CHORUS_")}  # only the file
+    return {k: v for k, v in env.items() if not k.startswith("CHORUS_")}
+
+
+def _start_nodes(plan: ClusterPlan, launcher: _Launcher) -> None:
+    env = node_env()
     started = []
     for index, port in enumerate(plan.ports.nodes, 1):
         path = plan.state_dir / f"node-{index}.yaml"
@@ -342,6 +348,11 @@ def run_cluster(args: argparse.Namespace) -> int:
             plan = ClusterPlan(state_dir, Ports.layout(args.base_port, args.nodes),
                                insecure=args.insecure)
             print(describe(cluster_up(plan)))
+        elif args.action == "restart":
+            from broker.devcluster.control import cluster_restart
+
+            entry = cluster_restart(state_dir, args.name or "")
+            print(f"chorus cluster: {entry['name']} restarted (pid {entry['pid']})")
         elif args.action == "down":
             names = cluster_down(state_dir)
             print(f"chorus cluster: stopped {len(names)} processes")
