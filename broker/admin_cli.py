@@ -78,7 +78,9 @@ def _number(value: Any) -> str:
         value = sum(value.values())
     if not isinstance(value, (int, float)):
         return str(value)
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0")  # full precision: process_start_time_seconds
 
 
 def _bytes(value: float) -> str:
@@ -172,6 +174,8 @@ def _alerts(args: argparse.Namespace) -> Check:
         text = "\n".join(lines) or "no alert firing"
         if args.firing:
             return args.firing in names, text
+        if args.not_firing:
+            return args.not_firing not in names, text
         return not (args.none and active), text
     return check
 
@@ -213,17 +217,25 @@ def parse_metrics(text: str, name: str, labels: dict[str, str]) -> float | None:
 def _metric(args: argparse.Namespace) -> Check:
     labels = dict(pair.split("=", 1) for pair in args.label)
 
-    def read() -> float:
+    urls = os.environ.get("CHORUS_NODES", "").split() if args.cluster else [args.url]
+    if not urls:
+        raise AdminCallError("--cluster reads every node of $CHORUS_NODES, which is empty")
+
+    def read_one(url: str) -> float:
         token = os.environ.get("CHORUS_PROMETHEUS_TOKEN", "")
-        status, raw = _call(args, "/metrics", auth=token)
+        status, raw = _call(argparse.Namespace(**{**vars(args), "url": url}), "/metrics",
+                            auth=token)
         if status != 200:
-            raise AdminCallError(f"/metrics: HTTP {status} (set CHORUS_PROMETHEUS_TOKEN?)")
+            raise AdminCallError(f"{url}/metrics: HTTP {status} (set CHORUS_PROMETHEUS_TOKEN?)")
         value = parse_metrics(raw.decode(), args.name, labels)
         if value is None and labels:
             value = 0.0  # a labelled series appears at its first count (a counter at 0)
         if value is None:
-            raise AdminCallError(f"no sample of {args.name} {labels or ''} in /metrics")
+            raise AdminCallError(f"no sample of {args.name} {labels or ''} in {url}/metrics")
         return value
+
+    def read() -> float:
+        return sum(read_one(url) for url in urls)
 
     def check() -> tuple[bool, str]:
         value = read()
@@ -304,6 +316,7 @@ def add_admin_parser(sub: Any) -> None:
     alerts = action("alerts", "firing alerts of this node")
     alerts.add_argument("--none", action="store_true", help="fail while any alert fires")
     alerts.add_argument("--firing", metavar="NAME", help="fail unless alert NAME fires")
+    alerts.add_argument("--not-firing", metavar="NAME", help="fail while alert NAME fires")
     conns = action("connections", "this node's connections, largest outbox first", wait=False)
     conns.add_argument("--limit", type=int, default=20)
     conns.add_argument("--outbox-above", type=int, default=-1, metavar="BYTES",
@@ -314,6 +327,8 @@ def add_admin_parser(sub: Any) -> None:
     metric.add_argument("--label", action="append", default=[], metavar="K=V")
     metric.add_argument("--above", type=float, help="fail unless the value is above")
     metric.add_argument("--below", type=float, help="fail unless the value is below")
+    metric.add_argument("--cluster", action="store_true",
+                        help="sum over every node of $CHORUS_NODES (space-separated URLs)")
     metric.add_argument("--rate", type=float, metavar="S",
                         help="print the per-second increase over S seconds instead")
     action("drain", "tell every client to reconnect elsewhere and turn unready "

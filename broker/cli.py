@@ -186,7 +186,8 @@ def _add_cluster_parser(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="run a local multi-node cluster (loopback)",
                              description="Run Chorus on loopback: a Redis primary, its replica and "
                              "3 Sentinels, N nodes and nginx in front (see deploy/README.md).")
-    cluster.add_argument("action", choices=("up", "down", "status", "restart"))
+    cluster.add_argument("action", choices=("up", "down", "status", "restart", "env"),
+                         help="env: print `export` lines for docs/runbooks/ (eval them)")
     cluster.add_argument("name", nargs="?", help="restart: the process to stop (if running) "
                          "and start again, as `status` names it (node-2, redis-primary, ...)")
     cluster.add_argument("-n", "--nodes", type=int, default=3, help="Chorus nodes (default 3)")

@@ -1,4 +1,5 @@
-"""``chorus cluster restart NAME``: stop one process of the local cluster and start it again.
+"""``chorus cluster restart NAME``: stop one process of the local cluster and start it again;
+``chorus cluster env``: the runbooks' environment variables for this cluster.
 
 What systemd, Docker or Kubernetes do for a production process, for the loopback cluster:
 the runbooks (``docs/runbooks/``) use it where an operator would run ``systemctl restart``
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -46,7 +48,7 @@ from broker.devcluster.launcher import (
     node_env,
 )
 
-__all__ = ["cluster_restart"]
+__all__ = ["cluster_env", "cluster_restart"]
 
 
 def _answers(state: dict[str, Any], name: str) -> Any:
@@ -104,3 +106,32 @@ def cluster_restart(state_dir: Path, name: str) -> dict[str, Any]:
     _write_state(state_dir, state)
     _until(f"{name} answering again", _answers(state, name), START_TIMEOUT, process, log)
     return dict(entry)
+
+
+def cluster_env(state_dir: Path) -> str:
+    """``export`` lines setting the variables ``docs/runbooks/README.md`` describes, for
+    this cluster (``eval "$(chorus cluster env)"``). They hold its secrets.
+
+    Error handling: ClusterError when nothing is up."""
+    import yaml
+
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        raise ClusterError(f"no cluster state in {state_dir}: nothing is up")
+    state: dict[str, Any] = json.loads(path.read_text())
+    config = state_dir / "node-1.yaml"
+    secret = yaml.safe_load(config.read_text())["admin"]["secret"]
+    ports = state["ports"]
+    nodes = " ".join(f"http://127.0.0.1:{p}" for p in ports["nodes"])
+    values = {
+        "CHORUS_ADMIN": f"http://127.0.0.1:{ports['nodes'][0]}",
+        "CHORUS_ADMIN_TOKEN": secret,
+        "CHORUS_NODES": nodes,
+        "CHORUS_API": f"http://127.0.0.1:{ports['balancer']}",
+        "CHORUS_API_KEY": state["api_key"],
+        "CHORUS_CONFIG": str(config),
+        "REDIS_SENTINEL": f"-h 127.0.0.1 -p {ports['sentinels'][0]}",
+        "REDIS_MASTER": state["master_name"],
+        "CHORUS_CLUSTER_DIR": str(state_dir),
+    }
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items())

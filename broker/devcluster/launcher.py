@@ -353,6 +353,10 @@ def run_cluster(args: argparse.Namespace) -> int:
 
             entry = cluster_restart(state_dir, args.name or "")
             print(f"chorus cluster: {entry['name']} restarted (pid {entry['pid']})")
+        elif args.action == "env":
+            from broker.devcluster.control import cluster_env
+
+            print(cluster_env(state_dir))
         elif args.action == "down":
             names = cluster_down(state_dir)
             print(f"chorus cluster: stopped {len(names)} processes")
