@@ -41,8 +41,9 @@ from broker.admin import auth, views
 from broker.admin.throttle import LoginThrottle
 from broker.connection.actor import Disconnect
 from broker.connection.commands import ServerUnsubscribe
+from broker.engine.base import EngineError
 from broker.names import ROOT_ID, connection_id
-from broker.node import Node
+from broker.node import Node, NodeDraining
 from broker.protocol import codes
 from broker.transport.keys import NODE
 
@@ -307,7 +308,12 @@ async def publish(request: web.Request, node: Node) -> Any:
         raise AdminError(400, "data required")
     if node.config.channel_options(channel) is None:
         raise AdminError(400, f"unknown namespace in {channel!r}")
-    _, position = await node.publish(channel, orjson.dumps(body["data"]))
+    try:
+        _, position = await node.publish(channel, orjson.dumps(body["data"]))
+    except NodeDraining as error:
+        raise AdminError(503, str(error)) from None
+    except EngineError as error:  # Redis down, NOREPLICAS: nothing was stored
+        raise AdminError(502, f"publish failed: {error}") from None
     return {"ok": True, "offset": position.offset, "epoch": position.epoch}
 
 
