@@ -101,13 +101,6 @@ class SentinelFailover(Incident):
 
         await wait_until(switched, "Sentinel switching the primary", timeout=30, interval=0.2)
 
-        async def followed() -> bool:
-            counts = [await metric(ctx.session, ctx.node_url(i), "chorus_engine_reconnects_total")
-                      for i in range(1, len(ctx.state["ports"]["nodes"]) + 1)]
-            return all(count > 0 for count in counts)
-
-        await wait_until(followed, "every node reconnecting", timeout=30, interval=0.2)
-
 
 class RedisPrimaryLost(Incident):
     """SIGKILL the Redis server that is primary now; wait for Sentinel's failover."""
@@ -122,6 +115,13 @@ class RedisPrimaryLost(Incident):
             return await ctx.primary() != port
 
         await wait_until(failed_over, "Sentinel promoting the replica", timeout=60, interval=0.2)
+        sentinel = ctx.state["ports"]["sentinels"][0]
+
+        async def marked_down() -> bool:  # the lost server, listed as a replica now
+            return "s_down" in await ctx.redis(sentinel, "SENTINEL", "REPLICAS", "chorus")
+
+        await wait_until(marked_down, "Sentinel marking the lost server down", timeout=30,
+                         interval=0.2)
 
 
 class RestoreFromBackup(Incident):

@@ -91,7 +91,8 @@ async def run_block(block: Block, env: dict[str, str], cwd: Path) -> None:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError(f"{block.where()} ran past {BLOCK_TIMEOUT:.0f} s:\n{block.text}") from None
+        limit = f"{BLOCK_TIMEOUT:.0f} s"
+        raise AssertionError(f"{block.where()} ran past {limit}:\n{block.text}") from None
     print(f"--- {block.where()}: exit {proc.returncode}\n{out.decode()}{err.decode()}")
     assert proc.returncode == 0, (
         f"{block.where()} failed (exit {proc.returncode}):\n{block.text}\n"
