@@ -18,7 +18,9 @@ looked up in that table. Namespaces follow Centrifugo's scheme:
 Error handling: a variable of either prefix that matches no key (a Centrifugo feature
 Chorus lacks, a typo), an ambiguous namespace match, or a value that does not fit the
 key's type raises ConfigError naming the variable. Not configuration, so skipped:
-``CHORUS_CONFIG`` (the CLI's config file path), Kubernetes service links of a Service
+``CHORUS_CONFIG`` (the CLI's config file path), the runbooks' ``CHORUS_ADMIN``,
+``CHORUS_ADMIN_TOKEN``, ``CHORUS_NODES``, ``CHORUS_API``, ``CHORUS_API_KEY`` and
+``CHORUS_CLUSTER_DIR`` (read by ``chorus admin``, see docs/runbooks/), Kubernetes service links of a Service
 named "chorus" or "centrifugo", and ``CENTRIFUGO_VAR_*`` (Centrifugo's variables for
 interpolation, which Chorus does not do).
 """
@@ -45,7 +47,11 @@ from broker.config.parse import (
 
 ENV_PREFIX = "CHORUS_"
 ENV_PREFIXES = (ENV_PREFIX, "CENTRIFUGO_")  # first wins when both set one key
-RESERVED_ENV = frozenset({"CHORUS_CONFIG"})
+# Not configuration: the CLI's config file, and the variables ``chorus admin`` and the
+# runbooks read (docs/runbooks/README.md), so an operator's shell that has them set can
+# still run ``chorus serve``/``backup``/``checkconfig``.
+RESERVED_ENV = frozenset({"CHORUS_CONFIG", "CHORUS_ADMIN", "CHORUS_ADMIN_TOKEN", "CHORUS_NODES",
+                          "CHORUS_API", "CHORUS_API_KEY", "CHORUS_CLUSTER_DIR"})
 
 Path = tuple[str, ...]
 

@@ -513,6 +513,10 @@ def test_env_overrides_file_and_walks_keys_with_underscores() -> None:
         "CHORUS_ENGINE_REDIS_ADDRESS": "a:1, b:2",
         "CHORUS_CLIENT_ALLOWED_ORIGINS": '["https://x.example"]',
         "CHORUS_CONFIG": "/ignored/by/load_config.yaml",
+        # the runbooks' variables (chorus admin): not configuration, not refused
+        "CHORUS_ADMIN": "http://10.0.0.11:8000", "CHORUS_ADMIN_TOKEN": "s",
+        "CHORUS_NODES": "http://a:8000 http://b:8000", "CHORUS_API": "http://lb",
+        "CHORUS_API_KEY": "k", "CHORUS_CLUSTER_DIR": ".chorus-cluster",
         "PATH": "/bin",
     }
     c = load_config(None, env=env, overrides=BASE)
