@@ -69,7 +69,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 @pytest.fixture
 async def ctx(cluster: dict[str, Any], tmp_path: Path) -> AsyncIterator[Ctx]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+    connector = aiohttp.TCPConnector(limit=0)  # hundreds of WebSockets at once
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15),
+                                     connector=connector) as session:
         yield Ctx(cluster, cluster["dir"], tmp_path, session)
 
 
