@@ -150,13 +150,17 @@ class ClusterPlan:
 
         ``least_conn``: WebSockets live for hours, so balancing by open connections
         spreads them better than round robin. A failed node is skipped for 5 s
-        (``max_fails``/``fail_timeout``); nginx OSS has no active health checks, so a
-        draining node is noticed when it refuses: its 503 to a handshake sends the client
-        to the next node (``proxy_next_upstream``) and marks it failed.
+        (``max_fails``/``fail_timeout``) for API requests; nginx OSS has no active health
+        checks. Client connections go through their own upstream that never marks a node
+        failed (a WebSocket counts as a success only when it ends, so a marked node would
+        take one handshake per ``fail_timeout`` once back): a handshake a node refuses or
+        answers 503 (draining) moves on to the next node (``proxy_next_upstream``).
         """
         root = self.dir_of("nginx")
         servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;"
                             for p in self.ports.nodes)
+        ws_servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;"
+                               for p in self.ports.nodes)
         temp = "\n".join(f"    {kind}_temp_path {root}/tmp/{kind};"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         return f"""\
@@ -175,10 +179,19 @@ http {{
 {servers}
         keepalive 16;
     }}
+    # Client connections: never marked failed. nginx counts a proxied WebSocket as a
+    # success only when it ends (hours later), so a node marked failed would take one
+    # handshake per fail_timeout after it is back; instead each handshake that a node
+    # refuses or answers 503 (draining) moves on to the next node.
+    upstream chorus_clients {{
+        least_conn;
+{ws_servers}
+    }}
     server {{
         listen 127.0.0.1:{self.ports.balancer};
         location /connection/ {{
-            proxy_pass http://chorus;
+            proxy_pass http://chorus_clients;
+            proxy_connect_timeout 2s;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
@@ -189,8 +202,7 @@ http {{
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
             proxy_buffering off;
-            # A draining node answers the handshake 503: try the next node instead, and
-            # count it as failed for fail_timeout (least_conn would pick it first).
+            # A draining node answers the handshake 503: try the next node instead.
             proxy_next_upstream error timeout http_502 http_503;
         }}
         location / {{

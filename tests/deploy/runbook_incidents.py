@@ -195,9 +195,9 @@ class FdPressure(Incident):
 
 
 class ReconnectStorm(Incident):
-    """40 clients through nginx that reconnect every 0.1-0.4 s for 25 s, then stay."""
+    """40 clients through nginx that reconnect every 0.1-0.4 s for 16 s, then stay."""
 
-    STORM = 25.0
+    STORM = 16.0
 
     async def inject(self, ctx: Ctx) -> None:
         loop = asyncio.get_running_loop()

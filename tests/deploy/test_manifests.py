@@ -189,8 +189,10 @@ def test_compose_nginx_balances_the_chorus_nodes_with_websocket_upgrade() -> Non
     nginx = compose()["services"]["nginx"]
     assert "./nginx/chorus.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
     conf = (DEPLOY / "nginx" / "chorus.conf").read_text()
-    upstream = re.findall(r"server (\S+):8000", conf)
-    assert upstream == list(CHORUS_NODES)
+    blocks = re.findall(r"upstream (\w+) \{(.*?)\}", conf, re.S)
+    assert [name for name, _ in blocks] == ["chorus", "chorus_clients"]  # API, connections
+    for _, body in blocks:
+        assert re.findall(r"server (\S+):8000", body) == list(CHORUS_NODES)
     assert "least_conn" in conf or "ip_hash" in conf
     assert "proxy_set_header Upgrade $http_upgrade" in conf
     assert "proxy_set_header Connection $connection_upgrade" in conf
