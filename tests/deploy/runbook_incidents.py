@@ -164,6 +164,9 @@ class SlowConsumers(Incident):
         await wait_until(cut, "the node cutting the slow consumer", timeout=20, interval=0.2)
 
 
+FD_ALERT = "open_files will exceed open_files_limit within 10m"  # a default rule
+
+
 class FdPressure(Incident):
     """Node 2's soft descriptor limit lowered to its use + 260, then 230 connections."""
 
@@ -192,6 +195,15 @@ class FdPressure(Incident):
 
         await wait_until(pressed, "descriptors above 80 % of the limit", timeout=20,
                          interval=0.2)
+        headers = {"Authorization": f"Bearer {_admin_secret(ctx)}"}
+
+        async def alerted() -> bool:  # the signal the operator got
+            async with ctx.session.get(f"{ctx.node_url(2)}/admin/api/alerts",
+                                       headers=headers) as response:
+                active = (await response.json())["active"]
+            return any(a["name"] == FD_ALERT for a in active)
+
+        await wait_until(alerted, f"the alert {FD_ALERT!r}", timeout=30, interval=0.5)
 
 
 class ReconnectStorm(Incident):
