@@ -28,7 +28,8 @@ async def chorus_admin(node: RunningNode, capsys: pytest.CaptureFixture[str], *a
 
 async def test_reads_are_checks_that_fail_until_they_hold(
         capsys: pytest.CaptureFixture[str]) -> None:
-    async with run_node(config(prometheus={"insecure": True})) as node, sdk_client(node, user="bob") as sdk:
+    async with run_node(config(prometheus={"insecure": True})) as node, \
+            sdk_client(node, user="bob") as sdk:
         await sdk.subscribe("room:a")
         status, out = await chorus_admin(node, capsys, "status")
         assert status == 0 and f"{node.node.name}  ready" in out and "clients 1" in out
