@@ -21,8 +21,8 @@ key's type raises ConfigError naming the variable. Not configuration, so skipped
 ``CHORUS_CONFIG`` (the CLI's config file path), the runbooks' ``CHORUS_ADMIN``,
 ``CHORUS_ADMIN_TOKEN``, ``CHORUS_NODES``, ``CHORUS_API``, ``CHORUS_API_KEY`` and
 ``CHORUS_CLUSTER_DIR`` (read by ``chorus admin``, see docs/runbooks/), Kubernetes
-service links of a Service named "chorus" or "centrifugo", and ``CENTRIFUGO_VAR_*`` (Centrifugo's variables for
-interpolation, which Chorus does not do).
+service links of a Service named "chorus" or "centrifugo", and ``CENTRIFUGO_VAR_*``
+(Centrifugo's variables for interpolation, which Chorus does not do).
 """
 
 from __future__ import annotations
