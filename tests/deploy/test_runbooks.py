@@ -48,6 +48,23 @@ def test_every_runbook_is_indexed_tested_and_has_checks() -> None:
         assert "docs/runbooks" in readme.read_text(), f"{readme} does not link the runbooks"
 
 
+SUGGESTED_RULES = ("engine_down: engine_up < 1 for 30s severity critical",
+                   "outbox_bytes > 64MiB for 1m",
+                   "high_rss: rss_bytes >= 2GiB for 1m severity critical",
+                   "loop_lag > 100ms for 30s",
+                   "open_files will exceed open_files_limit within 10m")
+
+
+def test_the_alert_rules_the_runbooks_suggest_parse() -> None:
+    """An operator pastes these into ``monitor.alerts``: they must be valid rules."""
+    from broker.monitor.alerts import parse_rules
+
+    text = "\n".join(p.read_text() for p in RUNBOOKS.glob("*.md"))
+    for rule in SUGGESTED_RULES:
+        assert rule in text.replace("\n  ", " "), rule
+    parse_rules(SUGGESTED_RULES)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     for binary in ("redis-server", "redis-cli", "nginx", "prlimit", "curl"):
