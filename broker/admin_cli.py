@@ -27,6 +27,11 @@ from typing import Any
 
 __all__ = ["add_admin_parser", "parse_metrics", "run_admin"]
 
+_HELP = """\
+Query or act on a running node: its admin API, /ready and /metrics. Every read can be a
+check (exit 1 until it holds; --wait S retries it). The node: --url or $CHORUS_ADMIN;
+the bearer: --token or $CHORUS_ADMIN_TOKEN (admin.secret); /metrics is read with
+$CHORUS_PROMETHEUS_TOKEN when set. Runbooks using it: docs/runbooks/."""
 API = "/admin/api"
 POLL = 0.5  # seconds between tries of a --wait check
 
@@ -289,7 +294,7 @@ def add_admin_parser(sub: Any) -> None:
     """``chorus admin <action>`` (argparse subparsers of the ``chorus`` command)."""
     admin = sub.add_parser(
         "admin", help="query or act on a running node (admin API, /ready, /metrics)",
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     admin.add_argument("--url", default=os.environ.get("CHORUS_ADMIN"),
                        help="the node, e.g. http://10.0.0.11:8000 (default $CHORUS_ADMIN)")
     admin.add_argument("--token", default=os.environ.get("CHORUS_ADMIN_TOKEN", ""),
