@@ -1,8 +1,10 @@
 """The WebSocket endpoint: turns a socket into a connection actor and its frames into messages.
 
-The reader coroutine owns nothing but the socket: every incoming message is told to the
-connection actor, and the socket's end is told too. Writes never pass through here —
-they leave through the connection's outbox.
+After the upgrade the socket is detached from aiohttp (``broker.transport.wsdirect``):
+its frames are parsed and told to the connection actor as they arrive, with no task,
+request or handler frame kept per connection. Where the loop's transport cannot change
+protocol, a reader coroutine does the same on aiohttp's ``WebSocketResponse``. Writes
+never pass through here — they leave through the connection's outbox.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from broker.protocol import PROTOBUF_SUBPROTOCOL, codes
 from broker.transport.common import connect_allowed, origin_allowed, start_connection
 from broker.transport.keys import NODE
 from broker.transport.link import WebSocketLink
+from broker.transport.wsdirect import DETACHED, detach, replay
 
 log = logging.getLogger("chorus.ws")
 
@@ -52,9 +55,17 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         await ws.close(code=limited.code, message=limited.reason.encode())
         return ws
     delivery = WS_PROTOBUF if ws.ws_protocol == PROTOBUF_SUBPROTOCOL else WS_JSON
+    runtime = node.runtime
+    direct = detach(request, config.websocket.message_size_limit + 1, runtime, delivery)
+    if direct is not None:
+        # From here on aiohttp holds nothing of this connection: the request, its
+        # headers, this handler's frame and tasks go once it returns.
+        ref = start_connection(node, direct, request.remote or "", request.headers)
+        direct.attach(ref)
+        replay(ws, direct)
+        return DETACHED
     link = WebSocketLink(ws, transport, delivery, node.spawn)
     ref = start_connection(node, link, request.remote or "", request.headers)
-    runtime = node.runtime
     tell = runtime.tell
     try:
         async for message in ws:

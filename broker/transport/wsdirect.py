@@ -1,0 +1,214 @@
+"""A WebSocket after its upgrade, read without aiohttp's request machinery.
+
+aiohttp keeps a WebSocket's whole HTTP request alive for the socket's life: the
+request handler's two tasks and their frames, the parsed request line and headers, the
+``Request``, the ``WebSocketResponse`` with its reader queue and writer, and the
+``RequestHandler`` protocol with its HTTP parser — about 9 KB per idle connection, most
+of what a connection costs. Chorus writes to the transport itself (the outbox), so after
+the upgrade it needs none of that: ``DirectWebSocket`` becomes the transport's protocol
+and the sink of aiohttp's own frame parser (``WebSocketReader``, which checks RFC 6455:
+masking, fragments, UTF-8, close codes, the size limit), and the request handler returns
+at once, letting aiohttp drop everything it held for the request.
+
+What aiohttp's ``receive()`` did, this does in its place, with the same codes:
+text and binary messages are told to the connection actor as ``Frame``; a client ping
+is answered with a pong; a client close frame is echoed (1000) and the socket closed; a
+protocol error (1002, 1007, 1009) closes with its code; end of stream closes with 1000.
+A server close (``close``) writes the close frame behind what the outbox wrote and closes
+the transport, which sends what is buffered first — as aiohttp's ``close()`` did while a
+reader was waiting. The actor is told ``SocketClosed`` once, when the TCP connection is
+gone.
+
+Error handling: ``detach`` returns None (and leaves the socket to aiohttp) when the
+event loop's transport cannot change its protocol; the caller then keeps aiohttp's
+reading loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
+from aiohttp.http_websocket import WebSocketError
+
+from broker.connection.actor import Frame, SocketClosed
+
+if TYPE_CHECKING:
+    from actors import ActorRef, Runtime
+    from broker.connection.framing import Delivery
+    from broker.protocol.codes import DisconnectCode
+
+_TEXT, _BINARY, _CLOSE = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CLOSE
+_PING = WSMsgType.PING
+_CODE = struct.Struct("!H")
+_OK, _INTERNAL = 1000, 1011
+
+
+def close_frame(code: int, reason: bytes = b"") -> bytes:
+    """An unmasked close frame (a control frame carries at most 125 bytes)."""
+    payload = _CODE.pack(code) + reason[:123]
+    return bytes((0x88, len(payload))) + payload
+
+
+def pong_frame(payload: bytes) -> bytes:
+    """The unmasked pong answering a ping's ``payload`` (at most 125 bytes: the parser
+    refuses longer control frames)."""
+    return bytes((0x8A, len(payload))) + payload
+
+
+class DirectWebSocket(WebSocketDataQueue):  # type: ignore[misc]
+    """The protocol of one upgraded socket, and the queue its frame parser feeds.
+
+    The parser's queue type is compiled (``WebSocketDataQueue``); this subclass never
+    buffers (every message is handled as it is parsed), so its size stays 0 and the
+    parser never stalls; the base's own buffer is never made.
+
+    It is also the connection actor's ``Link`` (``broker.transport.link``): one object
+    per connection instead of two.
+    """
+
+    __slots__ = ("_parser", "_ref", "_runtime", "close_code", "closing", "delivery",
+                 "transport", "writer")
+    name = "websocket"
+    emulation = False
+    unidirectional = False
+    disconnect_push = False
+
+    def __init__(self, transport: asyncio.Transport, max_msg_size: int,
+                 runtime: Runtime, delivery: Delivery) -> None:
+        # No super().__init__(): its deque, waiter and flow-control state are unused.
+        self.transport: asyncio.Transport | None = transport
+        self.writer: asyncio.BaseTransport = transport
+        self.delivery = delivery
+        self._runtime = runtime
+        self._ref: ActorRef | None = None
+        self._parser: Any = WebSocketReader(self, max_msg_size, False, True)
+        self.close_code: int | None = None
+        self.closing = False  # a close frame was sent
+
+    def attach(self, ref: ActorRef) -> None:
+        """Tell this actor what the client sends from now on."""
+        self._ref = ref
+
+    @property
+    def closed(self) -> bool:
+        transport = self.transport
+        return self.closing or transport is None or transport.is_closing()
+
+    def close(self, code: DisconnectCode | None) -> None:
+        """Close with ``code`` (None: 3000 "connection closed"); never blocks; idempotent."""
+        if code is None:
+            self._close(3000, b"connection closed")
+        else:
+            self._close(code.code, code.reason.encode())
+
+    def _close(self, code: int, reason: bytes = b"") -> None:
+        transport = self.transport
+        if self.closing or transport is None:
+            return
+        self.closing = True
+        if self.close_code is None:
+            self.close_code = code
+        if not transport.is_closing():
+            transport.write(close_frame(code, reason))
+            transport.close()  # after what is buffered, as a graceful close
+
+    # -- asyncio protocol ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # pragma: no cover
+        pass  # set_protocol does not call it; the transport came with __init__
+
+    def data_received(self, data: bytes) -> None:
+        if not self.closing:
+            self._parser.feed_data(data)
+
+    def eof_received(self) -> None:
+        # The client ended its side without a close frame: as aiohttp, close with 1000.
+        if self.close_code is None:
+            self.close_code = _OK
+        self._close(_OK)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.transport = None
+        self._parser = None  # the parser and this queue refer to each other
+        self.closing = True
+        ref, self._ref = self._ref, None
+        if ref is not None and not self._runtime.closed:
+            self._runtime.tell(ref, SocketClosed(self.close_code))
+
+    def pause_writing(self) -> None:
+        """The outbox watches the transport's buffer itself (``write_watch``)."""
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- the parser's queue ------------------------------------------------------------
+    def feed_data(self, msg: Any, size: int) -> None:
+        kind = msg[0]
+        if kind is _TEXT or kind is _BINARY:
+            ref = self._ref
+            if ref is not None and not self.closing:
+                self._runtime.tell(ref, Frame(msg[1]))  # str for text: the JSON codec reads it
+        elif kind is _PING:
+            transport = self.transport
+            if transport is not None and not self.closing:
+                transport.write(pong_frame(msg[1]))
+        elif kind is _CLOSE:
+            self.close_code = msg[1]
+            self._close(_OK)
+        # PONG: nothing to do (the server's pings are protocol messages, not frames)
+
+    def feed_eof(self) -> None:
+        self.eof_received()
+
+    def set_exception(self, exc: BaseException, exc_cause: Any = None) -> None:
+        code = exc.code if isinstance(exc, WebSocketError) else _INTERNAL
+        self.close_code = code
+        self._close(code)
+
+
+class _Detached(web.StreamResponse):
+    """What the handler of a detached WebSocket returns: aiohttp has nothing to send."""
+
+    async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+DETACHED = _Detached()
+
+
+def detach(request: web.Request, max_msg_size: int, runtime: Runtime,
+           delivery: Delivery) -> DirectWebSocket | None:
+    """Take the socket of a prepared WebSocket away from aiohttp (see the module
+    docstring); None if this loop's transport cannot change protocol (or is gone).
+
+    After this the handler must return ``DETACHED`` at once; ``replay`` hands over what
+    aiohttp parsed before.
+    """
+    transport = request.transport
+    protocol = request.protocol
+    if transport is None or not hasattr(transport, "set_protocol"):
+        return None
+    direct = DirectWebSocket(transport, max_msg_size, runtime, delivery)
+    transport.set_protocol(direct)
+    # aiohttp's RequestHandler lets go of the socket: without a transport its
+    # connection_lost (unregisters it from the server, cancels its keep-alive timer,
+    # drops its parser) closes nothing.
+    protocol.transport = None
+    protocol.connection_lost(None)
+    return direct
+
+
+def replay(ws: web.WebSocketResponse, direct: DirectWebSocket) -> None:
+    """Hand ``direct`` what aiohttp parsed before the detach (frames that came in the
+    same packet as the upgrade request)."""
+    queue = ws._reader  # noqa: SLF001
+    buffer = getattr(queue, "_buffer", None)
+    while buffer:
+        msg, size = buffer.popleft()
+        direct.feed_data(msg, size)
