@@ -1,25 +1,22 @@
 """The WebSocket endpoint: turns a socket into a connection actor and its frames into messages.
 
-After the upgrade the socket is detached from aiohttp (``broker.transport.wsdirect``):
-its frames are parsed and told to the connection actor as they arrive, with no task,
-request or handler frame kept per connection. Where the loop's transport cannot change
-protocol, a reader coroutine does the same on aiohttp's ``WebSocketResponse``. Writes
-never pass through here — they leave through the connection's outbox.
+The upgrade detaches the socket from aiohttp (``broker.transport.wsdirect``): its frames
+are parsed and told to the connection actor as they arrive, with no task, request or
+handler frame kept per connection. Writes never pass through here — they leave through
+the connection's outbox.
 """
 
 from __future__ import annotations
 
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from broker.connection.actor import Frame, SocketClosed
 from broker.connection.framing import WS_JSON, WS_PROTOBUF
 from broker.protocol import PROTOBUF_SUBPROTOCOL, codes
 from broker.transport.common import connect_allowed, origin_allowed, start_connection
 from broker.transport.keys import NODE
-from broker.transport.link import WebSocketLink
-from broker.transport.wsdirect import DETACHED, detach, replay
+from broker.transport.wsdirect import DETACHED, prepare_detached
 
 log = logging.getLogger("chorus.ws")
 
@@ -37,45 +34,21 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                           request.headers.get("Host")):
         log.info("refused WebSocket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed")
-    ws = web.WebSocketResponse(
-        protocols=SUBPROTOCOLS,
-        # aiohttp refuses a message of exactly max_msg_size bytes; the config names the
-        # largest message allowed (Centrifugo's meaning), hence + 1.
-        max_msg_size=config.websocket.message_size_limit + 1,
-        autoping=True,
-        compress=False,
-    )
-    await ws.prepare(request)
-    transport = request.transport
-    if transport is None:
-        return ws
+    # aiohttp refuses a message of exactly max_msg_size bytes; the config names the
+    # largest message allowed (Centrifugo's meaning), hence + 1.
+    max_msg_size = config.websocket.message_size_limit + 1
+    ws = web.WebSocketResponse(protocols=SUBPROTOCOLS, max_msg_size=max_msg_size,
+                               autoping=True, compress=False)
+    direct = await prepare_detached(request, ws, max_msg_size, node.runtime)
+    # From here on aiohttp holds nothing of this connection: the request, its headers,
+    # ``ws`` and this handler's frame and task go once it returns.
+    if direct is None:  # the client left during the handshake
+        return DETACHED
     if not connect_allowed(node, request):
         # Refused before any actor exists; 3013 makes the SDK back off and retry.
-        limited = codes.DISCONNECT_TOO_MANY_REQUESTS
-        await ws.close(code=limited.code, message=limited.reason.encode())
-        return ws
-    delivery = WS_PROTOBUF if ws.ws_protocol == PROTOBUF_SUBPROTOCOL else WS_JSON
-    runtime = node.runtime
-    direct = detach(request, config.websocket.message_size_limit + 1, runtime, delivery)
-    if direct is not None:
-        # From here on aiohttp holds nothing of this connection: the request, its
-        # headers, this handler's frame and tasks go once it returns.
-        ref = start_connection(node, direct, request.remote or "", request.headers)
-        direct.attach(ref)
-        replay(ws, direct)
+        direct.close(codes.DISCONNECT_TOO_MANY_REQUESTS)
         return DETACHED
-    link = WebSocketLink(ws, transport, delivery, node.spawn)
-    ref = start_connection(node, link, request.remote or "", request.headers)
-    tell = runtime.tell
-    try:
-        async for message in ws:
-            kind = message.type
-            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                tell(ref, Frame(message.data))  # the JSON codec reads str as is
-            elif kind is WSMsgType.ERROR:
-                log.info("websocket %s: %r", ref, ws.exception())
-                break
-    finally:
-        if not runtime.closed:
-            tell(ref, SocketClosed(ws.close_code))
-    return ws
+    direct.delivery = WS_PROTOBUF if ws.ws_protocol == PROTOBUF_SUBPROTOCOL else WS_JSON
+    ref = start_connection(node, direct, request.remote or "", request.headers)
+    direct.attach(ref, ws)
+    return DETACHED

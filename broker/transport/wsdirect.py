@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import WSMsgType, web
 from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
 from aiohttp.http_websocket import WebSocketError
 
 from broker.connection.actor import Frame, SocketClosed
+from broker.connection.framing import WS_JSON
 
 if TYPE_CHECKING:
     from actors import ActorRef, Runtime
@@ -59,7 +60,7 @@ def pong_frame(payload: bytes) -> bytes:
     return bytes((0x8A, len(payload))) + payload
 
 
-class DirectWebSocket(WebSocketDataQueue):  # type: ignore[misc]
+class DirectWebSocket(WebSocketDataQueue):
     """The protocol of one upgraded socket, and the queue its frame parser feeds.
 
     The parser's queue type is compiled (``WebSocketDataQueue``); this subclass never
@@ -70,28 +71,41 @@ class DirectWebSocket(WebSocketDataQueue):  # type: ignore[misc]
     per connection instead of two.
     """
 
-    __slots__ = ("_parser", "_ref", "_runtime", "close_code", "closing", "delivery",
-                 "transport", "writer")
+    __slots__ = ("_early", "_parser", "_ref", "_runtime", "close_code", "closing",
+                 "delivery", "transport", "writer")
     name = "websocket"
     emulation = False
     unidirectional = False
     disconnect_push = False
 
     def __init__(self, transport: asyncio.Transport, max_msg_size: int,
-                 runtime: Runtime, delivery: Delivery) -> None:
+                 runtime: Runtime) -> None:
         # No super().__init__(): its deque, waiter and flow-control state are unused.
         self.transport: asyncio.Transport | None = transport
         self.writer: asyncio.BaseTransport = transport
-        self.delivery = delivery
+        self.delivery: Delivery = WS_JSON  # set once the subprotocol is chosen
         self._runtime = runtime
         self._ref: ActorRef | None = None
+        self._early: list[Frame] | None = []  # frames before ``attach``
         self._parser: Any = WebSocketReader(self, max_msg_size, False, True)
         self.close_code: int | None = None
         self.closing = False  # a close frame was sent
 
-    def attach(self, ref: ActorRef) -> None:
-        """Tell this actor what the client sends from now on."""
+    def attach(self, ref: ActorRef, ws: web.WebSocketResponse) -> None:
+        """Tell this actor what the client sends from now on, starting with what came
+        before: frames aiohttp parsed behind the upgrade request (into ``ws``), then
+        those this protocol got during the handshake."""
         self._ref = ref
+        early, self._early = self._early, None
+        buffer = getattr(ws._reader, "_buffer", None)
+        while buffer:
+            msg, size = buffer.popleft()
+            self.feed_data(msg, size)
+        tell = self._runtime.tell
+        for frame in early or ():
+            if self.closing:
+                return
+            tell(ref, frame)
 
     @property
     def closed(self) -> bool:
@@ -148,9 +162,13 @@ class DirectWebSocket(WebSocketDataQueue):  # type: ignore[misc]
     def feed_data(self, msg: Any, size: int) -> None:
         kind = msg[0]
         if kind is _TEXT or kind is _BINARY:
+            if self.closing:
+                return
             ref = self._ref
-            if ref is not None and not self.closing:
+            if ref is not None:
                 self._runtime.tell(ref, Frame(msg[1]))  # str for text: the JSON codec reads it
+            elif self._early is not None:
+                self._early.append(Frame(msg[1]))
         elif kind is _PING:
             transport = self.transport
             if transport is not None and not self.closing:
@@ -172,7 +190,7 @@ class DirectWebSocket(WebSocketDataQueue):  # type: ignore[misc]
 class _Detached(web.StreamResponse):
     """What the handler of a detached WebSocket returns: aiohttp has nothing to send."""
 
-    async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
+    async def prepare(self, request: web.BaseRequest) -> None:
         return None
 
     async def write_eof(self, data: bytes = b"") -> None:
@@ -182,33 +200,34 @@ class _Detached(web.StreamResponse):
 DETACHED = _Detached()
 
 
-def detach(request: web.Request, max_msg_size: int, runtime: Runtime,
-           delivery: Delivery) -> DirectWebSocket | None:
-    """Take the socket of a prepared WebSocket away from aiohttp (see the module
-    docstring); None if this loop's transport cannot change protocol (or is gone).
+async def prepare_detached(request: web.Request, ws: web.WebSocketResponse,
+                           max_msg_size: int, runtime: Runtime) -> DirectWebSocket | None:
+    """Upgrade ``request`` with ``ws`` and take the socket away from aiohttp.
 
-    After this the handler must return ``DETACHED`` at once; ``replay`` hands over what
-    aiohttp parsed before.
+    The socket's protocol is switched before the 101 answer is written, so every byte
+    the client sends after it reaches the ``DirectWebSocket``; aiohttp's
+    ``RequestHandler`` then lets go of the socket (its ``connection_lost`` without a
+    transport unregisters it from the server, cancels its keep-alive timer and closes
+    nothing). The handler must return ``DETACHED`` after this.
+
+    Returns None when the client left during the handshake. Error handling: a refused
+    handshake (aiohttp's HTTP errors) gives the socket back to aiohttp and raises, so
+    aiohttp answers it; so does any other error of ``prepare``.
     """
     transport = request.transport
     protocol = request.protocol
-    if transport is None or not hasattr(transport, "set_protocol"):
-        return None
-    direct = DirectWebSocket(transport, max_msg_size, runtime, delivery)
-    transport.set_protocol(direct)
-    # aiohttp's RequestHandler lets go of the socket: without a transport its
-    # connection_lost (unregisters it from the server, cancels its keep-alive timer,
-    # drops its parser) closes nothing.
+    if transport is None:
+        raise ConnectionResetError("the client left before the upgrade")
+    direct = DirectWebSocket(transport, max_msg_size, runtime)
+    transport.set_protocol(cast(asyncio.BaseProtocol, direct))
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        if direct.transport is not None:
+            transport.set_protocol(protocol)
+        else:  # the socket went while ours: aiohttp must still learn it
+            protocol.connection_lost(None)
+        raise
     protocol.transport = None
     protocol.connection_lost(None)
-    return direct
-
-
-def replay(ws: web.WebSocketResponse, direct: DirectWebSocket) -> None:
-    """Hand ``direct`` what aiohttp parsed before the detach (frames that came in the
-    same packet as the upgrade request)."""
-    queue = ws._reader  # noqa: SLF001
-    buffer = getattr(queue, "_buffer", None)
-    while buffer:
-        msg, size = buffer.popleft()
-        direct.feed_data(msg, size)
+    return direct if direct.transport is not None else None
