@@ -365,6 +365,17 @@ class WebsocketsAdapter(ServerAdapter):
         return payload
 
 
+class ChorusDetachedAdapter(ChorusAdapter):
+    """Chorus with ``websocket.detach: true``: sockets leave aiohttp after the upgrade."""
+
+    name = "chorus-detached"
+
+    def config(self, port: int) -> dict[str, Any]:
+        config = super().config(port)
+        config["websocket"] = {**config["websocket"], "detach": True}
+        return config
+
+
 PEERS = ("python-socketio", "websockets")
 
 
@@ -407,6 +418,7 @@ ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "chorus": ChorusAdapter,
     "chorus-nojourneys": ChorusNoJourneysAdapter,
     "chorus-redis": ChorusRedisAdapter,
+    "chorus-detached": ChorusDetachedAdapter,
     "chorus-pusher": ChorusPusherAdapter,
     "python-socketio": SocketIOAdapter,
     "websockets": WebsocketsAdapter,

@@ -139,10 +139,10 @@ class DirectWebSocket(WebSocketDataQueue):
             self._parser.feed_data(data)
 
     def eof_received(self) -> None:
-        # The client ended its side without a close frame: as aiohttp, close with 1000.
+        # The client ended its side without a close frame: the transport closes (this
+        # returns None) and the actor hears of it with 1000, as from aiohttp.
         if self.close_code is None:
             self.close_code = _OK
-        self._close(_OK)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.transport = None

@@ -149,6 +149,8 @@ COVERED: dict[str, str] = {
     "websocket.write_timeout":
         R + "test_write_timeout.py::test_a_client_whose_socket_takes_nothing_is_cut_with_3009",
     "websocket.compression": CROSS,
+    "websocket.detach":
+        R + "test_websocket_detached.py::test_the_http_request_is_released_after_the_upgrade",
     # -- channel
     "channel.max_length": U + "test_connection_state.py::test_max_length_is_the_configured_one",
     "channel.namespace_boundary": U + "test_config.py::test_custom_boundaries_are_honoured",
