@@ -197,7 +197,7 @@ class _Detached(web.StreamResponse):
         return None
 
 
-DETACHED = _Detached()
+DETACHED = _Detached(status=101)  # what an access log shows: the upgrade
 
 
 async def prepare_detached(request: web.Request, ws: web.WebSocketResponse,
