@@ -226,7 +226,8 @@ class WebSocketConfig:
     every subscriber. ``detach`` (Chorus extension): after the upgrade the socket leaves
     aiohttp's request machinery (``broker.transport.wsdirect``), which cuts an idle
     connection's memory by about two thirds; off by default while a difference in how a
-    client's pipelined burst meets the effects of its own earlier commands is open."""
+    client's pipelined burst is paced against its own effects is open (see
+    docs/ARCHITECTURE.md)."""
 
     message_size_limit: int = opt(65536, min=1)
     read_buffer_size: int = opt(0)
