@@ -31,12 +31,14 @@ from bench.scenario_idle import IdleScenario
 from bench.scenario_multinode import MultinodeScenario
 from bench.scenario_outbox import OutboxScenario
 from bench.scenario_startup import StartupScenario
+from bench.scenario_storm import StormScenario
 from bench.scenarios import Context, Scenario
 from bench.servers import ADAPTERS, PROTOCOLS
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (FanoutScenario(), IdleScenario(), MultinodeScenario(),
-                        ConnectScenario(), OutboxScenario(), StartupScenario())}
+                        ConnectScenario(), OutboxScenario(), StartupScenario(),
+                        StormScenario())}
 DEFAULT_SERVERS = "baseline-send_str,baseline-prebuilt,chorus"
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m bench multinode --subscribers 3000 --repeat 3\n"
                "  python -m bench connect --connections 2000 --auth jwt,proxy\n"
                "  python -m bench outbox --rows 10000 --consumer postgresql,redis_stream\n"
-               "  python -m bench startup --repeat 5",
+               "  python -m bench startup --repeat 5\n"
+               "  python -m bench storm --connections 10000",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="scenario")
     for scenario in SCENARIOS.values():

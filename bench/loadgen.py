@@ -7,6 +7,7 @@
     status()           -> connections up / failed / still connecting
     reset(base, count) -> new measured window; gc frozen and disabled; CPU baseline
     stats()            -> counts, latency histogram, CPU seconds since reset
+    drop()             -> abort every connection at once (no close frames)
     stop()             -> close everything and exit
 
 Each worker pins itself to the client core, raises RLIMIT_NOFILE to the hard limit, and
@@ -187,6 +188,16 @@ class _Worker:
                            c.ledger.received, c.ledger.stray),
                 "errors": list(self.errors)}
 
+    def cmd_drop(self) -> str:
+        """Abort every connection at once, as a network blip would (no close frames)."""
+        for c in self.clients:
+            if c.transport is not None:
+                c.transport.abort()
+        self.clients = []
+        self.failed = 0
+        self.errors = []
+        return "ok"
+
     def cmd_stop(self) -> str:
         gc.enable()
         return "bye"
@@ -321,6 +332,10 @@ class LoadGen:
                 out.ledger.merge(ledger)
             out.errors.extend(s["errors"])
         return out
+
+    def drop(self) -> None:
+        """Abort every client connection at once (see `python -m bench storm`)."""
+        self.call("drop", timeout=30)
 
     def stop(self) -> None:
         """Ask the workers to exit, then kill any that linger. Idempotent."""
