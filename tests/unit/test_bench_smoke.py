@@ -65,6 +65,17 @@ def test_idle_reports_memory_and_connect_rate(tmp_path: Path) -> None:
     assert len(plots) == 2
 
 
+def test_storm_reconnects_every_dropped_client(tmp_path: Path) -> None:
+    record, _plots = _run_bench(tmp_path, "storm", "--connections", "60", "--settle", "0.2",
+                                "--no-plots")
+    assert [p["server"] for p in record["points"]] == ["baseline-send_str",
+                                                       "baseline-prebuilt"]
+    for p in record["points"]:
+        f = p["figures"]
+        assert f["reconnected"] == 60 and f["failed"] == 0 and f["server_closed"] == 0
+        assert f["reconnects_per_s"] > 0
+
+
 def test_fanout_drives_chorus_end_to_end(tmp_path: Path) -> None:
     """The harness's Chorus adapter (protocol handshake, API publish) cannot rot."""
     proc = subprocess.run(
