@@ -57,6 +57,20 @@ def _require(binaries: Sequence[str]) -> None:
         raise DockerMissing("the docker compose v2 plugin is missing: run scripts/setup-docker")
 
 
+def _why(log_path: Path) -> str:
+    """The end of dockerd's log, led by its panic line, with a hint for a known state."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    panics = [line for line in lines[-80:] if line.startswith("panic:")]
+    why = "\n".join(panics[-1:] + lines[-15:])
+    if "reservePools" in why:
+        # docker 20.10 panics at start when its network store holds a network without
+        # IPAM data, left by a daemon killed while creating one (seen here when two test
+        # runs shared a daemon); moving the store aside lets it recreate the defaults.
+        why += ("\nhint: dockerd's network store is damaged: move aside "
+                "/var/lib/docker/network/files/local-kv.db and retry")
+    return why
+
+
 @contextlib.contextmanager
 def docker_daemon(start_timeout: float = 60) -> Iterator[None]:
     """A running Docker engine for the block (see the module docstring)."""
@@ -78,8 +92,7 @@ def docker_daemon(start_timeout: float = 60) -> Iterator[None]:
         deadline = time.monotonic() + start_timeout
         while not _answers():
             if process.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                raise DockerCannotRun("dockerd could not start here:\n" + "\n".join(tail))
+                raise DockerCannotRun("dockerd could not start here:\n" + _why(log_path))
             time.sleep(0.5)  # a daemon starting in another process: nothing to await
         yield
     finally:
