@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors import Actor
 from broker.connection import commands
-from broker.connection.outbox import Outbox
+from broker.connection.outbox import new_outbox
 from broker.connection.state import Denied, Phase, Session, Subscription, TokenBucket
 from broker.journal import record as journey
 from broker.protocol import ProtocolError, codes
@@ -111,7 +111,7 @@ class ConnectionActor(Actor):
         if http_headers:  # the upgrade request's headers a proxy forwards (broker.proxy)
             self.session.http_headers = http_headers
         self.connected_at = time.time()
-        self.outbox = Outbox(
+        self.outbox = new_outbox(
             link.writer,
             node.scheduler,
             binary=codec.binary,

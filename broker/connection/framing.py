@@ -10,7 +10,11 @@ go to every subscriber of the group — never one concatenation per subscriber.
 
 Every framing has two operations, both pure: ``one(frame)`` — the bytes that carry a
 single frame — and ``many(frames)`` — the bytes that carry several frames written at
-once (the outbox coalesces what arrives within one loop iteration).
+once (the outbox coalesces what arrives within one loop iteration). A framing whose
+``many`` is nothing but the ``one`` of each frame back to back says so
+(``concatenates``): its outbox (``broker.connection.outbox.WireOutbox``) queues the wire
+bytes the shard framed once for the whole group and joins them, instead of framing each
+frame again for each subscriber.
 
 Streamed HTTP bodies are sent close-delimited (no chunked transfer coding, see
 ``broker.transport.streams``), so these framings are the whole wire format there.
@@ -49,6 +53,9 @@ __all__ = [
 class Framing(Protocol):
     """Wraps encoded frames for one transport."""
 
+    # True when ``many(frames) == b"".join(one(f) for f in frames)`` for any frames.
+    concatenates: bool
+
     def one(self, frame: bytes) -> bytes:
         """The wire bytes of one frame."""
         ...
@@ -63,6 +70,7 @@ class WsFraming:
     codec (newlines for JSON, back to back for protobuf) into one message."""
 
     __slots__ = ("_join", "binary")
+    concatenates = False  # several frames are one message
 
     def __init__(self, binary: bool, join: Callable[[Sequence[bytes]], bytes]) -> None:
         self.binary = binary
@@ -81,6 +89,7 @@ class WsMessagePerFrame:
     message, so a client without an SDK parses exactly one JSON object per message."""
 
     __slots__ = ()
+    concatenates = True
 
     def one(self, frame: bytes) -> bytes:
         return ws_frame(frame, False)
@@ -93,6 +102,7 @@ class LineFraming:
     """HTTP streaming with JSON: every frame is one line ending in ``\\n``."""
 
     __slots__ = ()
+    concatenates = True
 
     def one(self, frame: bytes) -> bytes:
         return frame + b"\n"
@@ -105,6 +115,7 @@ class RawFraming:
     """HTTP streaming with protobuf: frames are varint-length-delimited already."""
 
     __slots__ = ()
+    concatenates = True
 
     def one(self, frame: bytes) -> bytes:
         return frame
@@ -121,6 +132,7 @@ class SseFraming:
     """
 
     __slots__ = ()
+    concatenates = True
 
     def one(self, frame: bytes) -> bytes:
         return b"data: " + frame + b"\n\n"

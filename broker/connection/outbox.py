@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 from broker.connection.framing import Framing, WsFraming
 from broker.connection.wsframe import ws_frame, ws_header
 
-__all__ = ["Batch", "FlushScheduler", "Outbox", "OutboxStats", "broadcast", "ws_frame", "ws_header"]
+__all__ = ["Batch", "FlushScheduler", "Outbox", "OutboxStats", "WireOutbox", "broadcast",
+           "new_outbox", "ws_frame", "ws_header"]
 
 
 class Batch(Protocol):
@@ -349,3 +350,83 @@ def broadcast(outboxes: Iterable[Outbox], frame: bytes, wire: bytes, tick: int) 
         buffered = transport.get_write_buffer_size()
         if buffered:  # the kernel did not take it all; the common case skips this
             outbox._backlogged(buffered)
+
+
+class WireOutbox(Outbox):
+    """An outbox for a framing that ``concatenates`` (one WebSocket message per event,
+    as Pusher and the unidirectional WebSocket want; SSE events; stream lines).
+
+    It queues wire bytes, not frames: a broadcast's ``wire`` is the group's bytes framed
+    once by the shard, so queueing one is a list append of a shared object, and the end
+    of a tick joins them into one ``transport.write`` — one copy, no framing per
+    subscriber. Only a frame pushed without its wire (a reply, a member event) is
+    framed here, once. Everything else (first frame of a tick out at once, busy ticks,
+    the byte bound, overflow) is ``Outbox``'s.
+    """
+
+    __slots__ = ()
+
+    def push(self, frame: bytes, wire: bytes | None = None) -> None:
+        if wire is None:
+            wire = self._one(frame)
+        if self._frames:  # already queued this tick: keep the order, coalesce
+            self._frames.append(wire)
+            self._pending += len(wire)
+            if self._pending > self.max_bytes:
+                self._overflow()
+            return
+        scheduler = self._scheduler
+        tick = scheduler.tick
+        if self._tick == tick or scheduler.busy or self.closed:
+            if not self.closed:  # the first of a tick waits for its end
+                self._frames.append(wire)
+                self._pending = len(wire)
+                scheduler.mark(self)
+            return
+        self._tick = tick  # first this tick: out now
+        if not scheduler.scheduled:
+            scheduler.touch()
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.write(wire)
+        self.direct_writes += 1
+        self.bytes_out += len(wire)
+        buffered = transport.get_write_buffer_size()
+        if buffered:  # the kernel did not take it all; the common case skips this
+            self._backlogged(buffered)
+
+    def push_many(self, frames: list[bytes], wire: bytes, size: int) -> None:
+        if self.closed:
+            return
+        if self._frames:  # behind what is queued, as one more wire
+            self._frames.append(wire)
+            self._pending += len(wire)
+            if self._pending > self.max_bytes:
+                self._overflow()
+            return
+        self._tick = self._scheduler.tick
+        self._write(wire, len(frames))
+
+    def flush(self) -> int:
+        wires = self._frames
+        if not wires or self.closed:
+            return 0
+        self._frames = []
+        self._pending = 0
+        self._tick = self._scheduler.tick
+        self._write(wires[0] if len(wires) == 1 else b"".join(wires), len(wires))
+        return len(wires)
+
+
+def new_outbox(transport: asyncio.BaseTransport, scheduler: FlushScheduler, *,
+               framing: Framing, binary: bool, join: Callable[[Sequence[bytes]], bytes],
+               max_bytes: int, on_overflow: Callable[[], None],
+               watch: WriteWatch | None = None,
+               on_write_timeout: Callable[[], None] | None = None) -> Outbox:
+    """The outbox for ``framing``: a ``WireOutbox`` where its frames concatenate, else an
+    ``Outbox`` (the joined WebSocket message of the bidirectional protocols)."""
+    cls = WireOutbox if framing.concatenates else Outbox
+    return cls(transport, scheduler, binary=binary, join=join, max_bytes=max_bytes,
+               on_overflow=on_overflow, watch=watch, on_write_timeout=on_write_timeout,
+               framing=framing)

@@ -256,7 +256,6 @@ class ShardActor(Actor):
         once per delivery (an SSE event, a stream line ...), the same bytes for every
         subscriber of a group. Returns how many got it."""
         encoded: dict[tuple[Codec, int], bytes] = {}
-        push = Outbox.push
         count = 0
         # A Pusher client event or a trigger with ``socket_id``: not to that socket.
         skip = pub.tags.get(SKIP_TAG) if pub.tags else None
@@ -267,6 +266,8 @@ class ShardActor(Actor):
                 frame = encoded[(codec, channel_id)] = encode_publication_push(
                     codec, channel, pub, channel_id)
             wire = delivery.framing.one(frame)
+            # One delivery, one outbox class (Outbox or WireOutbox) for the whole group.
+            push = type(next(iter(outboxes.values()))).push
             if skip is not None and skip in outboxes:
                 for conn_id, outbox in outboxes.items():
                     if conn_id != skip:
@@ -296,7 +297,7 @@ class ShardActor(Actor):
                 frame = encode_publication_push(sub.delivery.codec, channel, pub,
                                                 sub.channel_id)
                 pair = frames[key] = (frame, sub.delivery.framing.one(frame))
-            Outbox.push(sub.outbox, *pair)
+            sub.outbox.push(*pair)
             count += 1
         return count
 
@@ -324,7 +325,7 @@ class ShardActor(Actor):
             if pair is None:
                 pair = frames[key] = delta_push(
                     channel, pub, patch if use_delta else None, sub.delivery, sub.channel_id)
-            Outbox.push(sub.outbox, *pair)
+            sub.outbox.push(*pair)
             sub.has_base = True
         return len(chan.delta)
 

@@ -72,19 +72,15 @@ def test_connect_request_parsing() -> None:
 
 
 class Sink:
+    """An outbox that records what the shard pushes (the shard calls its class's push)."""
+
     def __init__(self) -> None:
         self.pushed: list[tuple[bytes, bytes | None]] = []
 
-
-@pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> None:
-    def push(outbox: Any, frame: bytes, wire: bytes | None = None) -> None:
-        outbox.pushed.append((frame, wire))
-
-    monkeypatch.setattr(Outbox, "push", push)
+    def push(self, frame: bytes, wire: bytes | None = None) -> None:
+        self.pushed.append((frame, wire))
 
 
-@pytest.mark.usefixtures("recorded")
 def test_each_group_gets_one_framing_shared_by_all_its_subscribers(
         monkeypatch: pytest.MonkeyPatch) -> None:
     state = ShardState()

@@ -1,11 +1,29 @@
-"""Outbox: coalescing, the shared pre-built frame, the byte bound (no sockets needed)."""
+"""Outbox and WireOutbox: coalescing, the shared pre-built frame, the byte bound (no
+sockets needed)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from broker.connection.outbox import FlushScheduler, Outbox, broadcast, ws_frame, ws_header
+from broker.connection.framing import (
+    SSE_JSON,
+    STREAM_JSON,
+    STREAM_PROTOBUF,
+    UNI_WS,
+    UNI_WS_JOINED,
+    WS_JSON,
+    WS_PROTOBUF,
+)
+from broker.connection.outbox import (
+    FlushScheduler,
+    Outbox,
+    WireOutbox,
+    broadcast,
+    new_outbox,
+    ws_frame,
+    ws_header,
+)
 
 
 class FakeTransport:
@@ -176,3 +194,77 @@ def test_broadcast_writes_the_shared_bytes_and_keeps_every_outbox_rule() -> None
     scheduler.end_tick()
     assert wrote._transport.writes[-1] == ws_frame(b"{}", False)  # type: ignore[attr-defined]
     assert closed.stats.writes == 0
+
+
+def make_wire(max_bytes: int = 1000) -> tuple[Outbox, FakeTransport, list[str], FlushScheduler]:
+    loop: Any = FakeLoop()
+    transport = FakeTransport()
+    overflows: list[str] = []
+    scheduler = FlushScheduler(loop)
+    outbox = new_outbox(transport, scheduler,  # type: ignore[arg-type]
+                        framing=UNI_WS.framing, binary=False, join=join_lines,
+                        max_bytes=max_bytes, on_overflow=lambda: overflows.append("slow"))
+    return outbox, transport, overflows, scheduler
+
+
+def test_a_message_per_frame_outbox_joins_the_shared_wires_in_one_write() -> None:
+    outbox, transport, _, scheduler = make_wire()
+    assert isinstance(outbox, WireOutbox)
+    wires = [ws_frame(b'{"n":%d}' % n, False) for n in range(4)]
+    for n, wire in enumerate(wires):
+        outbox.push(b'{"n":%d}' % n, wire)
+    assert transport.writes == [wires[0]] and transport.writes[0] is wires[0]
+    assert all(queued is wire for queued, wire in zip(outbox._frames, wires[1:], strict=True))
+    scheduler.end_tick()
+    # one write: three complete WebSocket messages back to back, as many() frames them
+    assert transport.writes[1] == b"".join(wires[1:]) == UNI_WS.framing.many(
+        [b'{"n":1}', b'{"n":2}', b'{"n":3}'])
+    assert outbox.stats.frames == 4 and outbox.stats.writes == 2
+
+
+def test_a_wire_outbox_frames_a_reply_itself_and_keeps_the_order() -> None:
+    outbox, transport, _, scheduler = make_wire()
+    outbox.push(b"a")
+    outbox.push(b"b")  # a reply: no wire given
+    shared = ws_frame(b"c", False)
+    outbox.push(b"c", shared)
+    scheduler.end_tick()
+    assert transport.writes == [ws_frame(b"a", False),
+                                ws_frame(b"b", False) + ws_frame(b"c", False)]
+    scheduler.end_tick()  # a quiet tick ends the burst
+    outbox.push(b"d", ws_frame(b"d", False))  # then the first frame goes out at once
+    assert transport.writes[-1] == ws_frame(b"d", False)
+
+
+def test_a_wire_outbox_in_a_busy_tick_sends_a_lone_wire_untouched() -> None:
+    outbox, transport, _, scheduler = make_wire()
+    scheduler.busy = True  # a burst: even the first frame of the tick waits
+    shared = ws_frame(b"x", False)
+    outbox.push(b"x", shared)
+    assert transport.writes == []
+    scheduler.end_tick()
+    assert transport.writes[0] is shared
+
+
+def test_a_wire_outbox_overflows_on_queued_bytes() -> None:
+    outbox, transport, overflows, scheduler = make_wire(max_bytes=25)
+    for _ in range(4):
+        outbox.push(b"x" * 8)  # 10 wire bytes each
+    scheduler.end_tick()
+    assert overflows == ["slow"]
+    assert outbox.closed and len(transport.writes) == 1
+
+
+def test_framings_that_join_frames_into_one_message_keep_the_frame_outbox() -> None:
+    loop: Any = FakeLoop()
+    for framing in (WS_JSON.framing, WS_PROTOBUF.framing, UNI_WS_JOINED.framing):
+        outbox = new_outbox(FakeTransport(), FlushScheduler(loop),  # type: ignore[arg-type]
+                            framing=framing, binary=False, join=join_lines, max_bytes=10,
+                            on_overflow=lambda: None)
+        assert type(outbox) is Outbox
+    for framing in (UNI_WS.framing, SSE_JSON.framing, STREAM_JSON.framing,
+                    STREAM_PROTOBUF.framing):
+        outbox = new_outbox(FakeTransport(), FlushScheduler(loop),  # type: ignore[arg-type]
+                            framing=framing, binary=False, join=join_lines, max_bytes=10,
+                            on_overflow=lambda: None)
+        assert type(outbox) is WireOutbox

@@ -10,7 +10,6 @@ import pytest
 from centrifuge.fossil import apply_delta
 
 from broker.connection.framing import WS_JSON, WS_PROTOBUF
-from broker.connection.outbox import Outbox
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC
 from broker.shard.actor import ShardActor, delta_push
 from broker.shard.filters import compile_filter
@@ -26,13 +25,8 @@ class Sink:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
 
-
-@pytest.fixture
-def pushed(monkeypatch: pytest.MonkeyPatch) -> None:
-    def push(outbox: Any, frame: bytes, *rest: Any) -> None:
-        outbox.frames.append(frame)
-
-    monkeypatch.setattr(Outbox, "push", push)
+    def push(self, frame: bytes, wire: bytes | None = None) -> None:
+        self.frames.append(frame)
 
 
 def pubs_of(sink: Sink, binary: bool) -> list[dict[str, Any]]:
@@ -64,7 +58,6 @@ def test_special_subscribers_stay_out_of_the_plain_groups() -> None:
     assert not chan.filtered and not chan.delta
 
 
-@pytest.mark.usefixtures("pushed")
 def test_filtered_group_gets_only_matching_publications() -> None:
     state = ShardState()
     sink = live(state, "f", predicate=compile_filter({"key": "k", "cmp": "eq", "val": "v"}))
@@ -74,7 +67,6 @@ def test_filtered_group_gets_only_matching_publications() -> None:
     assert [p["data"] for p in pubs_of(sink, False)] == [0, 3]
 
 
-@pytest.mark.usefixtures("pushed")
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "protobuf"])
 def test_delta_group_gets_full_then_deltas(binary: bool) -> None:
     state = ShardState()
@@ -106,7 +98,6 @@ def test_delta_push_wraps_json_data_in_a_string() -> None:
     assert pub["data"] == b"patch" and pub["delta"] is True
 
 
-@pytest.mark.usefixtures("pushed")
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "protobuf"])
 def test_only_publications_published_with_delta_go_out_as_deltas(binary: bool) -> None:
     """As Centrifugo: without ``delta_publish`` (or the API's ``delta``) a delta
@@ -128,7 +119,6 @@ def frames_by_id(sink: Sink, binary: bool) -> list[dict[str, Any]]:
     return [codec.decode_replies(f)[0]["push"] for f in sink.frames]
 
 
-@pytest.mark.usefixtures("pushed")
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "protobuf"])
 def test_compacting_subscribers_share_one_frame_with_the_channel_id(binary: bool) -> None:
     state = ShardState()
@@ -150,7 +140,6 @@ def test_compacting_subscribers_share_one_frame_with_the_channel_id(binary: bool
     assert not groups  # emptied groups are dropped
 
 
-@pytest.mark.usefixtures("pushed")
 def test_compaction_combines_with_deltas_and_filters() -> None:
     state = ShardState()
     delta = live(state, "d", delta=True, channel_id=3)
