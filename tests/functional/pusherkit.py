@@ -60,10 +60,14 @@ class Backend:
 
 
 @asynccontextmanager
-async def auth_backend(node: RunningNode, user_for: Callable[[str], str] = lambda s: s,
+async def auth_backend(node: RunningNode, user_for: Callable[[str], str] = lambda s: s, *,
+                       port: int | None = None,
+                       routes: Callable[[web.Application], None] | None = None,
                        ) -> AsyncIterator[Backend]:
     """The application's auth endpoints, signing with the official library. A presence
-    member's ``user_id`` is ``user_for(socket_id)`` (default: the socket id)."""
+    member's ``user_id`` is ``user_for(socket_id)`` (default: the socket id). ``port``:
+    serve there (reserved by ``free_port`` beforehand, say to name the backend's origin in
+    the node's config); ``routes`` adds the test's own routes (a page to load, say)."""
     lib = server_lib(node)
     members: dict[str, dict[str, Any]] = {}
 
@@ -88,9 +92,11 @@ async def auth_backend(node: RunningNode, user_for: Callable[[str], str] = lambd
     app = web.Application()
     app.router.add_post("/auth", auth)
     app.router.add_post("/user-auth", user_auth)
+    if routes is not None:
+        routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
+    port = port or free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield Backend(f"http://127.0.0.1:{port}", members)
