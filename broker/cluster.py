@@ -105,7 +105,10 @@ class EngineLinkActor(Actor):
         return super().receive(message)
 
     def _announce(self) -> None:
-        data = encode_control("node", **self.node.local_info())
+        from broker.pusher.state import heartbeat_fields  # Pusher's per-app socket counts
+
+        node = self.node
+        data = encode_control("node", **node.local_info(), **heartbeat_fields(node))
         self.run_effect(self.node.engine.publish_control(data),
                         on_error=lambda error: log.info("heartbeat not sent: %r", error))
 

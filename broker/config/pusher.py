@@ -38,7 +38,7 @@ class PusherApp:
     secret: str = opt("")
     enable_client_messages: bool = opt(False)
     enable_user_authentication: bool = opt(False)
-    max_connections: int = opt(0, min=0)  # 0 = no limit (per node)
+    max_connections: int = opt(0, min=0)  # 0 = no limit; cluster wide (heartbeats)
     webhooks: tuple[PusherWebhook, ...] = opt((), kind=SECTIONS, item=PusherWebhook)
 
 

@@ -232,7 +232,25 @@ class PresenceManager(Protocol):
         ...
 
 
-class Engine(Broker, PresenceManager, Protocol):
-    """A Broker and a PresenceManager in one; ``name`` is shown in logs and metrics."""
+class OccupancyManager(Protocol):
+    """Which nodes hold a key (say, the Pusher channel whose local subscribers they
+    have), across all nodes: the first node in and the last node out learn that they
+    are, so a cluster-wide "occupied"/"vacated" is announced once."""
+
+    async def occupy(self, key: str, node: str, ttl: float) -> bool:
+        """Insert or refresh ``node`` under ``key``; it disappears ``ttl`` seconds (> 0)
+        after its last occupy. True iff no live node held ``key`` before; atomic, so of
+        nodes racing to occupy an empty key exactly one gets True."""
+        ...
+
+    async def vacate(self, key: str, node: str) -> bool:
+        """Remove ``node`` from ``key``; True iff it held it and no live node holds it
+        now (atomic as ``occupy``); idempotent (a second vacate is False)."""
+        ...
+
+
+class Engine(Broker, PresenceManager, OccupancyManager, Protocol):
+    """A Broker, a PresenceManager and an OccupancyManager in one; ``name`` is shown in
+    logs and metrics."""
 
     name: str

@@ -81,6 +81,7 @@ class MemoryEngine:
         self._clock = clock
         self._history = HistoryHub()
         self._presence = PresenceTable()
+        self._occupancy = PresenceTable()  # key -> nodes (here: only this one)
         self._results: IdempotencyCache[tuple[Publication, StreamPosition]] = IdempotencyCache()
         self._subscribed: set[str] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -138,7 +139,8 @@ class MemoryEngine:
     def sweep(self) -> int:
         """Free everything expired now; returns how many items changed (for tests/metrics)."""
         now = self._clock()
-        return self._history.sweep(now) + self._presence.sweep(now) + self._results.sweep(now)
+        return (self._history.sweep(now) + self._presence.sweep(now)
+                + self._occupancy.sweep(now) + self._results.sweep(now))
 
     def statistics(self) -> MemoryEngineStats:
         return MemoryEngineStats(
@@ -272,6 +274,23 @@ class MemoryEngine:
     async def presence_stats(self, channel: str) -> tuple[int, int]:
         self._check_open()
         return self._presence.stats(channel, self._clock())
+
+    # -- occupancy ---------------------------------------------------------------------
+
+    async def occupy(self, key: str, node: str, ttl: float) -> bool:
+        """See OccupancyManager.occupy (ValueError if ttl <= 0)."""
+        self._check_open()
+        now = self._clock()
+        first = not self._occupancy.get(key, now)
+        self._occupancy.add(key, node, ClientInfo(node, node), ttl=ttl, now=now)
+        return first
+
+    async def vacate(self, key: str, node: str) -> bool:
+        """See OccupancyManager.vacate."""
+        self._check_open()
+        now = self._clock()
+        self._occupancy.sweep(now)  # an expired hold is no longer held
+        return self._occupancy.remove(key, node) and not self._occupancy.get(key, now)
 
 
 if TYPE_CHECKING:

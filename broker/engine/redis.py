@@ -57,8 +57,10 @@ from broker.engine.redis_scripts import (
     ADD_PRESENCE,
     GET_PRESENCE,
     HISTORY,
+    OCCUPY,
     PUBLISH,
     REMOVE_PRESENCE,
+    VACATE,
     Script,
 )
 from broker.engine.state import new_epoch
@@ -441,6 +443,18 @@ class RedisEngine:
     async def presence_stats(self, channel: str) -> tuple[int, int]:
         clients = await self.presence(channel)
         return len(clients), len({info.user for info in clients.values()})
+
+    # -- occupancy -----------------------------------------------------------------------
+
+    async def occupy(self, key: str, node: str, ttl: float) -> bool:
+        """See OccupancyManager.occupy (ValueError if ttl <= 0)."""
+        if ttl <= 0:
+            raise ValueError(f"occupancy ttl must be > 0, got {ttl}")
+        return bool(await self._run(key, OCCUPY, [self.keys.occupancy(key)], [_ms(ttl), node]))
+
+    async def vacate(self, key: str, node: str) -> bool:
+        """See OccupancyManager.vacate."""
+        return bool(await self._run(key, VACATE, [self.keys.occupancy(key)], [node]))
 
 
 if TYPE_CHECKING:

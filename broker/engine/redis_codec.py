@@ -12,6 +12,7 @@ script may touch them all and SPUBLISH::
     P.idem.{CH}.KEY       string: the earlier publish result   (idempotent TTL)
     P.pexp.{CH}           zset client id -> expiry (unix ms)   (presence TTL)
     P.pinfo.{CH}          hash client id -> encoded ClientInfo (presence TTL)
+    P.occ.{CH}            zset node id -> expiry (unix ms)     (occupancy TTL)
     P.restore.{CH}        stream being restored (chorus restore, broker.backup; 1 h)
     P.ch.{CH}             pub/sub channel of publications and join/leave
     P.control             pub/sub channel of node-to-node control messages
@@ -95,6 +96,9 @@ class KeyScheme:
 
     def presence_info(self, channel: str) -> str:
         return f"{self.prefix}.pinfo.{{{channel}}}"
+
+    def occupancy(self, channel: str) -> str:
+        return f"{self.prefix}.occ.{{{channel}}}"
 
     def pubsub(self, channel: str) -> str:
         return f"{self.prefix}.ch.{{{channel}}}"

@@ -16,7 +16,16 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-__all__ = ["ADD_PRESENCE", "GET_PRESENCE", "HISTORY", "PUBLISH", "REMOVE_PRESENCE", "Script"]
+__all__ = [
+    "ADD_PRESENCE",
+    "GET_PRESENCE",
+    "HISTORY",
+    "OCCUPY",
+    "PUBLISH",
+    "REMOVE_PRESENCE",
+    "VACATE",
+    "Script",
+]
 
 
 class Script:
@@ -173,4 +182,28 @@ for i = 1, #expired, 1000 do
 end
 if #expired > 0 then redis.call('zremrangebyscore', KEYS[1], '-inf', now) end
 return redis.call('hgetall', KEYS[2])
+""")
+
+# KEYS: occupancy zset (node -> expiry ms).  ARGV: ttl ms, node.
+# Drops expired nodes, adds or refreshes this one; returns 1 iff no live node held the
+# key before (the first node in).
+OCCUPY = Script(_NOW_MS + """
+local ttl = tonumber(ARGV[1])
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+local before = redis.call('zcard', KEYS[1])
+local held = redis.call('zscore', KEYS[1], ARGV[2])
+redis.call('zadd', KEYS[1], now + ttl, ARGV[2])
+if redis.call('pttl', KEYS[1]) < ttl then redis.call('pexpire', KEYS[1], ttl) end
+if before == 0 and not held then return 1 end
+return 0
+""")
+
+# KEYS: occupancy zset.  ARGV: node.
+# Drops expired nodes and this one; returns 1 iff this node held the key and no live
+# node holds it now (the last node out).
+VACATE = Script(_NOW_MS + """
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+local removed = redis.call('zrem', KEYS[1], ARGV[1])
+if removed == 1 and redis.call('zcard', KEYS[1]) == 0 then return 1 end
+return 0
 """)

@@ -178,9 +178,9 @@ class PusherConnectionActor(ConnectionActor):
         options = dataclasses.replace(self.node.options(channel), presence=presence,
                                       join_leave=False, force_push_join_leave=False)
         sub = Subscription(channel, options, info=info)
-        hooks = pusher_state(self.node).webhooks
-        if hooks is not None and not self.node.channel_subscribers.get(channel):
-            hooks.channel_event(self.app, "channel_occupied", name)
+        occupancy = pusher_state(self.node).occupancy
+        if occupancy is not None and not self.node.channel_subscribers.get(channel):
+            occupancy.changed(self.app, channel, held=True)  # cluster wide: see occupancy
         if not presence:
             start_subscription(self, sub, {}, lambda _: self.outbox.push(event(
                 "pusher_internal:subscription_succeeded", channel=name, raw_data=b'"{}"')))
@@ -226,9 +226,9 @@ class PusherConnectionActor(ConnectionActor):
         if sub is None:
             return
         self._drop(channel, sub, send_leave)
-        hooks = pusher_state(self.node).webhooks
-        if hooks is not None and not self.node.channel_subscribers.get(channel):
-            hooks.channel_event(self.app, "channel_vacated", pusher_name(channel))
+        occupancy = pusher_state(self.node).occupancy
+        if occupancy is not None and not self.node.channel_subscribers.get(channel):
+            occupancy.changed(self.app, channel, held=False)
 
     def _drop(self, channel: str, sub: Subscription, send_leave: bool) -> None:
         if not sub.options.presence:

@@ -8,6 +8,7 @@ is touched on the event loop thread only.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,11 @@ from broker.protocol import codes
 if TYPE_CHECKING:
     from broker.node import Node
 
-__all__ = ["CLOSE", "PusherState", "local_channels", "new_socket_id", "pusher_state"]
+__all__ = ["CLOSE", "HEARTBEAT_FIELD", "PusherState", "cluster_connections", "heartbeat_fields",
+           "local_channels", "new_socket_id", "pusher_state"]
+
+# The field of a node's heartbeat (broker.cluster) carrying its Pusher sockets per app.
+HEARTBEAT_FIELD = "pusher_sockets"
 
 
 def new_socket_id() -> str:
@@ -71,6 +76,7 @@ class PusherState:
     events_in: Counter[str] = field(default_factory=Counter)  # app id -> client events
     api_calls: Counter[str] = field(default_factory=Counter)  # app id -> API requests
     webhooks: Any = None  # broker.pusher.webhooks.WebhookSender, started lazily
+    occupancy: Any = None  # broker.pusher.occupancy.Occupancy, beside the webhooks
 
     def connections(self, app_id: str) -> int:
         return len(self.sockets.get(app_id, ()))
@@ -104,6 +110,31 @@ def local_channels(node: Node) -> dict[str, Counter[str]]:
     return out
 
 
+def heartbeat_fields(node: Node) -> dict[str, Any]:
+    """What this node's heartbeat adds for Pusher: its sockets per app (nothing when no
+    app is configured)."""
+    apps = node.config.pusher.apps
+    if not apps:
+        return {}
+    state = pusher_state(node)
+    return {HEARTBEAT_FIELD: {app.id: state.connections(app.id) for app in apps}}
+
+
+def cluster_connections(node: Node, app_id: str) -> int:
+    """The app's sockets in the cluster: this node's now, plus each other live node's as
+    of its latest heartbeat (``broker.cluster``: at most ``HEARTBEAT_INTERVAL`` old, so
+    sockets that open on several nodes within that time are not yet seen by the others).
+    """
+    total = pusher_state(node).connections(app_id)
+    for info in node.directory.alive(time.time()):
+        counts = info.get(HEARTBEAT_FIELD)
+        if isinstance(counts, dict):
+            count = counts.get(app_id)
+            if isinstance(count, int) and count > 0:
+                total += count
+    return total
+
+
 _STATES: WeakKeyDictionary[Node, PusherState] = WeakKeyDictionary()
 
 
@@ -112,7 +143,9 @@ def pusher_state(node: Node) -> PusherState:
     if state is None:
         state = _STATES[node] = PusherState()
         if any(app.webhooks for app in node.config.pusher.apps):
+            from broker.pusher.occupancy import Occupancy
             from broker.pusher.webhooks import WebhookSender
 
             state.webhooks = WebhookSender(node)
+            state.occupancy = Occupancy(node, state.webhooks)
     return state

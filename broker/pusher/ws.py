@@ -3,8 +3,9 @@ per socket, fed the socket's messages (as ``broker.transport.ws`` does for Centr
 
 Refusals happen before any actor exists, as Pusher does them: a ``pusher:error`` event
 with the code, then a close frame with the same code — unknown key 4001, no protocol
-4008, a protocol other than 5-7 4007, the app over ``max_connections`` 4004, a draining
-node 4200 (reconnect elsewhere at once).
+4008, a protocol other than 5-7 4007, the app over ``max_connections`` 4004 (counted
+cluster wide, see ``state.cluster_connections``), a draining node 4200 (reconnect
+elsewhere at once).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from broker.names import CONNECTIONS_ID
 from broker.protocol.codes import DisconnectCode
 from broker.pusher.actor import PusherConnectionActor
 from broker.pusher.codec import PUSHER_WS, event
-from broker.pusher.state import CLOSE, new_socket_id, pusher_close, pusher_state
+from broker.pusher.state import CLOSE, cluster_connections, new_socket_id, pusher_close
 from broker.transport.common import connect_allowed, origin_allowed
 from broker.transport.keys import NODE
 from broker.transport.link import WebSocketLink
@@ -101,6 +102,6 @@ def _refusal(request: web.Request, node: Node, app: PusherApp | None) -> Disconn
     if not connect_allowed(node, request):
         return CLOSE["capacity"]
     limit = app.max_connections
-    if limit and pusher_state(node).connections(app.id) >= limit:
+    if limit and cluster_connections(node, app.id) >= limit:
         return CLOSE["over_quota"]
     return None
