@@ -6,10 +6,10 @@ headers ``X-Pusher-Key`` (the app key) and ``X-Pusher-Signature`` (HMAC-SHA256 o
 body with the app secret, hex) — what the official libraries' ``validate_webhook``
 checks. A webhook gets only the ``event_types`` it names.
 
-Events: ``channel_occupied``/``channel_vacated`` (this node's first subscriber came /
-last left: with several nodes each node reports its own occupancy — a Chorus
-limitation), ``member_added``/``member_removed`` (cluster wide: decided against the
-engine's presence, see ``broker.pusher.actor``), ``client_event``.
+Events: ``channel_occupied``/``channel_vacated`` (cluster wide: the first node in / the
+last node out of a channel sends it, decided by the engine, see
+``broker.pusher.occupancy``), ``member_added``/``member_removed`` (cluster wide: decided
+against the engine's presence, see ``broker.pusher.actor``), ``client_event``.
 
 Error handling: a delivery that fails (connection error, timeout, non-2xx) is retried
 ``RETRIES`` times with doubling backoff, then dropped with a warning naming the URL.
