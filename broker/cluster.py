@@ -105,10 +105,13 @@ class EngineLinkActor(Actor):
         return super().receive(message)
 
     def _announce(self) -> None:
-        from broker.pusher.state import heartbeat_fields  # Pusher's per-app socket counts
-
         node = self.node
-        data = encode_control("node", **node.local_info(), **heartbeat_fields(node))
+        info = node.local_info()
+        if node.config.pusher.apps:  # only then is broker.pusher imported at all
+            from broker.pusher.state import heartbeat_fields  # sockets per Pusher app
+
+            info.update(heartbeat_fields(node))
+        data = encode_control("node", **info)
         self.run_effect(self.node.engine.publish_control(data),
                         on_error=lambda error: log.info("heartbeat not sent: %r", error))
 

@@ -51,6 +51,8 @@ def wants_occupancy(app: PusherApp) -> bool:
 
 @dataclass(slots=True)
 class _Entry:
+    """One channel's occupancy: what this node wants and what the engine was told."""
+
     want: bool = False  # this node holds the channel now
     told: bool = False  # the engine was last told (or is being told) that it does
     busy: bool = False  # a step is in flight
