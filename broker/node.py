@@ -3,7 +3,9 @@
 The node is not an actor; it is the small, synchronous directory the actors consult
 (which shard owns a channel, which connections a user has) plus the few coroutines that
 actors run as effects (publish, history, recovery). It never holds a lock and never
-blocks: everything runs on the event loop thread.
+blocks: everything runs on the event loop thread. Its connection bookkeeping (admission,
+the connection and subscription directory, ping frames) is the ``NodeConnections`` mixin
+of :mod:`broker.node_connections`.
 """
 
 from __future__ import annotations
