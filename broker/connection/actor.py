@@ -24,11 +24,19 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors import Actor
 from broker.connection import commands
+from broker.connection.messages import (
+    UNI_ERROR_DISCONNECTS,
+    Disconnect,
+    Frame,
+    SocketClosed,
+    UniConnect,
+    _Expired,
+    _SubExpired,
+)
 from broker.connection.outbox import new_outbox
 from broker.connection.state import Denied, Phase, Session, Subscription, TokenBucket
 from broker.journal import record as journey
@@ -44,56 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("chorus.connection")
 
 HELD_MAX = 128  # commands a client may send before its connect is answered (proxied)
-
-
-@dataclass(slots=True)
-class Frame:
-    """One WebSocket message from the client (str for text messages)."""
-
-    data: bytes | str
-
-
-@dataclass(slots=True)
-class UniConnect:
-    """The connect request of a unidirectional session (params of ``connect``)."""
-
-    params: dict[str, Any]
-
-
-@dataclass(slots=True)
-class SocketClosed:
-    """The client's side of the socket is gone."""
-
-    code: int | None = None
-
-
-@dataclass(slots=True)
-class Disconnect:
-    """Close this connection with a protocol disconnect code (admin, node, limits)."""
-
-    code: codes.DisconnectCode
-
-
-@dataclass(slots=True)
-class _Expired:
-    """The connection's deadline came: no connect command yet (stale), or its credentials
-    expired."""
-
-
-@dataclass(slots=True)
-class _SubExpired:
-    """A subscription's token expired (sub_refresh due)."""
-
-    channel: str
-
-
-# Centrifugo's mapping of errors refusing a unidirectional connect to disconnects.
-UNI_ERROR_DISCONNECTS = {
-    codes.ERROR_EXPIRED.code: codes.DISCONNECT_EXPIRED,
-    codes.ERROR_TOKEN_EXPIRED.code: codes.DISCONNECT_EXPIRED,
-    codes.ERROR_TOO_MANY_REQUESTS.code: codes.DISCONNECT_TOO_MANY_REQUESTS,
-    codes.ERROR_PERMISSION_DENIED.code: codes.DISCONNECT_PERMISSION_DENIED,
-}
 
 
 class ConnectionActor(Actor):
