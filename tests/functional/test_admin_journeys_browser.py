@@ -1,8 +1,9 @@
 """The admin console's connection journeys in headless Chromium (Debian's ``chromium``,
 driven by Playwright): a scripted session (connect, subscribe, a dropped connection, a
 reconnect that recovers, a slow consumer), then the console shows the node's funnel and
-aggregates and, for the user typed in, their timeline. The screenshot is the README's
-``docs/admin-journeys.png``.
+aggregates and, for the user typed in, their timeline. The screenshot goes to
+``/tmp/chorus-admin-journeys.png``; with ``CHORUS_UPDATE_SCREENSHOTS=1`` it replaces the
+README's ``docs/admin-journeys.png`` (a test run leaves the checkout unchanged otherwise).
 
 Skipped when ``/usr/bin/chromium`` or the ``playwright`` package is missing.
 """
@@ -27,7 +28,9 @@ from tests.functional.test_sdk_history_recovery import Gap, publish
 from tests.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "admin-journeys.png"
+SCREENSHOT = (Path(__file__).resolve().parents[2] / "docs" / "admin-journeys.png"
+              if os.environ.get("CHORUS_UPDATE_SCREENSHOTS") == "1"
+              else Path("/tmp/chorus-admin-journeys.png"))
 
 playwright_api: Any = pytest.importorskip("playwright.async_api")
 
