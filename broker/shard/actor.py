@@ -39,12 +39,12 @@ import orjson
 from actors import Actor
 from broker.cache.shard_l1 import ShardL1
 from broker.connection.framing import Delivery
-from broker.connection.outbox import Outbox
+from broker.connection.outbox import FlushScheduler, Outbox
 from broker.journal.record import first_publications
 from broker.names import connection_id
 from broker.protocol import Codec, encode_publication_push
 from broker.protocol.fossil import create_delta, is_utf8
-from broker.shard.batch import deliver_websocket, flush_batches
+from broker.shard.batch import WireBatch, deliver_websocket, flush_batches
 from broker.shard.state import Channel, ShardState, Subscriber
 from broker.types import ClientInfo, Publication
 from broker.wire import client_info_dict, publication_dict
@@ -240,7 +240,7 @@ class ShardActor(Actor):
             deliver_websocket(chan, channel, pub, self.node.scheduler)
         delivered = len(chan.json) + len(chan.binary)
         if chan.groups:
-            delivered += self._deliver_groups(chan, channel, pub)
+            delivered += self._deliver_groups(chan, channel, pub, self.node.scheduler)
         if chan.filtered:
             delivered += self._deliver_filtered(chan, channel, pub)
         if chan.delta:
@@ -250,15 +250,18 @@ class ShardActor(Actor):
         self.node.metrics_delivered(delivered, channel)
 
     @staticmethod
-    def _deliver_groups(chan: Channel, channel: str, pub: Publication) -> int:
+    def _deliver_groups(chan: Channel, channel: str, pub: Publication,
+                        scheduler: FlushScheduler) -> int:
         """Push ``pub`` to the subscribers of the non-WebSocket deliveries and to those
         that negotiated channel compaction: encoded once per (codec, channel id), framed
         once per delivery (an SSE event, a stream line ...), the same bytes for every
-        subscriber of a group. Returns how many got it."""
+        subscriber of a group; a group whose framing concatenates (Pusher, SSE, ...)
+        through its tick batch (``WireBatch``). Returns how many got it."""
         encoded: dict[tuple[Codec, int], bytes] = {}
         count = 0
         # A Pusher client event or a trigger with ``socket_id``: not to that socket.
         skip = pub.tags.get(SKIP_TAG) if pub.tags else None
+        batches = chan.wire_batches
         for (delivery, channel_id), outboxes in chan.groups.items():
             codec = delivery.codec
             frame = encoded.get((codec, channel_id))
@@ -266,7 +269,14 @@ class ShardActor(Actor):
                 frame = encoded[(codec, channel_id)] = encode_publication_push(
                     codec, channel, pub, channel_id)
             wire = delivery.framing.one(frame)
-            # One delivery, one outbox class (Outbox or WireOutbox) for the whole group.
+            if delivery.framing.concatenates:  # WireOutboxes: batched per tick
+                batch = batches.get((delivery, channel_id))
+                if batch is None:
+                    batch = batches[(delivery, channel_id)] = WireBatch(
+                        chan.groups, (delivery, channel_id), scheduler)
+                count += batch.send(outboxes, frame, wire, skip)
+                continue
+            # One delivery, one outbox class (Outbox) for the whole group.
             push = type(next(iter(outboxes.values()))).push
             if skip is not None and skip in outboxes:
                 for conn_id, outbox in outboxes.items():

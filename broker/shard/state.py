@@ -18,7 +18,7 @@ from broker.types import Publication
 
 if TYPE_CHECKING:
     from broker.connection.outbox import Outbox
-    from broker.shard.batch import TickBatch
+    from broker.shard.batch import TickBatch, WireBatch
     from broker.shard.filters import Predicate
 
 
@@ -61,7 +61,8 @@ class Channel:
     publication, the delta base, kept only while the channel has delta subscribers (a
     new one starts without a base anyway). ``json_batch``/``binary_batch`` gather the
     publications of one loop iteration for the two WebSocket groups (made by the shard
-    actor, which owns the loop side; see ``broker.shard.batch``).
+    actor, which owns the loop side; see ``broker.shard.batch``); ``wire_batches`` do the
+    same for the groups whose framing concatenates (Pusher, SSE, streams ...).
     """
 
     json: dict[str, Outbox] = field(default_factory=dict)
@@ -78,6 +79,8 @@ class Channel:
     awaiting_first: dict[str, None] = field(default_factory=dict)
     json_batch: TickBatch | None = None
     binary_batch: TickBatch | None = None
+    # per group of ``groups`` whose framing concatenates (see ``broker.shard.batch``)
+    wire_batches: dict[GroupKey, WireBatch] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.subscribers)

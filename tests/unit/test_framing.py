@@ -22,12 +22,13 @@ from broker.connection.framing import (
     WS_PROTOBUF,
     Delivery,
 )
-from broker.connection.outbox import FlushScheduler, Outbox, ws_frame
+from broker.connection.outbox import FlushScheduler, Outbox, new_outbox, ws_frame
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC, ProtocolError
 from broker.protocol.uni import UNI_JSON_CODEC, decode_connect_request
 from broker.shard.actor import ShardActor
 from broker.shard.state import ShardState, Subscriber
 from broker.types import ClientInfo, Publication
+from tests.unit.test_outbox import FakeLoop, FakeTransport
 
 
 def test_framings_of_one_and_of_several_frames() -> None:
@@ -84,14 +85,19 @@ class Sink:
 def test_each_group_gets_one_framing_shared_by_all_its_subscribers(
         monkeypatch: pytest.MonkeyPatch) -> None:
     state = ShardState()
-    groups: dict[Delivery, list[Sink]] = {}
+    scheduler = FlushScheduler(FakeLoop())  # type: ignore[arg-type]
+    groups: dict[Delivery, list[FakeTransport]] = {}
     for delivery in (SSE_JSON, UNI_SSE, STREAM_JSON, STREAM_PROTOBUF):
         for n in range(3):
-            sink = Sink()
+            transport = FakeTransport()
+            outbox = new_outbox(transport, scheduler,  # type: ignore[arg-type]
+                                framing=delivery.framing, binary=delivery.codec.binary,
+                                join=delivery.codec.join, max_bytes=1 << 20,
+                                on_overflow=lambda: None)
             conn_id = f"{delivery.name}-{n}"
-            state.add("c", Subscriber(conn_id, sink, delivery))  # type: ignore[arg-type]
+            state.add("c", Subscriber(conn_id, outbox, delivery))
             state.activate("c", conn_id, 0)
-            groups.setdefault(delivery, []).append(sink)
+            groups.setdefault(delivery, []).append(transport)
     chan = state.channels["c"]
     assert not chan.json and not chan.binary
     assert set(chan.groups) == {(delivery, 0) for delivery in groups}  # 0: no compaction
@@ -104,18 +110,19 @@ def test_each_group_gets_one_framing_shared_by_all_its_subscribers(
         return real_encode(codec, channel, pub, channel_id)
 
     monkeypatch.setattr(shard_actor, "encode_publication_push", counting)
-    delivered = ShardActor._deliver_groups(chan, "c", Publication(b'{"n":1}', offset=1))
+    pub = Publication(b'{"n":1}', offset=1)
+    delivered = ShardActor._deliver_groups(chan, "c", pub, scheduler)
     assert delivered == 12
     # one encoding per codec (JSON for SSE and the stream, uni JSON, protobuf) ...
     assert sorted(map(id, encodes)) == sorted(map(id, [JSON_CODEC, UNI_JSON_CODEC,
                                                         PROTOBUF_CODEC]))
-    for delivery, sinks in groups.items():
-        wires = [sink.pushed[0][1] for sink in sinks]
+    for delivery, transports in groups.items():
+        wires = [transport.writes[0] for transport in transports]
         # ... and one framing per group: the very same bytes object for each subscriber
         assert all(wire is wires[0] for wire in wires), delivery.name
-        frame = sinks[0].pushed[0][0]
+        frame = real_encode(delivery.codec, "c", pub)
         assert wires[0] == delivery.framing.one(frame)
-    assert groups[UNI_SSE][0].pushed[0][1] == \
+    assert groups[UNI_SSE][0].writes[0] == \
         b'data: {"channel":"c","pub":{"data":{"n":1},"offset":1}}\n\n'
 
 
@@ -131,20 +138,6 @@ def test_removing_the_last_subscriber_of_a_group_drops_the_group() -> None:
     assert list(chan.groups[(SSE_JSON, 0)]) == ["b"]
     state.remove("c", "b")
     assert not chan.groups and list(chan.json) == ["w"]
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return 0
 
 
 def test_an_outbox_coalesces_with_its_framing() -> None:

@@ -10,11 +10,13 @@ import pytest
 from centrifuge.fossil import apply_delta
 
 from broker.connection.framing import WS_JSON, WS_PROTOBUF
+from broker.connection.outbox import FlushScheduler
 from broker.protocol import JSON_CODEC, PROTOBUF_CODEC
 from broker.shard.actor import ShardActor, delta_push
 from broker.shard.filters import compile_filter
 from broker.shard.state import ShardState, Subscriber
 from broker.types import Publication
+from tests.unit.test_outbox import FakeLoop
 
 DOC = b'{"levels":[' + b",".join(b"[%d,%d]" % (i, i * 3) for i in range(50)) + b"]}"
 
@@ -129,7 +131,9 @@ def test_compacting_subscribers_share_one_frame_with_the_channel_id(binary: bool
     assert list(chan.binary if binary else chan.json) == ["plain"]
     groups = chan.groups  # compacting subscribers: one group per (delivery, channel id)
     assert {key[1]: list(group) for key, group in groups.items()} == {7: ["a", "b"]}
-    assert ShardActor._deliver_groups(chan, "c", Publication(b'{"n":1}', offset=3)) == 2
+    scheduler = FlushScheduler(FakeLoop())  # type: ignore[arg-type]
+    assert ShardActor._deliver_groups(chan, "c", Publication(b'{"n":1}', offset=3),
+                                      scheduler) == 2
     assert first.frames == second.frames and len(first.frames) == 1  # one frame, shared
     assert first.frames[0] is second.frames[0]
     [push] = frames_by_id(first, binary)
