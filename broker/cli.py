@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         args.argv = list(sys.argv[1:] if argv is None else argv)
         if args.command == "serve":
-            return _serve(args, resume)
+            return _serve(args, lambda: resume(serving=True))
         resume()
         handlers = {
             "gentoken": _gentoken,
@@ -259,17 +259,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 _GC_GEN0 = 10_000  # gen0 threshold once serving (CPython's default: 700)
 
 
-def _pause_gc() -> Callable[[], None]:
-    """Disable the cyclic GC if it runs; the callable freezes what exists, sets the
-    serving thresholds and re-enables it (idempotent)."""
+def _pause_gc() -> Callable[..., None]:
+    """Disable the cyclic GC if it runs; the callable re-enables it (idempotent), with
+    ``serving=True`` after freezing what exists and setting the serving threshold."""
     if not gc.isenabled():
-        return lambda: None
+        return lambda serving=False: None
     gc.disable()
     return _resume_gc
 
 
-def _resume_gc() -> None:
+def _resume_gc(serving: bool = False) -> None:
     if gc.isenabled():
+        return
+    if not serving:  # another command: the collector as it was
+        gc.enable()
         return
     gc.freeze()
     _gen0, gen1, gen2 = gc.get_threshold()
