@@ -34,7 +34,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -140,6 +140,11 @@ class _Worker:
 
         async def one(i: int) -> None:
             source = f"127.0.0.{1 + (offset + i) % t.source_addrs}"
+            steps = t.steps
+            if steps and steps[0].variants:  # e.g. this client's own connection token
+                variants = steps[0].variants
+                first = replace(steps[0], payload=variants[(offset + i) % len(variants)])
+                steps = [first, *steps[1:]]
             async with sem:
                 try:
                     client: BenchClient | StreamClient
@@ -149,7 +154,7 @@ class _Worker:
                                                    t.timeout)
                     else:
                         client = await open_client(loop, t.host, t.port, t.path, source,
-                                                   t.steps, t.app_ping, self.counters,
+                                                   steps, t.app_ping, self.counters,
                                                    t.timeout, app_pong=t.app_pong,
                                                    stamp_marker=t.stamp_marker)
                     self.clients.append(client)

@@ -38,6 +38,11 @@ class IdleScenario(Scenario):
                             help="connection counts to sweep, e.g. 1000,5000,10000")
         parser.add_argument("--channels", type=int, default=1,
                             help="channels each connection subscribes to (Chorus only)")
+        parser.add_argument("--jwt", action="store_true",
+                            help="Chorus clients connect with their own HS256 token "
+                                 "(pre-made by the harness) instead of insecure mode")
+        parser.add_argument("--presence", action="store_true",
+                            help="Chorus channels with presence and join_leave on")
         parser.add_argument("--settle", type=float, default=1.0,
                             help="seconds to wait before reading RSS after connecting")
 
@@ -49,7 +54,8 @@ class IdleScenario(Scenario):
         n = point[self.x_key]
         channels = args.channels if make_adapter(server).has_channels else 0
         ctx.progress.label = f"{server} n={n}"
-        with running(ctx, server, n, max(1, channels)) as run:
+        with running(ctx, server, n, max(1, channels), jwt=args.jwt,
+                     presence=args.presence) as run:
             ctx.progress.set("settling")
             time.sleep(args.settle)
             rss1 = run.server.rss_kb()
@@ -59,6 +65,8 @@ class IdleScenario(Scenario):
             return [{
                 "connections": up,
                 "channels": channels,
+                "jwt": args.jwt and channels > 0,
+                "presence": args.presence and channels > 0,
                 "failed": run.connect["failed"],
                 "connect_s": round(seconds, 3),
                 "connects_per_s": round(up / seconds) if seconds else None,

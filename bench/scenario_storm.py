@@ -43,6 +43,11 @@ class StormScenario(Scenario):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--connections", type=int_list, default=[10000],
                             help="clients per point, e.g. 2000,10000")
+        parser.add_argument("--jwt", action="store_true",
+                            help="Chorus clients connect with their own HS256 token "
+                                 "(pre-made by the harness) instead of insecure mode")
+        parser.add_argument("--presence", action="store_true",
+                            help="Chorus channels with presence and join_leave on")
         parser.add_argument("--settle", type=float, default=3.0,
                             help="seconds to watch for server closes after the reconnect")
 
@@ -53,7 +58,7 @@ class StormScenario(Scenario):
                   args: argparse.Namespace) -> list[Figures]:
         n = point[self.x_key]
         channels = 1 if make_adapter(server).has_channels else 0
-        with running(ctx, server, n, 1) as run:
+        with running(ctx, server, n, 1, jwt=args.jwt, presence=args.presence) as run:
             ctx.progress.set("dropping")
             run.loadgen.drop()
             time.sleep(1.0)  # the server sees every socket go
@@ -68,7 +73,9 @@ class StormScenario(Scenario):
             stats = run.loadgen.stats()
             up = stats.up
             return [{
-                "connections": n, "channels": channels, "reconnected": up,
+                "connections": n, "channels": channels,
+                "jwt": args.jwt and channels > 0, "presence": args.presence and channels > 0,
+                "reconnected": up,
                 "failed": stats.failed, "server_closed": stats.closed,
                 "reconnect_s": round(seconds, 3),
                 "reconnects_per_s": round(up / seconds) if seconds else None,

@@ -55,13 +55,18 @@ class Running:
 
 
 @contextlib.contextmanager
-def running(ctx: Context, server_name: str, n: int, channels: int = 1) -> Iterator[Running]:
+def running(ctx: Context, server_name: str, n: int, channels: int = 1, *,
+            jwt: bool = False, presence: bool = False) -> Iterator[Running]:
     """Start `server_name`, connect and subscribe `n` clients; tear all down on exit.
+
+    `jwt`: each client connects with its own HS256 token (Chorus; made before the clock
+    starts). `presence`: channels with presence and join/leave (Chorus).
 
     Error handling: raises RuntimeError if the server does not start or fewer than 99 %
     of the clients connect (the figures would describe a different load).
     """
     adapter = make_adapter(server_name)
+    adapter.set_options(jwt_tokens=n if jwt else 0, presence=presence)
     server = ServerProcess(adapter, ctx.workdir, ctx.server_core)
     workers = ctx.workers or max(2, -(-n // 8000))
     loadgen: LoadGen | None = None

@@ -47,6 +47,9 @@ class HandshakeStep:
 
     payload: bytes
     markers: tuple[bytes, ...]
+    # When set, connection i sends variants[i % len(variants)] instead of `payload`
+    # (e.g. one pre-made connection token per client).
+    variants: tuple[bytes, ...] = ()
 
 
 class ServerAdapter(abc.ABC):
@@ -80,6 +83,12 @@ class ServerAdapter(abc.ABC):
     def handshake(self, channels: int) -> list[HandshakeStep]:
         """Steps after the upgrade that subscribe the connection (to `channels` channels)."""
         return []
+
+    def set_options(self, *, jwt_tokens: int = 0,  # noqa: B027
+                    presence: bool = False) -> None:
+        """`idle`/`storm --jwt`: connect with `jwt_tokens` distinct pre-made connection
+        tokens; `--presence`: channels with presence and join/leave. No-op for servers
+        without either (the baselines: their figures stay the upgrade-only floor)."""
 
     def stream_request(self, port: int) -> bytes | None:
         """For a server measured over an HTTP stream (SSE, HTTP streaming): the request
@@ -154,13 +163,30 @@ class ChorusAdapter(ServerAdapter):
     frame_overhead = len(b'{"push":{"channel":"bench","pub":{"data":}}}')
     app_ping = b"{}"
     has_channels = True
+    TOKEN_SECRET = "bench-token-secret-0123456789abcdef"  # signs the bench's own tokens
+    jwt_tokens = 0  # > 0: connect with that many distinct HS256 tokens (set_options)
+    presence = False  # channels with presence + join_leave (set_options)
+
+    def set_options(self, *, jwt_tokens: int = 0, presence: bool = False) -> None:
+        self.jwt_tokens = jwt_tokens
+        self.presence = presence
 
     def config(self, port: int) -> dict[str, Any]:
         """The config mapping the node serves (subclasses add to it)."""
+        client: dict[str, Any] = {"queue_max_size": 10485760}
+        if self.jwt_tokens:
+            client["token"] = {"hmac_secret_key": self.TOKEN_SECRET}
+        else:
+            client["insecure"] = True
+        # Join/leave on, not forced: clients here do not ask for join/leave pushes, so a
+        # join costs the server its bookkeeping, not N pushes to a channel of N.
+        channel: dict[str, Any] = {"presence": True, "join_leave": True} if self.presence else {}
+        if self.jwt_tokens:  # insecure mode lets anyone subscribe; a user needs this
+            channel["allow_subscribe_for_client"] = True
         return {
-            "client": {"insecure": True, "queue_max_size": 10485760},
+            "client": client,
             "http_api": {"key": self.api_key},
-            "channel": {"without_namespace": {}},
+            "channel": {"without_namespace": channel},
             "http_server": {"port": port},
             "websocket": {"message_size_limit": 65536},
         }
@@ -172,13 +198,25 @@ class ChorusAdapter(ServerAdapter):
                 "--port", str(port)]
 
     def handshake(self, channels: int) -> list[HandshakeStep]:
-        steps = [HandshakeStep(b'{"id":1,"connect":{}}', (b'"id":1,', b'"id":1}'))]
+        steps = [HandshakeStep(b'{"id":1,"connect":{}}', (b'"id":1,', b'"id":1}'),
+                               self._connect_variants())]
         for i in range(max(1, channels)):
             cid = i + 2
             ch = "bench" if i == 0 else f"bench-{i}"
             body = b'{"id":%d,"subscribe":{"channel":"%s"}}' % (cid, ch.encode())
             steps.append(HandshakeStep(body, (b'"id":%d,' % cid, b'"id":%d}' % cid)))
         return steps
+
+    def _connect_variants(self) -> tuple[bytes, ...]:
+        """One connect command per client, each with its own user's token; made here,
+        in the harness, so the load generator's CPU does not include signing."""
+        if not self.jwt_tokens:
+            return ()
+        from broker.auth import make_token
+
+        return tuple(b'{"id":1,"connect":{"token":"%s"}}'
+                     % make_token(self.TOKEN_SECRET, f"u{i}").encode()
+                     for i in range(self.jwt_tokens))
 
     def publish_url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}/api/publish"
@@ -210,8 +248,6 @@ class ChorusStreamAdapter(ChorusAdapter):
     the pong timeout is off, since answering pings would need `/emulation` requests the
     load generator does not make. `uni_sse` subscribes through the token's `channels`.
     """
-
-    TOKEN_SECRET = "bench-token-secret-0123456789abcdef"  # signs the bench's own tokens
 
     def __init__(self, transport: str) -> None:
         if transport not in ("sse", "http_stream", "uni_sse"):

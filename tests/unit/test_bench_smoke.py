@@ -65,6 +65,24 @@ def test_idle_reports_memory_and_connect_rate(tmp_path: Path) -> None:
     assert len(plots) == 2
 
 
+def test_idle_connects_chorus_with_jwt_tokens_into_presence_channels(tmp_path: Path) -> None:
+    """`idle --jwt --presence`: every client connects with its own HS256 token (the node
+    is not insecure, so a missing or bad token would fail the connect) and subscribes to
+    a channel with presence and join/leave on."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "idle", "--servers", "chorus", "--connections", "30",
+         "--jwt", "--presence", "--settle", "0.1", "--server-core", "-1", "--client-core",
+         "-1", "--workers", "1", "--no-calibrate", "--no-plots", "--quiet", "--out",
+         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    [point] = json.loads(result.read_text())["points"]
+    figures = point["figures"]
+    assert figures["connections"] == 30 and figures["failed"] == 0
+    assert figures["jwt"] is True and figures["presence"] is True
+    assert figures["server_cpu_per_handshake_us"] is not None
+
+
 def test_storm_reconnects_every_dropped_client(tmp_path: Path) -> None:
     record, _plots = _run_bench(tmp_path, "storm", "--connections", "60", "--settle", "0.2",
                                 "--no-plots")

@@ -61,6 +61,8 @@ def probe(port):
             pass
         time.sleep(0.005)
     report["enabled_when_ready"] = gc.isenabled()
+    report["gen0_when_ready"] = gc.get_threshold()[0]
+    report["frozen_when_ready"] = gc.get_freeze_count() > 10000
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=probe, args=(int(sys.argv[2]),), daemon=True).start()
@@ -77,11 +79,13 @@ print(json.dumps(report))
 def test_serve_starts_with_the_collector_paused_and_resumes_it_once_serving(
         tmp_path: Path) -> None:
     """No collection runs between ``main()`` and the server listening; by the first 200
-    on ``/ready`` the collector runs again (and still does after the drain)."""
+    on ``/ready`` the collector runs again (and still does after the drain), with what
+    the start built frozen and the serving gen0 threshold (not CPython's 700)."""
     config = tmp_path / "chorus.json"
     config.write_text(json.dumps({"client": {"insecure": True}, "http_api": {"key": "k"},
                                   "prometheus": {"insecure": True}}))
     with reserved_port() as port:
         report = json.loads(run(_SERVE, str(config), str(port)))
     assert report == {"status": 0, "collections_before_serving": [],
-                      "enabled_when_ready": True, "enabled_at_exit": True}
+                      "enabled_when_ready": True, "enabled_at_exit": True,
+                      "gen0_when_ready": 10_000, "frozen_when_ready": True}
