@@ -13,7 +13,8 @@ at once, letting aiohttp drop everything it held for the request.
 What aiohttp's ``receive()`` did, this does in its place, with the same codes:
 text and binary messages are told to the connection actor as ``Frame``; a client ping
 is answered with a pong; a client close frame is echoed (1000) and the socket closed; a
-protocol error (1002, 1007, 1009) closes with its code; end of stream closes with 1000.
+protocol error (1002, 1007, 1009) closes with its code; a socket gone without a close
+frame (end of stream or reset) is 1006, as aiohttp reports it.
 A server close (``close``) writes the close frame behind what the outbox wrote and closes
 the transport, which sends what is buffered first — as aiohttp's ``close()`` did while a
 reader was waiting. The actor is told ``SocketClosed`` once, when the TCP connection is
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 _TEXT, _BINARY, _CLOSE = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CLOSE
 _PING = WSMsgType.PING
 _CODE = struct.Struct("!H")
-_OK, _INTERNAL = 1000, 1011
+_OK, _ABNORMAL, _INTERNAL = 1000, 1006, 1011
 
 
 def close_frame(code: int, reason: bytes = b"") -> bytes:
@@ -140,11 +141,14 @@ class DirectWebSocket(WebSocketDataQueue):
 
     def eof_received(self) -> None:
         # The client ended its side without a close frame: the transport closes (this
-        # returns None) and the actor hears of it with 1000, as from aiohttp.
+        # returns None) and the actor hears of it with 1006 (abnormal closure), as from
+        # aiohttp, which fails its reader with ConnectionResetError on any such loss.
         if self.close_code is None:
-            self.close_code = _OK
+            self.close_code = _ABNORMAL
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self.close_code is None:  # a reset: no close frame, no end of stream
+            self.close_code = _ABNORMAL
         self.transport = None
         self._parser = None  # the parser and this queue refer to each other
         self.closing = True
