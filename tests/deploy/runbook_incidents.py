@@ -92,14 +92,24 @@ class SentinelFailover(Incident):
     """``SENTINEL FAILOVER``: the replica becomes primary, the nodes follow."""
 
     async def inject(self, ctx: Ctx) -> None:
-        before = await ctx.primary()
+        before, logged = await ctx.primary(), switch_master_lines(ctx.state_dir)
         sentinel = ctx.state["ports"]["sentinels"][0]
         assert (await ctx.redis(sentinel, "SENTINEL", "FAILOVER", "chorus")).strip() == "OK"
 
+        # Sentinel names the promoted replica as soon as it reconfigures the others,
+        # before the failover ends and `+switch-master` is logged (seen once in CI): the
+        # page's Confirm reads both, so wait for both.
         async def switched() -> bool:
-            return await ctx.primary() != before
+            return (await ctx.primary() != before
+                    and switch_master_lines(ctx.state_dir) > logged)
 
         await wait_until(switched, "Sentinel switching the primary", timeout=30, interval=0.2)
+
+
+def switch_master_lines(state_dir: Path) -> int:
+    """How many ``+switch-master`` lines the cluster's Sentinels have logged so far."""
+    return sum(log.read_text(errors="replace").count("+switch-master")
+               for log in state_dir.glob("sentinel-*/sentinel.log"))
 
 
 class RedisPrimaryLost(Incident):
