@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.functional.browser import CHROMIUM, launch_chromium
 from tests.functional.conftest import base_config, next_event, run_node, sdk_client
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = "/tmp/chorus-admin.png"
 PASSWORD = "console-password"
 
@@ -43,8 +43,7 @@ async def test_console_login_tree_crash_and_disconnect() -> None:
             playwright_api.async_playwright() as pw:
         _, events = await sdk.subscribe("room:lobby")
         shard = f"chorus/shards/shard-{node.node.shard_of('room:lobby')}"
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = await launch_chromium(pw)
         try:
             page = await browser.new_page(viewport={"width": 1400, "height": 1000})
             await page.goto(f"http://127.0.0.1:{node.port}/admin/")
@@ -99,9 +98,7 @@ async def test_console_shows_the_async_consumers(redis_url: str) -> None:
             for n in range(2):
                 await client.xadd(stream, {"method": "publish", "payload": json.dumps(
                     {"channel": "room:lobby", "data": {"n": n}})})
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking"])
+            browser = await launch_chromium(pw)
             try:
                 page = await browser.new_page(viewport={"width": 1400, "height": 1000})
                 await page.goto(f"http://127.0.0.1:{node.port}/admin/")

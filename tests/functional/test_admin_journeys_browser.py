@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.functional.browser import CHROMIUM, launch_chromium
 from tests.functional.conftest import ClientEvents, drop_transport, next_event, run_node, sdk_client
 from tests.functional.test_journeys import (
     ADMIN,
@@ -27,7 +28,6 @@ from tests.functional.test_journeys import (
 from tests.functional.test_sdk_history_recovery import Gap, publish
 from tests.waiting import wait_until
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = (Path(__file__).resolve().parents[2] / "docs" / "admin-journeys.png"
               if os.environ.get("CHORUS_UPDATE_SCREENSHOTS") == "1"
               else Path("/tmp/chorus-admin-journeys.png"))
@@ -59,9 +59,7 @@ async def test_console_shows_a_users_journey_and_the_funnel() -> None:
                 await wait_until(lambda: has_events(node, "alice", "reconnect",
                                                     "slow_consumer", "first_publication"),
                                  "alice's journey", timeout=10)
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
-                    "--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking"])
+                browser = await launch_chromium(pw)
                 try:
                     page = await browser.new_page(viewport={"width": 1400, "height": 1000})
                     await page.goto(f"http://127.0.0.1:{node.port}/admin/")

@@ -23,9 +23,9 @@ from aiohttp import web
 from broker import Chorus
 from broker.auth import make_token
 from broker.config import config_from_mapping
+from tests.functional.browser import CHROMIUM, launch_chromium
 from tests.functional.conftest import SECRET, base_config, free_port
 
-CHROMIUM = "/usr/bin/chromium"
 BUNDLE = Path(__file__).resolve().parent.parent / "js" / "node_modules" / "centrifuge" / "dist"
 
 playwright_api: Any = pytest.importorskip("playwright.async_api")
@@ -100,8 +100,7 @@ async def test_falls_back_to_http_streaming_when_websocket_is_refused() -> None:
 
     async with served(chorus, make_token(SECRET, "browser")) as (port, refused), \
             playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = await launch_chromium(pw)
         try:
             page = await browser.new_page()
             await page.goto(f"http://127.0.0.1:{port}/")

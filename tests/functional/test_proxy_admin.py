@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from centrifuge import ReplyError
 
+from tests.functional.browser import CHROMIUM, launch_chromium
 from tests.functional.conftest import base_config, run_node, sdk_client
 from tests.functional.proxy_backend import Backend, backend
 
 SECRET = "admin-secret-for-tests-0123456789"
 PASSWORD = "console-password"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def config(b: Backend) -> dict[str, Any]:
@@ -65,8 +65,7 @@ async def test_console_shows_the_proxies_section() -> None:
     async with backend() as b, run_node(config(b)) as node:
         await calls_with_one_failure(node, b)
         async with playwright_api.async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu"])
+            browser = await launch_chromium(pw)
             try:
                 page = await browser.new_page()
                 await page.goto(f"http://127.0.0.1:{node.port}/admin/")

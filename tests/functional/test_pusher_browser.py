@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.functional.browser import CHROMIUM, launch_chromium
 from tests.functional.conftest import RunningNode, free_port, run_node
 from tests.functional.jsclient import JS_DIR
 from tests.functional.pusherkit import KEY, auth_backend, call, pusher_config, server_lib
 
-CHROMIUM = "/usr/bin/chromium"
 PUSHER_JS = JS_DIR / "node_modules/pusher-js/dist/web/pusher-with-encryption.min.js"
 ECHO_JS = JS_DIR / "node_modules/laravel-echo/dist/echo.iife.js"
 HARNESS_JS = JS_DIR / "pusher-page.js"
@@ -97,8 +97,7 @@ async def browser_pages(node: RunningNode, base: str, count: int, *,
                         echo: bool = False) -> AsyncIterator[list[Page]]:
     """``count`` pages, each in its own browser context, connected to ``node``."""
     async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = await launch_chromium(pw)
         try:
             pages = []
             for _ in range(count):
