@@ -279,8 +279,11 @@ class RedisEngine:
                     script.sha, len(keys), *keys, *args), wait=wait, ordered=ordered)
             except NoScriptError:  # a restarted or failed-over server: EVAL caches it again
                 await client.script_load(script.source)
+                # Back in its lane: a retry sent unordered could come back before a
+                # later offset's and fan out after it (a parallel batch's first publishes
+                # on a fresh server did: tests/functional/test_http_api.py).
                 return await self._batcher.submit(client, lambda pipe: pipe.evalsha(
-                    script.sha, len(keys), *keys, *args), wait=wait)
+                    script.sha, len(keys), *keys, *args), wait=wait, ordered=ordered)
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 

@@ -271,3 +271,31 @@ async def _replicas_synced(primary_port: int) -> None:
 async def _primary(sentinel: aioredis.Redis, service: str) -> tuple[str, int]:
     host, port = await sentinel.sentinel_get_master_addr_by_name(service)  # type: ignore[misc]
     return str(host), int(port)
+
+
+async def test_publishes_retried_after_noscript_keep_their_lane(
+    private_server: RedisServer, stack: AsyncExitStack
+) -> None:
+    """A server that lost its script cache (restart, failover) fails each publish with
+    NOSCRIPT; the retry must go back into the ordered lane, where offsets are fanned out
+    in the order Redis assigned them. Sent unordered, a parallel batch's retried
+    publishes reached local subscribers out of offset order (seen in CI)."""
+    engine, _, _ = await started(stack, RedisEngine(private_server.url, prefix="t"))
+    batcher = engine._batcher
+    assert batcher is not None
+    lanes: list[bool] = []
+    submit = batcher.submit
+
+    async def spy(client: Any, queue: Any, **kwargs: Any) -> Any:
+        lanes.append(kwargs.get("ordered", False))
+        return await submit(client, queue, **kwargs)
+
+    batcher.submit = spy  # type: ignore[method-assign]
+    admin = aioredis.Redis(port=private_server.port)
+    try:
+        await admin.script_flush()
+    finally:
+        await admin.aclose()
+    await publish(engine, "ch", 2)
+    assert len(lanes) >= 3, "the first publish did not meet NOSCRIPT"
+    assert all(lanes), f"a publish left the ordered lane: {lanes}"
