@@ -88,7 +88,8 @@ class Node(NodeConnections):
         self.uid = str(uuid.uuid4())
         self.directory = NodeDirectory()
         self.started_at = time.time()
-        self.scheduler = FlushScheduler(runtime.loop)
+        self.scheduler = FlushScheduler(runtime.loop, delay=config.client.write_delay,
+                                        burst_delay=config.client.burst_write_delay)
         self.verifier = TokenVerifier(config.client.token, config.client.subscription_token)
         self.shard_count = config.chorus.shard_count
         # Whether other nodes exist behind the engine (not for the memory engine).

@@ -78,6 +78,12 @@ class ClientConfig:
     user_connection_limit: int = opt(0)  # 0 = off
     connection_limit: int = opt(0)  # 0 = off; per node
     queue_max_size: int = opt(1048576, min=1)  # outbox bound in bytes
+    # Centrifugo PRO: frames wait this long to be written, so more share one write
+    # (latency for CPU, always); 0 = written when the loop iteration ends.
+    write_delay: float = opt(0.0, kind=DURATION, min=0.0, max=1.0)
+    # Chorus extension: the same wait, but only while the node is in a burst (a tick
+    # coalesced several frames for one socket); see broker.connection.outbox.
+    burst_write_delay: float = opt(0.001, kind=DURATION, min=0.0, max=1.0)
     history_max_publication_limit: int = opt(300)
     recovery_max_publication_limit: int = opt(300)
     subscribe_to_user_personal_channel: PersonalChannelConfig = field(

@@ -247,6 +247,10 @@ def _check_number(path: str, value: Any, meta: Mapping[str, Any], *, duration: b
         number = None
     if number is None or not math.isfinite(number) or number < meta.get("min", 0.0):
         raise ConfigError(f"{path}: expected {expected}, got {show(value)}")
+    hi = meta.get("max")
+    if hi is not None and number > hi:
+        limit = f"{hi:g}s" if duration else f"{hi:g}"
+        raise ConfigError(f"{path}: at most {limit}, got {show(value)}")
     return number
 
 

@@ -218,6 +218,10 @@ def test_bad_namespace_value_names_the_full_path() -> None:
             {"chorus": {"shard_count": 0}},
             "chorus.shard_count: expected an integer between 1 and 4096",
         ),
+        (
+            {"client": {"burst_write_delay": "2s"}},
+            'client.burst_write_delay: at most 1s, got "2s"',
+        ),
     ],
 )
 def test_bad_keys_and_values_fail_loudly(extra: dict[str, Any], message: str) -> None:

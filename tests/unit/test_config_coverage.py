@@ -119,6 +119,10 @@ COVERED: dict[str, str] = {
     "client.connection_limit": LIMITS + "test_connections_per_node_over_the_limit_close_3504",
     "client.queue_max_size":
         F + "test_bad_input.py::test_a_client_that_stops_reading_is_dropped_as_slow",
+    "client.write_delay": F + "test_write_delay.py::"
+        "test_write_delay_holds_every_write_and_joins_consecutive_requests",
+    "client.burst_write_delay": F + "test_write_delay.py::"
+        "test_burst_write_delay_lets_a_burst_spread_over_requests_share_a_write",
     "client.history_max_publication_limit":
         KEYS + "test_history_max_publication_limit_caps_every_history_read",
     "client.recovery_max_publication_limit":

@@ -58,6 +58,51 @@ class FakeLoop:
         self.soon.append(callback)
 
 
+class TimedLoop(FakeLoop):
+    """Records ``call_later`` delays too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.later: list[float] = []
+
+    def call_later(self, delay: float, callback: object) -> None:
+        self.later.append(delay)
+        self.soon.append(callback)
+
+
+def test_burst_delay_waits_only_while_the_node_is_in_a_burst() -> None:
+    loop: Any = TimedLoop()
+    scheduler = FlushScheduler(loop, burst_delay=0.001)
+    outbox = Outbox(FakeTransport(), scheduler, binary=False,  # type: ignore[arg-type]
+                    join=join_lines, max_bytes=1000, on_overflow=lambda: None)
+    outbox.push(b"1")  # outside a burst: written now, the tick ends at once
+    outbox.push(b"2")
+    outbox.push(b"3")
+    assert loop.later == [] and len(loop.soon) == 1
+    scheduler.end_tick()  # two frames coalesced: the node is in a burst
+    assert scheduler.busy
+    outbox.push(b"4")
+    assert loop.later == [0.001]  # the tick waits for more of the burst
+    scheduler.end_tick()  # one frame: the burst is over
+    assert not scheduler.busy
+    outbox.push(b"5")
+    assert loop.later == [0.001] and len(loop.soon) == 3
+
+
+def test_write_delay_holds_every_tick() -> None:
+    loop: Any = TimedLoop()
+    scheduler = FlushScheduler(loop, delay=0.02, burst_delay=0.001)
+    transport = FakeTransport()
+    outbox = Outbox(transport, scheduler, binary=False,  # type: ignore[arg-type]
+                    join=join_lines, max_bytes=1000, on_overflow=lambda: None)
+    for written in range(2):
+        outbox.push(b"x")
+        assert len(transport.writes) == written  # nothing goes straight through
+        scheduler.end_tick()
+        assert scheduler.busy
+    assert loop.later == [0.02, 0.02] and len(transport.writes) == 2
+
+
 def make(max_bytes: int = 1000) -> tuple[Outbox, FakeTransport, list[str], FlushScheduler]:
     loop: Any = FakeLoop()
     transport = FakeTransport()
