@@ -33,8 +33,8 @@ from broker.cluster import (
 )
 from broker.config import ChannelOptions, Config
 from broker.connection.framing import Delivery
-from broker.connection.outbox import FlushScheduler
 from broker.connection.pings import PingWheel, RefreshWheel
+from broker.connection.ticks import FlushScheduler
 from broker.connection.writewatch import WriteWatch
 from broker.consumers.state import ConsumerBoard
 from broker.engine.base import (

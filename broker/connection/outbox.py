@@ -6,9 +6,10 @@ in a loop iteration goes to its transport at once, as the wire bytes the shard f
 once for all subscribers of its delivery group (a WebSocket frame, an SSE event, a line
 of an HTTP stream); whatever follows in the same iteration is coalesced by the
 connection's framing (``broker.connection.framing``) into a single ``transport.write``
-when the iteration ends. The per-write syscall is the floor, so under load coalescing is
-where the throughput is. The outbox itself knows no transport: it writes bytes to an
-asyncio write transport, framed by the framing it was given (WebSocket by default).
+when the iteration ends (``broker.connection.ticks``). The per-write syscall is the
+floor, so under load coalescing is where the throughput is. The outbox itself knows no
+transport: it writes bytes to an asyncio write transport, framed by the framing it was
+given (WebSocket by default).
 
 Resource handling:
     An outbox holds at most ``max_bytes`` of frames not yet accepted by the kernel
@@ -24,24 +25,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from broker.connection.writewatch import WriteWatch
 
 from broker.connection.framing import Framing, WsFraming
+from broker.connection.ticks import Batch, FlushScheduler
 from broker.connection.wsframe import ws_frame, ws_header
 
 __all__ = ["Batch", "FlushScheduler", "Outbox", "OutboxStats", "WireOutbox", "broadcast",
            "new_outbox", "ws_frame", "ws_header"]
-
-
-class Batch(Protocol):
-    """Frames gathered during a tick for several outboxes, written when it ends."""
-
-    def flush(self) -> int:
-        """Write what was gathered; returns how many frames each member got."""
-        ...
 
 
 @dataclass(slots=True)
@@ -52,84 +46,6 @@ class OutboxStats:
     bytes: int = 0
     writes: int = 0
     peak_pending: int = 0
-
-
-class FlushScheduler:
-    """Marks loop iterations ("ticks") and flushes queued frames at the end of each.
-
-    One ``call_soon`` per tick for the whole node, not one per connection. ``tick``
-    counts ticks so an outbox can tell whether it already wrote during this one.
-
-    Besides outboxes, *batches* can wait for the end of a tick: anything with a
-    ``flush() -> int`` (frames written per member), flushed before the outboxes, so a
-    batch that finds frames already queued in an outbox appends to them and the outbox
-    still leaves in one write, in order (see ``broker.shard.batch``).
-
-    How long a tick lasts (latency traded for fewer writes, the syscall being the cost):
-
-    - ``burst_delay`` (``client.burst_write_delay``): while the node is in a burst, the
-      end of a tick waits this long. Publications of a burst reach the node a request at
-      a time, a loop iteration or two apart; ending the tick at once wrote them one or
-      two per write (measured: 2.5 frames per write with 8 publishers in flight), waiting
-      a millisecond lets all of them share each subscriber's write (8 per write, 2.6x
-      fewer server CPU-seconds per delivery). Outside a burst nothing waits.
-    - ``delay`` (``client.write_delay``, Centrifugo PRO's key): every tick waits this
-      long, and nothing is written straight through (``busy`` stays set), for nodes
-      that would rather spend latency than CPU all the time.
-    """
-
-    __slots__ = ("_batches", "_burst_delay", "_delay", "_dirty", "_loop", "busy",
-                 "scheduled", "tick")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, delay: float = 0.0,
-                 burst_delay: float = 0.0) -> None:
-        self._loop = loop
-        self._dirty: list[Outbox] = []
-        self._batches: list[Batch] = []
-        self._delay = delay
-        self._burst_delay = max(delay, burst_delay)
-        self.scheduled = False
-        self.tick = 0
-        # True after a tick in which some outbox coalesced several frames: under such a
-        # burst even the first frame of a tick waits, so each connection gets one write
-        # per tick instead of two. Always True with a ``delay``.
-        self.busy = delay > 0
-
-    def touch(self) -> None:
-        """Make sure this tick ends (and queued frames flush) soon."""
-        if not self.scheduled:
-            self.scheduled = True
-            if self.busy and self._burst_delay > 0:
-                self._loop.call_later(self._burst_delay, self.end_tick)
-            else:
-                self._loop.call_soon(self.end_tick)
-
-    def mark(self, outbox: Outbox) -> None:
-        self._dirty.append(outbox)
-        self.touch()
-
-    def defer(self, batch: Batch) -> None:
-        """Flush ``batch`` when this tick ends (before the outboxes)."""
-        self._batches.append(batch)
-        self.touch()
-
-    def end_tick(self) -> None:
-        self.scheduled = False
-        self.tick += 1
-        busy = False
-        if self._batches:
-            batches, self._batches = self._batches, []
-            for batch in batches:
-                if batch.flush() > 1:
-                    busy = True
-        dirty, self._dirty = self._dirty, []
-        for outbox in dirty:
-            if outbox.flush() > 1:
-                busy = True
-        self.busy = busy or self._delay > 0
-
-    # Kept for callers that only want "flush what is queued now".
-    flush_all = end_tick
 
 
 class Outbox:
