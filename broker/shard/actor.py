@@ -39,19 +39,27 @@ import orjson
 from actors import Actor
 from broker.cache.shard_l1 import ShardL1
 from broker.connection.framing import Delivery
-from broker.connection.outbox import FlushScheduler, Outbox
+from broker.connection.ticks import FlushScheduler
 from broker.journal.record import first_publications
 from broker.names import connection_id
 from broker.protocol import Codec, encode_publication_push
 from broker.protocol.fossil import create_delta, is_utf8
 from broker.shard.batch import WireBatch, deliver_websocket, flush_batches
+from broker.shard.messages import (
+    Activate,
+    ChannelSummary,
+    Deliver,
+    DeliverJoinLeave,
+    Resync,
+    Subscribe,
+    Unsubscribe,
+)
 from broker.shard.state import Channel, ShardState, Subscriber
-from broker.types import ClientInfo, Publication
+from broker.types import Publication
 from broker.wire import client_info_dict, publication_dict
 
 if TYPE_CHECKING:
     from broker.node import Node
-    from broker.shard.filters import Predicate
 
 Frames = tuple[bytes, bytes]  # (protocol frame, framed wire bytes) as Outbox.push takes
 
@@ -65,67 +73,6 @@ SKIP_TAG = "pusher_socket"
 def shard_index(channel: str, count: int) -> int:
     """Which shard owns ``channel`` (stable across processes and restarts)."""
     return zlib.crc32(channel.encode()) % count
-
-
-@dataclass(slots=True)
-class Subscribe:
-    """Add a connection to a channel's subscribers."""
-
-    channel: str
-    conn_id: str
-    outbox: Outbox
-    delivery: Delivery
-    join_leave: bool
-    delta: bool = False  # fossil deltas negotiated
-    predicate: Predicate | None = None  # tags filter
-    channel_id: int = 0  # channel compaction negotiated: pushes carry this id
-
-
-@dataclass(slots=True)
-class Activate:
-    """Start delivering to a subscriber after ``after_offset`` (its recovery is done)."""
-
-    channel: str
-    conn_id: str
-    after_offset: int
-    track_first: bool = False  # report the subscriber's first publication (journeys)
-
-
-@dataclass(slots=True)
-class Unsubscribe:
-    """Remove a connection from a channel's subscribers."""
-
-    channel: str
-    conn_id: str
-
-
-@dataclass(slots=True)
-class Deliver:
-    """Fan a publication out to a channel's subscribers."""
-
-    channel: str
-    pub: Publication
-
-
-@dataclass(slots=True)
-class DeliverJoinLeave:
-    """Fan a join or leave event out to a channel's subscribers."""
-
-    channel: str
-    info: ClientInfo
-    join: bool
-
-
-@dataclass(slots=True)
-class Resync:
-    """The channel's stream lost publications: every subscriber must resubscribe."""
-
-    channel: str
-
-
-@dataclass(slots=True)
-class ChannelSummary:
-    """Ask a shard for ``{channel: subscriber count}``."""
 
 
 @dataclass(slots=True)
