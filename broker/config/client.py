@@ -109,17 +109,16 @@ class WebSocketConfig:
     :class:`broker.connection.writewatch.WriteWatch`). ``read_buffer_size`` must stay 0:
     reads go through the event loop's one shared buffer, there is no per-connection
     buffer to size. Compression cannot be turned on: a broadcast frame is built once for
-    every subscriber. ``detach`` (Chorus extension): after the upgrade the socket leaves
-    aiohttp's request machinery (``broker.transport.wsdirect``), which cuts an idle
-    connection's memory by about two thirds; off by default while a difference in how a
-    client's pipelined burst is paced against its own effects is open (see
-    docs/ARCHITECTURE.md)."""
+    every subscriber. ``detach`` (Chorus extension, on by default): after the upgrade the
+    socket leaves aiohttp's request machinery (``broker.transport.wsdirect``), which cuts
+    an idle connection's memory by about two thirds; ``false`` keeps aiohttp's reader
+    (``WebSocketResponse``) for the socket's life (see docs/ARCHITECTURE.md)."""
 
     message_size_limit: int = opt(65536, min=1)
     read_buffer_size: int = opt(0)
     write_timeout: float = opt(1.0, kind=DURATION)
     compression: bool = opt(False)
-    detach: bool = opt(False)
+    detach: bool = opt(True)
 
     def __post_init__(self) -> None:
         if self.compression:

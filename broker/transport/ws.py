@@ -1,10 +1,10 @@
 """The WebSocket endpoint: turns a socket into a connection actor and its frames into messages.
 
-By default a reader coroutine on aiohttp's ``WebSocketResponse`` tells every incoming
-message to the connection actor, and the socket's end too. With ``websocket.detach`` the
-upgrade detaches the socket from aiohttp instead (``broker.transport.wsdirect``): its
-frames are parsed and told to the actor as they arrive, with no task, request or handler
-frame kept per connection. Writes never pass through here — they leave through the
+By default (``websocket.detach: true``) the upgrade detaches the socket from aiohttp
+(``broker.transport.wsdirect``): its frames are parsed and told to the actor as they
+arrive, with no task, request or handler frame kept per connection. With
+``websocket.detach: false`` a reader coroutine on aiohttp's ``WebSocketResponse`` tells
+every incoming message to the connection actor, and the socket's end too. Writes never pass through here — they leave through the
 connection's outbox.
 """
 

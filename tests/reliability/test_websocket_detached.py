@@ -1,10 +1,9 @@
 """``websocket.detach``: the socket leaves aiohttp after the upgrade and behaves the same.
 
-Every RFC 6455 case of ``test_websocket_rfc6455`` runs again here against a node with
-``websocket.detach: true`` (the cases are imported, so they use this module's ``node``
-fixture), plus what only the detached path has to get right: nothing of the HTTP request
-stays alive, frames pipelined right behind the upgrade reach the actor in order, the
-message size limit, and a publication's round trip.
+The RFC 6455 cases of ``test_websocket_rfc6455`` run on both readers (detached and
+aiohttp's); these are what only the detached path has to get right: nothing of the HTTP
+request stays alive, frames pipelined right behind the upgrade reach the actor in order,
+the message size limit, and a publication's round trip.
 """
 
 from __future__ import annotations
@@ -20,25 +19,6 @@ from aiohttp import ClientSession
 from broker.auth import make_token
 from tests.functional.conftest import SECRET, RunningNode, base_config, run_node
 from tests.reliability.helpers import OP_TEXT, RawSocket, frame, raw_socket
-from tests.reliability.test_websocket_rfc6455 import (  # noqa: F401  (re-run here)
-    test_close_with_one_byte_payload_is_a_protocol_error,
-    test_continuation_without_a_start_is_a_protocol_error,
-    test_control_frames_between_fragments_are_answered,
-    test_fragmented_control_frame_is_a_protocol_error,
-    test_invalid_close_code_is_a_protocol_error,
-    test_invalid_utf8_split_across_fragments_is_1007,
-    test_invalid_utf8_text_is_1007,
-    test_new_message_inside_a_fragmented_one_is_a_protocol_error,
-    test_node_survives_the_edge_cases,
-    test_normal_close_is_echoed_with_1000,
-    test_oversized_control_frame_is_a_protocol_error,
-    test_ping_payload_is_echoed_in_the_pong,
-    test_reserved_bits_are_a_protocol_error,
-    test_reserved_opcodes_are_a_protocol_error,
-    test_text_split_in_continuation_frames_is_one_message,
-    test_unmasked_client_frame_is_a_protocol_error,
-    test_unsolicited_pong_is_ignored,
-)
 from tests.waiting import wait_until
 
 DETACH = {"websocket": {"detach": True, "message_size_limit": 1024}}

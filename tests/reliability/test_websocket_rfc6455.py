@@ -4,6 +4,10 @@ The Autobahn testsuite is Python 2 only and cannot be installed here, so these c
 cover its core client-to-server groups by hand: fragmentation, control frames between
 fragments, ping/pong, close handshakes and codes, masking, reserved bits, UTF-8 and
 control-frame size. Each case names what RFC 6455 requires.
+
+Every case runs on both readers of a socket: the detached one (``websocket.detach:
+true``, the default: ``broker.transport.wsdirect``) and aiohttp's own
+(``websocket.detach: false``: ``WebSocketResponse``), which must answer alike.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from tests.reliability.helpers import (
 )
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[RunningNode]:
-    async with run_node(base_config()) as running:
+@pytest.fixture(params=[True, False], ids=["detached", "aiohttp-reader"])
+async def node(request: pytest.FixtureRequest) -> AsyncIterator[RunningNode]:
+    async with run_node(base_config(websocket={"detach": request.param})) as running:
         yield running
 
 
