@@ -401,14 +401,16 @@ class WebsocketsAdapter(ServerAdapter):
         return payload
 
 
-class ChorusDetachedAdapter(ChorusAdapter):
-    """Chorus with ``websocket.detach: true``: sockets leave aiohttp after the upgrade."""
+class ChorusAiohttpReaderAdapter(ChorusAdapter):
+    """Chorus with ``websocket.detach: false``: every socket stays aiohttp's
+    (``WebSocketResponse`` and a reader coroutine) for its life, instead of leaving
+    aiohttp after the upgrade as by default (``chorus``)."""
 
-    name = "chorus-detached"
+    name = "chorus-aiohttp"
 
     def config(self, port: int) -> dict[str, Any]:
         config = super().config(port)
-        config["websocket"] = {**config["websocket"], "detach": True}
+        config["websocket"] = {**config["websocket"], "detach": False}
         return config
 
 
@@ -454,7 +456,7 @@ ADAPTERS: dict[str, Callable[[], ServerAdapter]] = {
     "chorus": ChorusAdapter,
     "chorus-nojourneys": ChorusNoJourneysAdapter,
     "chorus-redis": ChorusRedisAdapter,
-    "chorus-detached": ChorusDetachedAdapter,
+    "chorus-aiohttp": ChorusAiohttpReaderAdapter,
     "chorus-pusher": ChorusPusherAdapter,
     "python-socketio": SocketIOAdapter,
     "websockets": WebsocketsAdapter,

@@ -4,8 +4,8 @@ By default (``websocket.detach: true``) the upgrade detaches the socket from aio
 (``broker.transport.wsdirect``): its frames are parsed and told to the actor as they
 arrive, with no task, request or handler frame kept per connection. With
 ``websocket.detach: false`` a reader coroutine on aiohttp's ``WebSocketResponse`` tells
-every incoming message to the connection actor, and the socket's end too. Writes never pass through here — they leave through the
-connection's outbox.
+every incoming message to the connection actor, and the socket's end too. Writes never
+pass through here — they leave through the connection's outbox.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Clients get close 3001 "shutdown" (reconnect elsewhere), the process exits 0 within its
 deadline, and every publication the API acknowledged (200 with an offset) reached every
-subscriber before its close frame: nothing acknowledged is lost.
+subscriber before its close frame: nothing acknowledged is lost. Run on both WebSocket
+readers: detached from aiohttp (the default) and aiohttp's own (``websocket.detach: false``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ ADMIN_SECRET = "admin-secret-9f8e7d6c5b4a"
 CHANNEL = "news:drain"
 
 
-def drain_config() -> dict[str, object]:
+def drain_config(detach: bool = True) -> dict[str, object]:
     news = {"name": "news", "history_size": 10_000, "history_ttl": "300s",
             "allow_subscribe_for_client": True}
     return {"client": {"token": {"hmac_secret_key": SECRET}}, "http_api": {"key": API_KEY},
             "admin": {"secret": ADMIN_SECRET}, "channel": {"namespaces": [news]},
+            "websocket": {"detach": detach},
             "chorus": {"shutdown_timeout": f"{SHUTDOWN_TIMEOUT}s"}}
 
 
@@ -77,9 +79,10 @@ async def publish_until_refused(session: ClientSession, port: int, acked: list[i
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("detach", [True, False], ids=["detached", "aiohttp-reader"])
 async def test_sigterm_drains_without_losing_an_acknowledged_publication(
-        tmp_path: Path) -> None:
-    served = await serve(drain_config(), str(tmp_path))
+        tmp_path: Path, detach: bool) -> None:
+    served = await serve(drain_config(detach), str(tmp_path))
     subscribers = [Subscriber() for _ in range(5)]
     acked: list[int] = []
     async with ClientSession() as session:

@@ -83,6 +83,26 @@ def test_idle_connects_chorus_with_jwt_tokens_into_presence_channels(tmp_path: P
     assert figures["server_cpu_per_handshake_us"] is not None
 
 
+def test_idle_measures_chorus_on_both_websocket_readers(tmp_path: Path) -> None:
+    """`chorus` is the default config (sockets detached from aiohttp after the upgrade);
+    `chorus-aiohttp` keeps aiohttp's reader (`websocket.detach: false`). Both connect."""
+    from bench.servers import make_adapter
+
+    assert "detach" not in make_adapter("chorus").config(1)["websocket"]
+    assert make_adapter("chorus-aiohttp").config(1)["websocket"]["detach"] is False
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "idle", "--servers", "chorus,chorus-aiohttp",
+         "--connections", "30", "--settle", "0.1", "--server-core", "-1", "--client-core",
+         "-1", "--workers", "1", "--no-calibrate", "--no-plots", "--quiet", "--out",
+         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("*.json")
+    points = json.loads(result.read_text())["points"]
+    assert [p["server"] for p in points] == ["chorus", "chorus-aiohttp"]
+    for p in points:
+        assert p["figures"]["connections"] == 30 and p["figures"]["failed"] == 0
+
+
 def test_storm_reconnects_every_dropped_client(tmp_path: Path) -> None:
     record, _plots = _run_bench(tmp_path, "storm", "--connections", "60", "--settle", "0.2",
                                 "--no-plots")
