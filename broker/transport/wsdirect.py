@@ -14,7 +14,8 @@ What aiohttp's ``receive()`` did, this does in its place, with the same codes:
 text and binary messages are told to the connection actor as ``Frame``; a client ping
 is answered with a pong; a client close frame is echoed (1000) and the socket closed; a
 protocol error (1002, 1007, 1009) closes with its code; a socket gone without a close
-frame (end of stream or reset) is 1006, as aiohttp reports it.
+frame (end of stream or reset) is 1006, as aiohttp reports it. One check aiohttp's
+reader lacks is added: a client close frame carrying 1006 is a protocol error (1002).
 A server close (``close``) writes the close frame behind what the outbox wrote and closes
 the transport, which sends what is buffered first — as aiohttp's ``close()`` did while a
 reader was waiting. The actor is told ``SocketClosed`` once, when the TCP connection is
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 _TEXT, _BINARY, _CLOSE = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CLOSE
 _PING = WSMsgType.PING
 _CODE = struct.Struct("!H")
-_OK, _ABNORMAL, _INTERNAL = 1000, 1006, 1011
+_OK, _PROTOCOL, _ABNORMAL, _INTERNAL = 1000, 1002, 1006, 1011
 
 
 def close_frame(code: int, reason: bytes = b"") -> bytes:
@@ -178,6 +179,11 @@ class DirectWebSocket(WebSocketDataQueue):
             if transport is not None and not self.closing:
                 transport.write(pong_frame(msg[1]))
         elif kind is _CLOSE:
+            if msg[1] == _ABNORMAL:
+                # RFC 6455 7.4.1: 1006 is never sent; aiohttp's parser lets it through.
+                self.close_code = _PROTOCOL
+                self._close(_PROTOCOL)
+                return
             self.close_code = msg[1]
             self._close(_OK)
         # PONG: nothing to do (the server's pings are protocol messages, not frames)
