@@ -5,7 +5,9 @@ Refusals happen before any actor exists, as Pusher does them: a ``pusher:error``
 with the code, then a close frame with the same code — unknown key 4001, no protocol
 4008, a protocol other than 5-7 4007, the app over ``max_connections`` 4004 (counted
 cluster wide, see ``state.cluster_connections``), a draining node 4200 (reconnect
-elsewhere at once).
+elsewhere at once). A refusal is decided before the upgrade and keeps aiohttp's
+``WebSocketResponse`` to say it; an accepted socket is detached from aiohttp after the
+upgrade (``broker.transport.wsdirect``) unless ``websocket.detach: false``.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from broker.pusher.state import CLOSE, cluster_connections, new_socket_id, pushe
 from broker.transport.common import connect_allowed, origin_allowed
 from broker.transport.keys import NODE
 from broker.transport.link import WebSocketLink
+from broker.transport.wsdirect import DETACHED, DirectWebSocket, prepare_detached
 
 if TYPE_CHECKING:
+    from actors import ActorRef
     from broker.config.pusher import PusherApp
     from broker.node import Node
+    from broker.transport.link import Link
 
 log = logging.getLogger("chorus.pusher")
 
@@ -46,32 +51,64 @@ class PusherLink(WebSocketLink):
         super().close(pusher_close(code))
 
 
+class PusherDirectWebSocket(DirectWebSocket):
+    """A detached WebSocket under a Pusher connection: closes carry Pusher's codes."""
+
+    __slots__ = ()
+    name = "pusher"
+
+    def close(self, code: DisconnectCode | None) -> None:
+        super().close(pusher_close(code))
+
+
 async def pusher_websocket_handler(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE].node
     config = node.config
     if not origin_allowed(config.client.allowed_origins, request.headers.get("Origin"),
                           request.headers.get("Host")):
         raise web.HTTPForbidden(text="origin not allowed")
-    ws = web.WebSocketResponse(max_msg_size=config.websocket.message_size_limit + 1,
-                               autoping=True, compress=False)
-    await ws.prepare(request)
-    transport = request.transport
-    if transport is None:
-        return ws
+    max_msg_size = config.websocket.message_size_limit + 1
+    ws = web.WebSocketResponse(max_msg_size=max_msg_size, autoping=True, compress=False)
     app = config.pusher.by_key(request.match_info["key"])
     refusal = _refusal(request, node, app)
     if refusal is not None or app is None:
+        await ws.prepare(request)
+        if request.transport is None:
+            return ws
         refusal = refusal or CLOSE["app_missing"]
         log.info("pusher socket refused: %d %s", refusal.code, refusal.reason)
         await ws.send_str(event("pusher:error", raw_data=orjson.dumps(
             {"code": refusal.code, "message": refusal.reason})).decode())
         await ws.close(code=refusal.code, message=refusal.reason.encode())
         return ws
+    if not config.websocket.detach:
+        return await _aiohttp_reader(request, ws, node, app)
+    direct = await prepare_detached(request, ws, max_msg_size, node.runtime,
+                                    PusherDirectWebSocket)
+    if direct is None:  # the client left during the handshake
+        return DETACHED
+    direct.delivery = PUSHER_WS
+    direct.attach(_start(node, direct, request, app), ws)
+    return DETACHED
+
+
+def _start(node: Node, link: Link, request: web.Request, app: PusherApp) -> ActorRef:
+    """The socket's Pusher connection actor, started under the connections supervisor."""
     socket_id = new_socket_id()
-    link = PusherLink(ws, transport, PUSHER_WS, node.spawn, name="pusher")
     factory = partial(PusherConnectionActor, node, link, request.remote or "", socket_id, app)
-    ref = node.runtime.start_child(CONNECTIONS_ID, ChildSpec(
+    return node.runtime.start_child(CONNECTIONS_ID, ChildSpec(
         socket_id, factory, restart=Restart.TEMPORARY, shutdown=2.0, kind="connection"))
+
+
+async def _aiohttp_reader(request: web.Request, ws: web.WebSocketResponse, node: Node,
+                          app: PusherApp) -> web.StreamResponse:
+    """The socket stays aiohttp's: this coroutine reads it for the connection's life."""
+    await ws.prepare(request)
+    transport = request.transport
+    if transport is None:
+        return ws
+    ref = _start(node, PusherLink(ws, transport, PUSHER_WS, node.spawn, name="pusher"),
+                 request, app)
     runtime = node.runtime
     tell = runtime.tell
     try:

@@ -211,8 +211,11 @@ DETACHED = _Detached(status=101)  # what an access log shows: the upgrade
 
 
 async def prepare_detached(request: web.Request, ws: web.WebSocketResponse,
-                           max_msg_size: int, runtime: Runtime) -> DirectWebSocket | None:
-    """Upgrade ``request`` with ``ws`` and take the socket away from aiohttp.
+                           max_msg_size: int, runtime: Runtime,
+                           kind: type[DirectWebSocket] = DirectWebSocket,
+                           ) -> DirectWebSocket | None:
+    """Upgrade ``request`` with ``ws`` and take the socket away from aiohttp, to a new
+    ``kind`` (a subclass may map close codes, as the Pusher endpoint's does).
 
     The socket's protocol is switched before the 101 answer is written, so every byte
     the client sends after it reaches the ``DirectWebSocket``; aiohttp's
@@ -228,7 +231,7 @@ async def prepare_detached(request: web.Request, ws: web.WebSocketResponse,
     protocol = request.protocol
     if transport is None:
         raise ConnectionResetError("the client left before the upgrade")
-    direct = DirectWebSocket(transport, max_msg_size, runtime)
+    direct = kind(transport, max_msg_size, runtime)
     transport.set_protocol(cast(asyncio.BaseProtocol, direct))
     try:
         await ws.prepare(request)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -280,3 +281,32 @@ async def test_connection_established_names_the_socket_and_the_activity_timeout(
         data = json.loads(hello["data"])
         assert data["activity_timeout"] == 42
         assert re.match(r"^\d+\.\d+$", data["socket_id"])
+
+
+@pytest.mark.parametrize("detach", [True, False], ids=["detached", "aiohttp-reader"])
+async def test_a_pusher_socket_works_and_drains_on_both_websocket_readers(detach: bool):
+    """``/app/{key}`` on the detached reader (the default) and on aiohttp's: events in
+    and out, a client ping answered, and the node's shutdown closes with 4200 (reconnect)."""
+    config = pusher_config()
+    config["websocket"] = {"detach": detach}
+    async with ClientSession() as session:
+        async with run_node(config) as node:
+            ws = await session.ws_connect(f"ws://127.0.0.1:{node.port}/app/{KEY}?protocol=7")
+            hello = json.loads((await ws.receive()).data)
+            assert hello["event"] == "pusher:connection_established"
+            protocol = type(next(iter(node.node.connections.values())).link).__name__
+            assert protocol == ("PusherDirectWebSocket" if detach else "PusherLink")
+            await ws.send_str(json.dumps({"event": "pusher:subscribe",
+                                          "data": {"channel": "news"}}))
+            subscribed = json.loads((await ws.receive()).data)
+            assert subscribed["event"] == "pusher_internal:subscription_succeeded"
+            await call(server_lib(node).trigger, "news", "created", {"id": 7})
+            message = json.loads((await ws.receive(timeout=5)).data)
+            assert (message["channel"], message["event"]) == ("news", "created")
+            await ws.send_str(json.dumps({"event": "pusher:ping", "data": {}}))
+            assert json.loads((await ws.receive()).data)["event"] == "pusher:pong"
+            closing = asyncio.create_task(ws.receive(timeout=15))
+        # run_node's cleanup drained the node
+        message = await closing
+        assert message.type is WSMsgType.CLOSE and message.data == 4200, message
+        await ws.close()
