@@ -284,7 +284,7 @@ async def test_connection_established_names_the_socket_and_the_activity_timeout(
 
 
 @pytest.mark.parametrize("detach", [True, False], ids=["detached", "aiohttp-reader"])
-async def test_a_pusher_socket_works_and_drains_on_both_websocket_readers(detach: bool):
+async def test_a_pusher_socket_works_and_drains_on_both_websocket_readers(detach: bool) -> None:
     """``/app/{key}`` on the detached reader (the default) and on aiohttp's: events in
     and out, a client ping answered, and the node's shutdown closes with 4200 (reconnect)."""
     config = pusher_config()
