@@ -60,6 +60,7 @@ from broker.engine.redis_scripts import (
     OCCUPY,
     PUBLISH,
     REMOVE_PRESENCE,
+    SCRIPTS,
     VACATE,
     Script,
 )
@@ -138,7 +139,10 @@ class RedisEngine:
         self._io_timeout, self._ping_interval = io_timeout, ping_interval
         self._publish_cmd = "spublish" if topology.sharded_pubsub else "publish"
         # Auto-pipelining (broker.engine.redis_batch); a Cluster routes every key itself.
-        self._batcher = None if isinstance(topology, Cluster) else Batcher()
+        # Every lane connection loads the scripts first, so a restarted or failed-over
+        # server never answers a publish with NOSCRIPT.
+        self._batcher = None if isinstance(topology, Cluster) else Batcher(
+            [("SCRIPT", "LOAD", script.source) for script in SCRIPTS])
         if replica_acks and self._batcher is None:
             raise ValueError("replica_acks needs a standalone or Sentinel topology (WAIT "
                              "must follow the write on its connection; Cluster routes keys)")
@@ -228,6 +232,8 @@ class RedisEngine:
             return
         self._closed = True
         await self.receiver.close()
+        if self._batcher is not None:
+            await self._batcher.close()
         with contextlib.suppress(Exception):
             await self.topology.close()
 
@@ -267,23 +273,32 @@ class RedisEngine:
     async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any],
                    *, wait: Wait | None = None, ordered: bool = False) -> Any:
         """Run a script on the channel's server; with ``wait``, a WAIT for that many
-        replicas follows it on its connection. Error handling: Redis/socket failures
-        become EngineError (the effect is unknown); too few replicas: ReplicasMissing."""
+        replicas follows it on its connection (ordered commands only). ``ordered``: in
+        the client's lane (see broker.engine.redis_batch). Error handling: Redis/socket
+        failures become EngineError (the effect is unknown); too few replicas:
+        ReplicasMissing."""
         self._check_open()
         client = self.topology.client(channel)
+        batcher = self._batcher
         try:
-            if self._batcher is None:
+            if batcher is None:
                 return await script(client, keys, args)
             try:
-                return await self._batcher.submit(client, lambda pipe: pipe.evalsha(
-                    script.sha, len(keys), *keys, *args), wait=wait, ordered=ordered)
-            except NoScriptError:  # a restarted or failed-over server: EVAL caches it again
+                if ordered:
+                    return await batcher.ordered(client, "EVALSHA", script.sha, len(keys),
+                                                 *keys, *args, wait=wait)
+                return await batcher.submit(client, lambda pipe: pipe.evalsha(
+                    script.sha, len(keys), *keys, *args))
+            except NoScriptError:  # SCRIPT FLUSH, or a server that lost its cache
                 await client.script_load(script.source)
                 # Back in its lane: a retry sent unordered could come back before a
                 # later offset's and fan out after it (a parallel batch's first publishes
                 # on a fresh server did: tests/functional/test_http_api.py).
-                return await self._batcher.submit(client, lambda pipe: pipe.evalsha(
-                    script.sha, len(keys), *keys, *args), wait=wait, ordered=ordered)
+                if ordered:
+                    return await batcher.ordered(client, "EVALSHA", script.sha, len(keys),
+                                                 *keys, *args, wait=wait)
+                return await batcher.submit(client, lambda pipe: pipe.evalsha(
+                    script.sha, len(keys), *keys, *args))
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 
@@ -291,11 +306,13 @@ class RedisEngine:
                        ordered: bool = False) -> Any:
         self._check_open()
         client = self.topology.client(channel)
+        batcher = self._batcher
         try:
-            if self._batcher is None:
+            if batcher is None:
                 return await getattr(client, method)(*args)
-            return await self._batcher.submit(
-                client, lambda pipe: getattr(pipe, method)(*args), ordered=ordered)
+            if ordered:
+                return await batcher.ordered(client, method, *args)
+            return await batcher.submit(client, lambda pipe: getattr(pipe, method)(*args))
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 

@@ -23,6 +23,7 @@ __all__ = [
     "OCCUPY",
     "PUBLISH",
     "REMOVE_PRESENCE",
+    "SCRIPTS",
     "VACATE",
     "Script",
 ]
@@ -207,3 +208,5 @@ local removed = redis.call('zrem', KEYS[1], ARGV[1])
 if removed == 1 and redis.call('zcard', KEYS[1]) == 0 then return 1 end
 return 0
 """)
+
+SCRIPTS = (PUBLISH, HISTORY, ADD_PRESENCE, REMOVE_PRESENCE, GET_PRESENCE, OCCUPY, VACATE)

@@ -182,6 +182,10 @@ async def test_own_publication_returns_after_the_lower_offsets_of_other_nodes(
                                                         backoff_base=0.05, backoff_cap=0.5))
     b, _, _ = await started(stack, RedisEngine(private_server.url, prefix="t"))
     await a.subscribe("ch")
+    # a's command connections are made before the cut refuses new ones (only its pub/sub
+    # link is cut): its publish lane's, and the pool's the catch-up reads on.
+    await publish(a, "warm", 1)
+    await a.history("warm", limit=0)
     async with cut_pubsub(private_server, CUT):
         await eventually(lambda: not a.link_up)
         await publish(b, "ch", 2)  # offsets 1 and 2 cannot reach a over pub/sub

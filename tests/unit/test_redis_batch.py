@@ -1,4 +1,4 @@
-"""Auto-pipelining: one pipeline per client per loop iteration, replies in order."""
+"""Auto-pipelining of unordered commands: one pipeline per client per loop iteration."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from broker.engine.redis_batch import Batcher
-from tests.waiting import wait_until
 
 
 class FakePipeline:
@@ -62,50 +61,4 @@ async def test_a_failed_pipeline_fails_every_command() -> None:
                              batcher.submit(client, lambda p: p.echo(2)))
 
 
-class SlowClient(FakeClient):
-    """Every pipeline waits for the test to release it: replies come back when told."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gates: list[asyncio.Event] = []
-
-    def pipeline(self, transaction: bool = False) -> FakePipeline:
-        client = self
-
-        class Gated(FakePipeline):
-            async def execute(self, raise_on_error: bool = True) -> list[Any]:
-                gate = asyncio.Event()
-                client.gates.append(gate)
-                await gate.wait()
-                return await super().execute(raise_on_error)
-
-        return Gated(self)
-
-
-async def test_an_ordered_lane_keeps_one_pipeline_out_and_replies_in_order() -> None:
-    """Ordered commands (publishes) never race each other on two connections: while a
-    pipeline of the lane is out, the next ones gather and leave together after it."""
-    batcher, client = Batcher(), SlowClient()
-    done: list[int] = []
-
-    async def submit(n: int) -> None:
-        await batcher.submit(client, lambda p: p.echo(n), ordered=True)
-        done.append(n)
-
-    first = asyncio.create_task(submit(1))
-    await wait_until(lambda: len(client.gates) == 1, "the first pipeline out")
-    later = [asyncio.create_task(submit(n)) for n in (2, 3)]
-    unordered = asyncio.create_task(batcher.submit(client, lambda p: p.echo(9)))
-    # other commands are not held behind the lane ...
-    await wait_until(lambda: len(client.gates) == 2, "the unordered pipeline out")
-    await asyncio.sleep(0.02)
-    assert len(client.gates) == 2  # ... but 2 and 3 are: not sent on another connection
-    client.gates[1].set()
-    assert await unordered == 9
-    client.gates[0].set()
-    await first
-    await wait_until(lambda: len(client.gates) == 3, "the held pipeline out")
-    client.gates[2].set()
-    await asyncio.gather(*later)
-    assert done == [1, 2, 3]
-    assert client.executed == [[9], [1], [2, 3]]
+# The ordered lanes (publishes) run over a real connection: tests/contract/test_redis_lane.py.
