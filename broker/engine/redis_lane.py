@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,9 @@ __all__ = ["Lane", "ReplicasMissing", "Wait"]
 
 Wait = tuple[int, int]  # (replicas, timeout ms) for a WAIT after the batch
 Item = tuple[tuple[Any, ...], "asyncio.Future[Any]", Wait | None]
+# Above this many bytes waiting in the socket's send buffer, the next batch waits for it
+# to drain (Redis is not reading: a stalled server must not grow the heap).
+_HIGH_WATER = 1 << 20
 
 
 class ReplicasMissing(Exception):
@@ -92,6 +96,14 @@ def wait_command(items: list[Item]) -> tuple[Any, ...] | None:
     return ("WAIT", max(w[0] for w in waits), max(w[1] for w in waits))
 
 
+async def _reply(conn: Any) -> Any:
+    """The next reply on ``conn`` (the caller bounds the wait)."""
+    try:
+        return await conn.read_response(timeout=math.inf)
+    except ResponseError as error:  # an error reply: this command's alone
+        return error
+
+
 class Lane:
     """See the module docstring. ``client``: a redis.asyncio Redis (the lane takes a
     connection of its pool); ``preamble``: commands sent first on every connection taken."""
@@ -103,8 +115,10 @@ class Lane:
         self._fresh = False  # the connection has not had its preamble yet
         self._buffer: list[Item] = []  # submitted, not yet written
         self._sent: deque[_Batch] = deque()  # written, replies outstanding
+        self._scheduled = False  # a _flush is queued
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._dropping: asyncio.Task[None] | None = None  # a failed write's clean-up
         self._closed = False
         self.batches = 0
         self.commands = 0
@@ -117,10 +131,11 @@ class Lane:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._buffer.append((args, future, wait))
-        if self._writer is None:
-            # A task starts in the next iteration: everything submitted in this one
-            # leaves in the same write.
-            self._writer = loop.create_task(self._write())
+        if not self._scheduled:
+            # After the callbacks already queued: everything submitted in this loop
+            # iteration leaves in the same write.
+            self._scheduled = True
+            loop.call_soon(self._flush)
         return future
 
     async def close(self) -> None:
@@ -138,31 +153,66 @@ class Lane:
 
     # -- writing ---------------------------------------------------------------------------
 
+    def _flush(self) -> None:
+        """Write what is buffered now if the connection takes it without waiting (the
+        common case: no task, no await); else hand it to the writer task, which
+        (re)connects or waits for the socket's buffer to drain."""
+        self._scheduled = False
+        if not self._buffer or self._writer is not None or self._closed:
+            return  # a running writer takes the buffer with it
+        conn = self._conn
+        if conn is not None and self._writable(conn):
+            items, self._buffer = self._buffer, []
+            self._send(conn, items)
+        else:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def _writable(self, conn: Any) -> bool:
+        """True if ``conn`` is open and its send buffer below the high-water mark."""
+        writer, stream = getattr(conn, "_writer", None), getattr(conn, "_reader", None)
+        if writer is None or stream is None or stream.at_eof():
+            return False
+        transport = writer.transport
+        return not transport.is_closing() and transport.get_write_buffer_size() < _HIGH_WATER
+
+    def _send(self, conn: Any, items: list[Item]) -> None:
+        """Write ``items`` as one batch on ``conn`` (synchronously, into the transport)."""
+        commands = [args for args, _, _ in items]
+        skip = 0
+        if self._fresh:
+            self._fresh, skip = False, len(self._preamble)
+            commands[:0] = self._preamble
+        wait = wait_command(items)
+        if wait is not None:
+            commands.append(wait)
+        self._sent.append(_Batch(items, skip, wait is not None))
+        self.batches += 1
+        self.commands += len(items)
+        loop = asyncio.get_running_loop()
+        if self._reader is None:
+            self._reader = loop.create_task(self._read(conn))
+        try:
+            conn._writer.writelines(conn.pack_commands(commands))
+        except Exception as error:  # the batch is in _sent: it fails with the others
+            self._dropping = loop.create_task(self._broken(conn, error))
+
     async def _write(self) -> None:
+        """The slow path: a connection to make, or a full send buffer to drain."""
         try:
             while self._buffer:
-                items, self._buffer = self._buffer, []
+                conn = self._conn
                 try:
-                    conn = await self._connection()
+                    if conn is None or not self._writable(conn):
+                        conn = await self._connection()
                 except Exception as error:  # unreachable: these were never written
+                    items, self._buffer = self._buffer, []
                     self._fail(items, error)
                     continue
-                commands = [args for args, _, _ in items]
-                skip = 0
-                if self._fresh:
-                    self._fresh, skip = False, len(self._preamble)
-                    commands[:0] = self._preamble
-                wait = wait_command(items)
-                if wait is not None:
-                    commands.append(wait)
-                self._sent.append(_Batch(items, skip, wait is not None))
-                self.batches += 1
-                self.commands += len(items)
-                if self._reader is None:
-                    self._reader = asyncio.get_running_loop().create_task(self._read(conn))
+                items, self._buffer = self._buffer, []
+                self._send(conn, items)
                 try:
-                    await conn.send_packed_command(conn.pack_commands(commands),
-                                                   check_health=False)
+                    async with asyncio.timeout(conn.socket_timeout):
+                        await conn._writer.drain()
                 except Exception as error:
                     await self._broken(conn, error)
         finally:
@@ -172,13 +222,16 @@ class Lane:
                 self._buffer = []
 
     async def _connection(self) -> Any:
-        """The lane's connection; another from the pool if there is none or the server
-        closed it while the lane was idle. Error handling: the pool's errors propagate."""
+        """A connection to write on: the lane's if it is open (its buffer drained), else
+        another from the pool. Error handling: the pool's errors propagate."""
         conn = self._conn
-        if conn is not None and not self._sent:
-            stream = getattr(conn, "_reader", None)
-            if not conn.is_connected or stream is None or stream.at_eof():
-                await self._drop(conn)
+        if conn is not None:
+            writer, stream = getattr(conn, "_writer", None), getattr(conn, "_reader", None)
+            if writer is None or stream is None or stream.at_eof() or \
+                    writer.transport.is_closing():
+                # Closed by the server (a restart, an idle timeout): replies still
+                # outstanding on it are lost with it.
+                await self._broken(conn, ConnectionError("redis closed the connection"))
                 conn = None
         if conn is None:
             # From the client's pool: its settings, and its checks on a connection it
@@ -190,14 +243,18 @@ class Lane:
     # -- reading ---------------------------------------------------------------------------
 
     async def _read(self, conn: Any) -> None:
+        """Replies of ``conn``'s batches, in order, each batch within the connection's
+        socket timeout."""
+        timeout = conn.socket_timeout
         try:
             while self._sent and self._conn is conn:
                 batch = self._sent[0]
                 try:
-                    for _ in range(batch.skip):
-                        await self._reply(conn)
-                    results = [await self._reply(conn) for _ in batch.items]
-                    confirmed = await self._reply(conn) if batch.waits else None
+                    async with asyncio.timeout(timeout):
+                        for _ in range(batch.skip):
+                            await _reply(conn)
+                        results = [await _reply(conn) for _ in batch.items]
+                        confirmed = await _reply(conn) if batch.waits else None
                 except Exception as error:
                     await self._broken(conn, error)
                     return
@@ -208,13 +265,6 @@ class Lane:
             if self._sent and self._conn is not None and not self._closed:
                 # Batches were written on a newer connection while this one ended.
                 self._reader = asyncio.get_running_loop().create_task(self._read(self._conn))
-
-    @staticmethod
-    async def _reply(conn: Any) -> Any:
-        try:
-            return await conn.read_response()
-        except ResponseError as error:  # an error reply: this command's alone
-            return error
 
     # -- failures --------------------------------------------------------------------------
 
