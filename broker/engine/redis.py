@@ -285,8 +285,8 @@ class RedisEngine:
                 return await script(client, keys, args)
             try:
                 if ordered:
-                    return await batcher.ordered(client, "EVALSHA", script.sha, len(keys),
-                                                 *keys, *args, wait=wait)
+                    return await batcher.lane(client).submit(
+                        ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
                 return await batcher.submit(client, lambda pipe: pipe.evalsha(
                     script.sha, len(keys), *keys, *args))
             except NoScriptError:  # SCRIPT FLUSH, or a server that lost its cache
@@ -295,8 +295,8 @@ class RedisEngine:
                 # later offset's and fan out after it (a parallel batch's first publishes
                 # on a fresh server did: tests/functional/test_http_api.py).
                 if ordered:
-                    return await batcher.ordered(client, "EVALSHA", script.sha, len(keys),
-                                                 *keys, *args, wait=wait)
+                    return await batcher.lane(client).submit(
+                        ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
                 return await batcher.submit(client, lambda pipe: pipe.evalsha(
                     script.sha, len(keys), *keys, *args))
         except (RedisError, OSError, TimeoutError) as exc:
@@ -311,7 +311,7 @@ class RedisEngine:
             if batcher is None:
                 return await getattr(client, method)(*args)
             if ordered:
-                return await batcher.ordered(client, method, *args)
+                return await batcher.lane(client).submit((method, *args))
             return await batcher.submit(client, lambda pipe: getattr(pipe, method)(*args))
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc

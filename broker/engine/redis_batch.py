@@ -76,13 +76,13 @@ class Batcher:
             loop.call_soon(self._flush, loop)
         return await future
 
-    async def ordered(self, client: Any, *args: Any, wait: Wait | None = None) -> Any:
-        """Send the command ``args`` in ``client``'s ordered lane and await its reply
-        (``wait`` as for submit; see broker.engine.redis_lane)."""
+    def lane(self, client: Any) -> Lane:
+        """``client``'s ordered lane (see broker.engine.redis_lane): ``lane.submit(args,
+        wait)`` sends a command in it and returns the future of its reply."""
         lane = self._lanes.get(id(client))
         if lane is None:
             lane = self._lanes[id(client)] = Lane(client, self._preamble)
-        return await lane.submit(args, wait)
+        return lane
 
     async def close(self) -> None:
         """Close the lanes (what is outstanding in them fails)."""
@@ -100,7 +100,8 @@ class Batcher:
                        items: list[tuple[Queue, asyncio.Future[Any], Wait | None]]) -> None:
         self._pipelines += 1
         self._commands += len(items)
-        wait = wait_command([((), future, w) for _, future, w in items])
+        lane_items: list[Item] = [(b"", future, w) for _, future, w in items]
+        wait = wait_command(lane_items)
         try:
             pipe = client.pipeline(transaction=False)
             for queue, _, _ in items:
@@ -116,5 +117,4 @@ class Batcher:
                 raise
             return
         confirmed = results.pop() if wait is not None else None
-        lane_items: list[Item] = [((), future, w) for _, future, w in items]
         resolve(lane_items, results, confirmed)

@@ -56,9 +56,11 @@ __all__ = [
     "encode_control",
     "encode_info",
     "jump_hash",
+    "node_marker",
     "node_of_body",
     "publication_from_stream",
     "publication_of",
+    "sent_by",
 ]
 
 _HEAD = struct.Struct("!BQ")
@@ -110,9 +112,14 @@ class KeyScheme:
     def control(self) -> str:
         return f"{self.prefix}.control"
 
+    @property
+    def pubsub_head(self) -> str:
+        """What every channel's pub/sub name begins with (see channel_of)."""
+        return f"{self.prefix}.ch.{{"
+
     def channel_of(self, pubsub_name: str) -> str | None:
         """The broker channel of a pub/sub channel name; None for control or foreign names."""
-        head = f"{self.prefix}.ch.{{"
+        head = self.pubsub_head
         if pubsub_name.startswith(head) and pubsub_name.endswith("}"):
             return pubsub_name[len(head) : -1]
         return None
@@ -212,6 +219,18 @@ def decode_body(buf: bytes, start: int = 0) -> Body:
     except (struct.error, UnicodeDecodeError) as exc:
         raise DecodeError(str(exc)) from exc
     return Body(node, time_ms, data, info, tags, bool(flags & _DELTA))
+
+
+def node_marker(node: str) -> bytes:
+    """How ``node`` begins a body's node field (its length, then its bytes): see sent_by."""
+    raw = node.encode()
+    return _LEN.pack(len(raw)) + raw
+
+
+def sent_by(buf: bytes, start: int, marker: bytes) -> bool:
+    """True if the body at ``start`` was sent by the node of ``marker`` (node_marker):
+    a comparison in place, nothing decoded (a node drops every echo of its own)."""
+    return buf.startswith(marker, start + _HEAD.size)
 
 
 def node_of_body(buf: bytes, start: int = 0) -> str:

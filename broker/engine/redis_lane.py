@@ -49,7 +49,7 @@ from redis.exceptions import ResponseError
 __all__ = ["Lane", "ReplicasMissing", "Wait"]
 
 Wait = tuple[int, int]  # (replicas, timeout ms) for a WAIT after the batch
-Item = tuple[tuple[Any, ...], "asyncio.Future[Any]", Wait | None]
+Item = tuple[bytes, "asyncio.Future[Any]", Wait | None]  # (packed command, reply, wait)
 # Above this many bytes waiting in the socket's send buffer, the next batch waits for it
 # to drain (Redis is not reading: a stalled server must not grow the heap).
 _HIGH_WATER = 1 << 20
@@ -88,6 +88,25 @@ def resolve(items: list[Item], results: list[Any], confirmed: Any) -> None:
             future.set_result(result)
 
 
+def pack(args: tuple[Any, ...]) -> bytes:
+    """One command in RESP (what redis-py's pack_command makes, for the argument types
+    the engine sends: bytes, str as UTF-8, int, float). Raises TypeError for others."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            value = arg
+        elif isinstance(arg, str):
+            value = arg.encode()
+        elif isinstance(arg, int) and not isinstance(arg, bool):
+            value = b"%d" % arg
+        elif isinstance(arg, float):
+            value = repr(arg).encode()
+        else:
+            raise TypeError(f"cannot send a {type(arg).__name__} to redis: {arg!r}")
+        parts += (b"$%d\r\n" % len(value), value, b"\r\n")
+    return b"".join(parts)
+
+
 def wait_command(items: list[Item]) -> tuple[Any, ...] | None:
     """The WAIT covering ``items`` (the most replicas and the longest timeout asked)."""
     waits = [wait for _, _, wait in items if wait is not None]
@@ -110,7 +129,7 @@ class Lane:
 
     def __init__(self, client: Any, preamble: list[tuple[Any, ...]] | None = None) -> None:
         self._pool = client.connection_pool
-        self._preamble = list(preamble or [])
+        self._preamble = [pack(command) for command in preamble or []]
         self._conn: Any = None
         self._fresh = False  # the connection has not had its preamble yet
         self._buffer: list[Item] = []  # submitted, not yet written
@@ -125,12 +144,14 @@ class Lane:
 
     def submit(self, args: tuple[Any, ...], wait: Wait | None = None) -> asyncio.Future[Any]:
         """Queue ``args`` (a whole command) for the lane's next write; the future gets
-        its reply. Raises ConnectionError once the lane is closed."""
+        its reply. Raises ConnectionError once the lane is closed, TypeError for an
+        argument Redis cannot take (see pack)."""
         if self._closed:
             raise ConnectionError("redis lane closed")
+        command = pack(args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._buffer.append((args, future, wait))
+        self._buffer.append((command, future, wait))
         if not self._scheduled:
             # After the callbacks already queued: everything submitted in this loop
             # iteration leaves in the same write.
@@ -177,14 +198,14 @@ class Lane:
 
     def _send(self, conn: Any, items: list[Item]) -> None:
         """Write ``items`` as one batch on ``conn`` (synchronously, into the transport)."""
-        commands = [args for args, _, _ in items]
+        commands = [command for command, _, _ in items]
         skip = 0
         if self._fresh:
             self._fresh, skip = False, len(self._preamble)
             commands[:0] = self._preamble
         wait = wait_command(items)
         if wait is not None:
-            commands.append(wait)
+            commands.append(pack(wait))
         self._sent.append(_Batch(items, skip, wait is not None))
         self.batches += 1
         self.commands += len(items)
@@ -192,7 +213,7 @@ class Lane:
         if self._reader is None:
             self._reader = loop.create_task(self._read(conn))
         try:
-            conn._writer.writelines(conn.pack_commands(commands))
+            conn._writer.write(b"".join(commands))
         except Exception as error:  # the batch is in _sent: it fails with the others
             self._dropping = loop.create_task(self._broken(conn, error))
 

@@ -88,8 +88,14 @@ class Timeouts:
 
 
 def raw_connection(address: Address, timeouts: Timeouts) -> Connection:
-    """A connection without retries or read timeout, for one pub/sub reader."""
+    """A connection without retries or read timeout, for one pub/sub reader.
+
+    RESP2: messages arrive as plain arrays. Under RESP3 (redis-py 8's default) each is a
+    push notification, which redis-py hands to a handler that formats the whole message
+    into a debug log line whether or not debug logging is on — for every publication.
+    """
     return Connection(
+        protocol=2,
         host=address.host,
         port=address.port,
         db=address.db,

@@ -39,8 +39,9 @@ from broker.engine.redis_codec import (
     decode_body,
     decode_control,
     decode_published,
-    node_of_body,
+    node_marker,
     publication_of,
+    sent_by,
 )
 from broker.engine.redis_link import Topology
 from broker.engine.redis_pubsub import Backoff, PositionTracker, PubSubReader, ReaderHooks, Verdict
@@ -58,6 +59,7 @@ CatchUp = Callable[
     Awaitable[tuple[list[tuple[Publication, str]], StreamPosition, int]],
 ]
 _CONTROL = "\x00control"  # waiter key of the control subscription (not a channel name)
+_NO_HISTORY = b"p0::"  # how a publication without history (offset 0, no epoch) begins
 
 
 def _ignore(*args: object) -> None:
@@ -105,6 +107,9 @@ class Receiver:
         self._read_stream, self._io_timeout, self._backoff = catch_up, io_timeout, backoff
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._hooks = ReaderHooks(self._subscribed, self._message, self._reconnecting)
+        # Per message, these are compared with what arrives: made once.
+        self._own = node_marker(node_id)
+        self._control_name, self._head = keys.control, keys.pubsub_head
         self._suspended = False
         self._failed: asyncio.Future[None] | None = None
         self._suspension: asyncio.Future[None] | None = None
@@ -276,13 +281,16 @@ class Receiver:
 
     def _message(self, name: str, data: bytes) -> Awaitable[None] | None:
         try:
-            if name == self.keys.control:
+            if name == self._control_name:
                 node, payload = decode_control(data)
                 if node != self.node_id:
                     self._call(self.handlers.control, payload)
                 return None
-            channel = self.keys.channel_of(name)
-            if channel is None or channel not in self.channels or not data:
+            head = self._head
+            if not name.startswith(head) or not name.endswith("}"):
+                return None  # not a channel of this engine (see KeyScheme.channel_of)
+            channel = name[len(head) : -1]
+            if channel not in self.channels or not data:
                 return None
             if data[0] == KIND_PUBLICATION:
                 return self._publication(channel, data)
@@ -297,6 +305,11 @@ class Receiver:
         return None
 
     def _publication(self, channel: str, data: bytes) -> Awaitable[None] | None:
+        if data.startswith(_NO_HISTORY):  # offset 0: no position to track
+            if not sent_by(data, len(_NO_HISTORY), self._own):
+                pub, position, _ = publication_of(data)
+                self._deliver(channel, pub, position)
+            return None
         offset, epoch, start = decode_published(data)
         verdict = self.tracker.judge(channel, offset, epoch)
         if verdict is Verdict.DUPLICATE:
@@ -307,7 +320,7 @@ class Receiver:
             self._unrecoverable(channel)
         if offset:
             self.tracker.set(channel, StreamPosition(offset, epoch))
-        if node_of_body(data, start) != self.node_id:
+        if not sent_by(data, start, self._own):
             pub, position, _ = publication_of(data)
             self._deliver(channel, pub, position)
         return None

@@ -21,9 +21,11 @@ from broker.engine.redis_codec import (
     encode_control,
     encode_info,
     jump_hash,
+    node_marker,
     node_of_body,
     publication_from_stream,
     publication_of,
+    sent_by,
 )
 from broker.engine.redis_link import Address, parse_address
 from broker.engine.redis_pubsub import Backoff, PositionTracker, Verdict
@@ -44,6 +46,9 @@ def test_body_round_trips(
     assert (decoded.node, decoded.time, decoded.data, decoded.info, decoded.tags) == (
         node, time_ms, data, info, tag)
     assert node_of_body(body) == node
+    assert sent_by(b"p0::" + body, 4, node_marker(node))
+    assert not sent_by(b"p0::" + body, 4, node_marker(node + "x"))
+    assert not sent_by(b"p0::" + body, 4, node_marker(node[:-1])) or node == ""
 
 
 def test_published_message_as_the_script_builds_it() -> None:

@@ -62,3 +62,18 @@ async def test_a_failed_pipeline_fails_every_command() -> None:
 
 
 # The ordered lanes (publishes) run over a real connection: tests/contract/test_redis_lane.py.
+
+
+def test_the_lane_packs_commands_as_redis_py_does() -> None:
+    from redis.asyncio.connection import Connection
+
+    from broker.engine.redis_lane import pack
+
+    conn = Connection()
+    for args in [("PUBLISH", "chorus.ch.{é}", b"p0::\x00\r\n\xff"), ("EVALSHA", "ab", 3, -1, 0),
+                 ("WAIT", 1, 1000), ("SET", "k", 1.5), ("PING",)]:
+        assert pack(args) == b"".join(conn.pack_command(*args)), args
+    with pytest.raises(TypeError):
+        pack(("SET", "k", None))
+    with pytest.raises(TypeError):
+        pack(("SET", "k", True))
