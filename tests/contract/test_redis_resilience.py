@@ -287,19 +287,29 @@ async def test_publishes_retried_after_noscript_keep_their_lane(
     engine, _, _ = await started(stack, RedisEngine(private_server.url, prefix="t"))
     batcher = engine._batcher
     assert batcher is not None
-    lanes: list[bool] = []
+    lanes: list[bool] = []  # per command sent: True in the ordered lane
     submit = batcher.submit
 
-    async def spy(client: Any, queue: Any, **kwargs: Any) -> Any:
-        lanes.append(kwargs.get("ordered", False))
+    async def unordered(client: Any, queue: Any, **kwargs: Any) -> Any:
+        lanes.append(False)
         return await submit(client, queue, **kwargs)
 
-    batcher.submit = spy  # type: ignore[method-assign]
+    batcher.submit = unordered  # type: ignore[method-assign]
+    lane = batcher.lane(engine.topology.client("ch"))
+    lane_submit = lane.submit
+
+    def ordered(args: tuple[Any, ...], wait: Any = None) -> Any:
+        lanes.append(True)
+        return lane_submit(args, wait)
+
+    lane.submit = ordered  # type: ignore[method-assign]
+    await publish(engine, "warm", 1)  # the lane's connection loads the scripts first ...
     admin = aioredis.Redis(port=private_server.port)
     try:
-        await admin.script_flush()
+        await admin.script_flush()  # ... and loses them here
     finally:
         await admin.aclose()
+    lanes.clear()
     await publish(engine, "ch", 2)
     assert len(lanes) >= 3, "the first publish did not meet NOSCRIPT"
     assert all(lanes), f"a publish left the ordered lane: {lanes}"
