@@ -3,12 +3,13 @@
 Publishes must reach Redis — hence get their offsets — in the order they were
 submitted, and come back to the node in that order, so the local fan-out follows the
 offsets. Redis runs the commands of one connection in order and answers them in order,
-so the lane keeps one dedicated connection: a *writer* sends what was submitted during
-a loop iteration as one write (a batch) as soon as the iteration ends, without waiting
-for earlier batches' replies, and a *reader* takes the replies off the connection
-first-in first-out and resolves a whole batch at once (its publications then fan out in
-one loop iteration, and subscribers' outboxes coalesce them). A busy lane has several
-batches on the wire instead of making callers wait for the previous round trip.
+so the lane keeps one dedicated connection: what was submitted during a loop iteration
+is written as one batch when the iteration ends (a callback writing into the transport;
+a task only to connect or to wait for a full send buffer), without waiting for earlier
+batches' replies, and a *reader* task takes the replies off the connection first-in
+first-out and resolves a whole batch at once (its publications then fan out in one loop
+iteration, and subscribers' outboxes coalesce them). A busy lane has several batches on
+the wire instead of making callers wait for the previous round trip.
 
 Compared with one redis-py pipeline per batch (borrowed from the pool, one at a time),
 a publish skips the wait for the batch before it and redis-py's per-pipeline work.
@@ -24,12 +25,13 @@ Guarantees:
   without NOSCRIPT. Their replies are read and dropped.
 
 Error handling: an error reply fails only its own command. A broken connection (socket
-error, no reply within the connection's ``socket_timeout``, Sentinel's "previous master
-is now a replica") fails every command written and not yet answered — their effect is
-unknown, so they are never re-sent — and the connection is dropped; commands not yet
-written go out on another connection of the client's pool (Sentinel's looks the primary
-up again). A connection the server closed while the lane was idle is noticed
-before writing (end of stream), so a restart does not fail the first publish after it.
+error, a batch's replies not all in within the connection's ``socket_timeout``,
+Sentinel's "previous master is now a replica") fails every command written and not yet
+answered — their effect is unknown, so they are never re-sent — and the connection is
+dropped; commands not yet written go out on another connection of the client's pool
+(Sentinel's looks the primary up again). A connection the server closed while the lane
+was idle is noticed before writing (end of stream), so a restart does not fail the
+first publish after it.
 
 Resource handling: the lane holds one connection of the client's pool until it breaks or
 ``close()`` (which fails what is outstanding) gives it back, disconnected.
@@ -46,7 +48,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-__all__ = ["Lane", "ReplicasMissing", "Wait"]
+__all__ = ["Item", "Lane", "ReplicasMissing", "Wait", "pack", "resolve", "wait_command"]
 
 Wait = tuple[int, int]  # (replicas, timeout ms) for a WAIT after the batch
 Item = tuple[bytes, "asyncio.Future[Any]", Wait | None]  # (packed command, reply, wait)
