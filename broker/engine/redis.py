@@ -201,6 +201,9 @@ class RedisEngine:
             if isinstance(self.topology, Cluster):
                 await self.topology.initialize()
             await self.receiver.start()
+            if self._batcher is not None:  # publish lanes up, scripts loaded
+                for client in self.topology.clients():
+                    await self._batcher.lane(client).open()
         except (RedisError, OSError, TimeoutError) as exc:
             await self.close()
             raise EngineError(f"redis engine could not start: {exc}") from exc

@@ -161,6 +161,15 @@ class Lane:
             loop.call_soon(self._flush)
         return future
 
+    async def open(self) -> None:
+        """Take a connection now and load the preamble on it (at the engine's start:
+        its first publish then pays neither). A failure is not raised: the next batch
+        tries again, as always."""
+        if self._closed or self._conn is not None or self._writer is not None:
+            return
+        self._writer = asyncio.get_running_loop().create_task(self._write(connect=True))
+        await asyncio.shield(self._writer)
+
     async def close(self) -> None:
         self._closed = True
         for task in (self._writer, self._reader):
@@ -209,8 +218,9 @@ class Lane:
         if wait is not None:
             commands.append(pack(wait))
         self._sent.append(_Batch(items, skip, wait is not None))
-        self.batches += 1
-        self.commands += len(items)
+        if items:  # the preamble alone (open) is no batch of the caller's
+            self.batches += 1
+            self.commands += len(items)
         loop = asyncio.get_running_loop()
         if self._reader is None:
             self._reader = loop.create_task(self._read(conn))
@@ -219,20 +229,23 @@ class Lane:
         except Exception as error:  # the batch is in _sent: it fails with the others
             self._dropping = loop.create_task(self._broken(conn, error))
 
-    async def _write(self) -> None:
-        """The slow path: a connection to make, or a full send buffer to drain."""
+    async def _write(self, connect: bool = False) -> None:
+        """The slow path: a connection to make (``connect``: even with nothing to
+        send), or a full send buffer to drain."""
         try:
-            while self._buffer:
+            while self._buffer or connect:
                 conn = self._conn
                 try:
                     if conn is None or not self._writable(conn):
                         conn = await self._connection()
                 except Exception as error:  # unreachable: these were never written
-                    items, self._buffer = self._buffer, []
+                    items, self._buffer, connect = self._buffer, [], False
                     self._fail(items, error)
                     continue
-                items, self._buffer = self._buffer, []
-                self._send(conn, items)
+                items, self._buffer, connect = self._buffer, [], False
+                if not items and not self._fresh:
+                    continue
+                self._send(conn, items)  # with no items: the preamble alone
                 try:
                     async with asyncio.timeout(conn.socket_timeout):
                         await conn._writer.drain()

@@ -129,6 +129,9 @@ class Topology(Protocol):
     def client(self, channel: str) -> Any:
         """The command client for the keys of ``channel`` (Redis or RedisCluster)."""
 
+    def clients(self) -> list[Any]:
+        """Every command client (one per server; one RedisCluster for a Cluster)."""
+
     def route(self, channel: str) -> str:
         """The reader id serving ``channel``; the control channel routes as its name."""
 
@@ -155,6 +158,9 @@ class Standalone:
 
     def client(self, channel: str) -> Any:
         return self._client
+
+    def clients(self) -> list[Any]:
+        return [self._client]
 
     def route(self, channel: str) -> str:
         return self.address.name
@@ -189,6 +195,9 @@ class Sharded:
 
     def client(self, channel: str) -> Any:
         return self._shard(channel).client(channel)
+
+    def clients(self) -> list[Any]:
+        return [shard.client("") for shard in self.shards]
 
     def route(self, channel: str) -> str:
         return self._shard(channel).address.name
@@ -245,6 +254,9 @@ class Sentinel:
     def client(self, channel: str) -> Any:
         return self._client
 
+    def clients(self) -> list[Any]:
+        return [self._client]
+
     def route(self, channel: str) -> str:
         return f"sentinel:{self.service}"
 
@@ -296,6 +308,9 @@ class Cluster:
 
     def client(self, channel: str) -> Any:
         return self._client
+
+    def clients(self) -> list[Any]:
+        return [self._client]
 
     def route(self, channel: str) -> str:
         """The primary owning the slot of ``{channel}`` (all of its keys share it)."""

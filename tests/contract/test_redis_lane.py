@@ -96,6 +96,16 @@ async def test_scripts_of_the_preamble_are_loaded_on_every_new_connection(
     assert await lane.submit(("EVALSHA", SHA, 0, "b")) == b"b!"
 
 
+async def test_open_takes_the_connection_and_loads_the_preamble_first(
+    client: aioredis.Redis, lane: Lane
+) -> None:
+    await lane.open()
+    await wait_until(lambda: not lane._sent, "the preamble's replies read")
+    assert await client.script_exists(SHA) == [True]
+    assert await lane.submit(("EVALSHA", SHA, 0, "a")) == b"a!"
+    assert (lane.batches, lane.commands) == (1, 1)
+
+
 async def test_a_server_restarted_while_the_lane_idles_fails_nothing(
     server: RedisServer, lane: Lane
 ) -> None:
