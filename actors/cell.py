@@ -13,10 +13,12 @@ import logging
 import time
 import traceback
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorExitRequest, ActorSystemMessage
+from thespian.system import simpleSystemBase as _simple_system_base
+from thespian.system.utilis import withPossibleInitArgs
 
 from actors.errors import ActorStopped, InjectedCrash
 from actors.messages import (
@@ -180,6 +182,10 @@ class Cell(ThespianActor):
         ref = system._systemBase.actorRegistry.get(address.actorAddressString)
         child = None if ref is None else ref.instance
         if isinstance(child, Cell):
+            # thespian calls ``_receive``: a wrapper that logs each message at DEBUG
+            # (formatting nothing, as Thespian's logger stops at INFO, but asking
+            # ``getLogger`` for it per message); the cell's own method does the rest.
+            child._receive = child.receiveMessage
             child.receiveMessage(init, self.myAddress)
         else:  # not a local simpleSystemBase cell: fall back to an ordinary message
             self.send(address, init)
@@ -352,7 +358,26 @@ class Cell(ThespianActor):
             self.send_to(self.parent_id, message)
 
 
-# thespian builds each actor through ``withPossibleInitArgs``, which asks
-# ``inspect.signature(Cell.__init__)`` on every creation (a tenth of the cost of
-# creating an actor); a precomputed ``__signature__`` answers it at once.
-Cell.__init__.__signature__ = inspect.signature(Cell.__init__)  # type: ignore[attr-defined]
+# thespian builds each actor through ``withPossibleInitArgs.create``, which in 4.0.1
+# iterates ``inspect.signature(__init__).parameters`` (names) as if they were Parameter
+# objects: the ``.name`` raises AttributeError every time, so every creation falls
+# through to a ``warnings.catch_warnings`` block, the removed ``getargspec`` and then
+# ``getfullargspec`` -- about 10 us of a connection's start. This subclass asks once per
+# class and passes the same arguments (those ``__init__`` names); an ``__init__`` without
+# a signature gets thespian's own path.
+class _InitArgs(withPossibleInitArgs):  # type: ignore[misc]
+    _names: ClassVar[dict[type, tuple[str, ...]]] = {}
+
+    def create(self, klass: type) -> Any:
+        names = _InitArgs._names.get(klass)
+        if names is None:
+            try:
+                names = tuple(inspect.signature(klass.__init__).parameters)
+            except (ValueError, TypeError):
+                return super().create(klass)
+            _InitArgs._names[klass] = names
+        kwargs = self.kwargs
+        return klass(**{name: kwargs[name] for name in names if name in kwargs})
+
+
+_simple_system_base.withPossibleInitArgs = _InitArgs

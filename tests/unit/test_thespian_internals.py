@@ -48,11 +48,42 @@ def test_simple_system_base_exposes_what_the_runtime_patches() -> None:
         system.shutdown()
 
 
-def test_actor_construction_still_asks_for_a_signature() -> None:
-    # Cell precomputes ``__init__.__signature__`` because thespian inspects it per creation
-    # (withPossibleInitArgs); if that moved, the precomputation is dead weight.
+def test_actor_construction_goes_through_with_possible_init_args() -> None:
+    # actors.cell replaces simpleSystemBase's ``withPossibleInitArgs`` (thespian's asks
+    # for a signature it then misreads, on every creation); if the name moved, the
+    # replacement is dead weight and creations are slow again.
+    import thespian.system.simpleSystemBase as simple
     from thespian.system.utilis import withPossibleInitArgs
 
-    assert "signature" in inspect.getsource(withPossibleInitArgs)
+    import actors.cell
+
+    assert "withPossibleInitArgs(" in inspect.getsource(simple.ActorSystemBase._newRefAndActor)
+    assert simple.withPossibleInitArgs is actors.cell._InitArgs
+    assert issubclass(actors.cell._InitArgs, withPossibleInitArgs)
+
+    class Takes:
+        def __init__(self, capabilities: object, other: object = None) -> None:
+            self.capabilities, self.other = capabilities, other
+
+    made = actors.cell._InitArgs(capabilities={"x": 1}, requirements=None).create(Takes)
+    assert made.capabilities == {"x": 1} and made.other is None
     # Cell.receiveMessage tells thespian's own messages apart by this base class.
     assert issubclass(ActorExitRequest, ActorSystemMessage)
+
+
+def test_the_runtime_delivers_directly_only_with_the_queue_it_expects() -> None:
+    # Runtime._send hands a message to its cell when thespian's queue is empty; that
+    # needs the queue's name, and the drain it runs afterwards.
+    system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
+    try:
+        base = system._systemBase
+        assert isinstance(base._pendingSends, list) and not base._pendingSends
+        assert callable(base._runSends)
+        # The per-instance ``_receive`` thespian calls (Cell.start_child_cell replaces it).
+        assert "_receive" in inspect.getsource(simple_base_call(base))
+    finally:
+        system.shutdown()
+
+
+def simple_base_call(base: object) -> object:
+    return type(base)._callActorWithMessage  # type: ignore[attr-defined]
