@@ -365,14 +365,14 @@ class Cell(ThespianActor):
 # ``getfullargspec`` -- about 10 us of a connection's start. This subclass asks once per
 # class and passes the same arguments (those ``__init__`` names); an ``__init__`` without
 # a signature gets thespian's own path.
-class _InitArgs(withPossibleInitArgs):  # type: ignore[misc]
+class _InitArgs(withPossibleInitArgs):
     _names: ClassVar[dict[type, tuple[str, ...]]] = {}
 
     def create(self, klass: type) -> Any:
         names = _InitArgs._names.get(klass)
         if names is None:
             try:
-                names = tuple(inspect.signature(klass.__init__).parameters)
+                names = tuple(inspect.signature(klass.__init__).parameters)  # type: ignore[misc]
             except (ValueError, TypeError):
                 return super().create(klass)
             _InitArgs._names[klass] = names
