@@ -83,12 +83,11 @@ async def pusher_websocket_handler(request: web.Request) -> web.StreamResponse:
         return ws
     if not config.websocket.detach:
         return await _aiohttp_reader(request, ws, node, app)
-    direct = await prepare_detached(request, ws, max_msg_size, node.runtime,
-                                    PusherDirectWebSocket)
-    if direct is None:  # the client left during the handshake
-        return DETACHED
+    # No subprotocols: as the WebSocketResponse above (it is not prepared here).
+    direct, _ = prepare_detached(request, (), max_msg_size, node.runtime,
+                                 PusherDirectWebSocket)
     direct.delivery = PUSHER_WS
-    direct.attach(_start(node, direct, request, app), ws)
+    direct.attach(_start(node, direct, request, app))
     return DETACHED
 
 

@@ -45,22 +45,20 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # aiohttp refuses a message of exactly max_msg_size bytes; the config names the
     # largest message allowed (Centrifugo's meaning), hence + 1.
     max_msg_size = config.websocket.message_size_limit + 1
-    ws = web.WebSocketResponse(protocols=SUBPROTOCOLS, max_msg_size=max_msg_size,
-                               autoping=True, compress=False)
     if not config.websocket.detach:
+        ws = web.WebSocketResponse(protocols=SUBPROTOCOLS, max_msg_size=max_msg_size,
+                                   autoping=True, compress=False)
         return await _aiohttp_reader(request, ws, node)
-    direct = await prepare_detached(request, ws, max_msg_size, node.runtime)
+    direct, chosen = prepare_detached(request, SUBPROTOCOLS, max_msg_size, node.runtime)
     # From here on aiohttp holds nothing of this connection: the request, its headers,
-    # ``ws`` and this handler's frame and task go once it returns.
-    if direct is None:  # the client left during the handshake
-        return DETACHED
+    # and this handler's frame and task go once it returns.
     if not connect_allowed(node, request):
         # Refused before any actor exists; 3013 makes the SDK back off and retry.
         direct.close(codes.DISCONNECT_TOO_MANY_REQUESTS)
         return DETACHED
-    direct.delivery = WS_PROTOBUF if ws.ws_protocol == PROTOBUF_SUBPROTOCOL else WS_JSON
+    direct.delivery = WS_PROTOBUF if chosen == PROTOBUF_SUBPROTOCOL else WS_JSON
     ref = start_connection(node, direct, request.remote or "", request.headers)
-    direct.attach(ref, ws)
+    direct.attach(ref)
     return DETACHED
 
 

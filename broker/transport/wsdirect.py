@@ -21,9 +21,12 @@ the transport, which sends what is buffered first — as aiohttp's ``close()`` d
 reader was waiting. The actor is told ``SocketClosed`` once, when the TCP connection is
 gone.
 
-Error handling: ``detach`` returns None (and leaves the socket to aiohttp) when the
-event loop's transport cannot change its protocol; the caller then keeps aiohttp's
-reading loop.
+The upgrade itself is checked and answered by ``broker.transport.wsupgrade`` (aiohttp's
+rules and texts), so no ``WebSocketResponse`` is built for a detached socket at all.
+
+Error handling: a handshake aiohttp would refuse raises its HTTP error before the socket
+changes hands (aiohttp answers it); a client gone before the upgrade is a
+ConnectionResetError, which aiohttp handles as a lost connection.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from aiohttp.http_websocket import WebSocketError
 
 from broker.connection.actor import Frame, SocketClosed
 from broker.connection.framing import WS_JSON
+from broker.transport.wsupgrade import upgrade
 
 if TYPE_CHECKING:
     from actors import ActorRef, Runtime
@@ -93,16 +97,11 @@ class DirectWebSocket(WebSocketDataQueue):
         self.close_code: int | None = None
         self.closing = False  # a close frame was sent
 
-    def attach(self, ref: ActorRef, ws: web.WebSocketResponse) -> None:
-        """Tell this actor what the client sends from now on, starting with what came
-        before: frames aiohttp parsed behind the upgrade request (into ``ws``), then
-        those this protocol got during the handshake."""
+    def attach(self, ref: ActorRef) -> None:
+        """Tell this actor what the client sends from now on, starting with the frames
+        that came before it existed (behind the upgrade request, in order)."""
         self._ref = ref
         early, self._early = self._early, None
-        buffer = getattr(ws._reader, "_buffer", None)
-        while buffer:
-            msg, size = buffer.popleft()
-            self.feed_data(msg, size)
         tell = self._runtime.tell
         for frame in early or ():
             if self.closing:
@@ -210,37 +209,42 @@ class _Detached(web.StreamResponse):
 DETACHED = _Detached(status=101)  # what an access log shows: the upgrade
 
 
-async def prepare_detached(request: web.Request, ws: web.WebSocketResponse,
-                           max_msg_size: int, runtime: Runtime,
-                           kind: type[DirectWebSocket] = DirectWebSocket,
-                           ) -> DirectWebSocket | None:
-    """Upgrade ``request`` with ``ws`` and take the socket away from aiohttp, to a new
-    ``kind`` (a subclass may map close codes, as the Pusher endpoint's does).
+def prepare_detached(request: web.Request, protocols: tuple[str, ...], max_msg_size: int,
+                     runtime: Runtime, kind: type[DirectWebSocket] = DirectWebSocket,
+                     ) -> tuple[DirectWebSocket, str | None]:
+    """Upgrade ``request`` and take the socket away from aiohttp, to a new ``kind`` (a
+    subclass may map close codes, as the Pusher endpoint's does); returns it and the
+    subprotocol chosen from ``protocols``.
 
-    The socket's protocol is switched before the 101 answer is written, so every byte
-    the client sends after it reaches the ``DirectWebSocket``; aiohttp's
-    ``RequestHandler`` then lets go of the socket (its ``connection_lost`` without a
-    transport unregisters it from the server, cancels its keep-alive timer and closes
-    nothing). The handler must return ``DETACHED`` after this.
+    The handshake is checked and answered by ``broker.transport.wsupgrade`` (aiohttp's
+    rules, no ``WebSocketResponse``). The socket's protocol is switched before the 101
+    answer is written, so every byte the client sends after it reaches the
+    ``DirectWebSocket``; bytes aiohttp read behind the upgrade request (a client that
+    pipelines its first frames) are handed to it first. aiohttp's ``RequestHandler``
+    then lets go of the socket (its ``connection_lost`` without a transport unregisters
+    it from the server, cancels its keep-alive timer and closes nothing). The handler
+    must return ``DETACHED`` after this.
 
-    Returns None when the client left during the handshake. Error handling: a refused
-    handshake (aiohttp's HTTP errors) gives the socket back to aiohttp and raises, so
-    aiohttp answers it; so does any other error of ``prepare``.
+    Error handling: a refused handshake raises aiohttp's HTTP error before anything is
+    changed or written, so aiohttp answers it; ConnectionResetError when the client left
+    before the upgrade.
     """
     transport = request.transport
     protocol = request.protocol
-    if transport is None:
+    if transport is None or transport.is_closing():
         raise ConnectionResetError("the client left before the upgrade")
+    answer, chosen = upgrade(request, protocols)
     direct = kind(transport, max_msg_size, runtime)
     transport.set_protocol(cast(asyncio.BaseProtocol, direct))
-    try:
-        await ws.prepare(request)
-    except BaseException:
-        if direct.transport is not None:
-            transport.set_protocol(protocol)
-        else:  # the socket went while ours: aiohttp must still learn it
-            protocol.connection_lost(None)
-        raise
+    transport.write(answer)
+    tail = getattr(protocol, "_message_tail", b"")
+    protocol._message_tail = b""
+    # aiohttp (3.13+) stops reading while a large tail waits for its parser.
+    paused = getattr(protocol, "_buffer_paused", False)
     protocol.transport = None
     protocol.connection_lost(None)
-    return direct if direct.transport is not None else None
+    if paused:
+        transport.resume_reading()
+    if tail:
+        direct.data_received(tail)
+    return direct, chosen
