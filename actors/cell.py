@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import string
 import time
 import traceback
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from thespian.actors import Actor as ThespianActor
-from thespian.actors import ActorExitRequest, ActorSystemMessage
+from thespian.actors import ActorAddress, ActorExitRequest, ActorSystemMessage
 from thespian.system import simpleSystemBase as _simple_system_base
 from thespian.system.utilis import withPossibleInitArgs
 
@@ -177,18 +178,8 @@ class Cell(ThespianActor):
         per exit (a linear ``list.index`` with Python-level address comparisons), which made
         stopping a supervisor of 10,000 children take about 25 s instead of 0.2 s.
         """
-        system = self.runtime._system
-        address = system.createActor(Cell)  # registers only; runs no messages (re-entrant)
-        ref = system._systemBase.actorRegistry.get(address.actorAddressString)
-        child = None if ref is None else ref.instance
-        if isinstance(child, Cell):
-            # thespian calls ``_receive``: a wrapper that logs each message at DEBUG
-            # (formatting nothing, as Thespian's logger stops at INFO, but asking
-            # ``getLogger`` for it per message); the cell's own method does the rest.
-            child._receive = child.receiveMessage
-            child.receiveMessage(init, self.myAddress)
-        else:  # not a local simpleSystemBase cell: fall back to an ordinary message
-            self.send(address, init)
+        address, child = new_cell(self.runtime._system)  # registers only; runs nothing
+        child.receiveMessage(init, self.myAddress)
         return address
 
     # -- sending -----------------------------------------------------------------------
@@ -356,6 +347,47 @@ class Cell(ThespianActor):
             self.runtime.root_event(message)
         else:
             self.send_to(self.parent_id, message)
+
+
+_LETTERS = string.ascii_letters
+
+
+def address_name(count: int) -> str:
+    """simpleSystemBase's ``_namegen``: ``count`` in base 52 written with ASCII letters
+    (0 is "a"), without its recursion."""
+    digits = []
+    while True:
+        count, digit = divmod(count, 52)
+        digits.append(_LETTERS[digit])
+        if not count:
+            return "".join(reversed(digits))
+
+
+def new_cell(system: Any) -> tuple[Any, Cell]:
+    """A new primary ``Cell`` in ``system`` (a simpleSystemBase ActorSystem) and its
+    address, registered as ``ActorSystem.createActor(Cell)`` registers it: the same
+    ``/A~<n>`` address from the system's primary counter, the same ``ActorRef`` entry
+    in its registry, the parent being the system.
+
+    What createActor adds on its way -- a class-by-name resolution, a capability check,
+    the constructor's argument matching, two logger lookups and a DEBUG call -- is a
+    no-op for ``Cell`` and was a tenth of a connection's start. Messages reach the cell
+    through ``receiveMessage`` directly: thespian's per-instance ``_receive`` wrapper
+    only logs each message at DEBUG (below Thespian's level here).
+    ``tests/unit/test_thespian_internals.py`` checks the names used.
+    """
+    base = system._systemBase
+    with base._private_lock:
+        count = base._primaryCount
+        base._primaryCount = count + 1
+    address = ActorAddress("/A~" + address_name(count))
+    cell = Cell()
+    ref = _simple_system_base.ActorRef(system, system.systemAddress, address, cell)
+    ref.globalName = None
+    cell._myRef = ref
+    cell._receive = cell.receiveMessage
+    base.actorRegistry[address.actorAddressString] = ref
+    return address, cell
 
 
 # thespian builds each actor through ``withPossibleInitArgs.create``, which in 4.0.1

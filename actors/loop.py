@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from thespian.actors import ActorSystem
 
-from actors.cell import _THESPIAN_TYPES, Cell
+from actors.cell import _THESPIAN_TYPES, Cell, new_cell
 from actors.errors import (
     ActorNotFound,
     AskTimeout,
@@ -129,7 +129,7 @@ class Runtime:
         """Start the root of the tree (usually ``supervisor(...)``); returns its ref."""
         if self.root is not None:
             raise RuntimeError("the runtime already has a root")
-        address = self._system.createActor(Cell)
+        address, _ = new_cell(self._system)
         self._deliver(address, Init(self, spec.id, spec.kind, None, spec.factory,
                                     restart=spec.restart))
         self.root = ActorRef(self, spec.id)

@@ -9,8 +9,8 @@ slow-consumer handling — is the actor's and the outbox's, the same for every t
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -116,6 +116,16 @@ def forwarded_headers(node: Node, headers: Mapping[str, str] | None) -> dict[str
     return {name: headers[name] for name in node.proxies.forwarded if name in headers}
 
 
+def new_client_id() -> str:
+    """A random (version 4) UUID as text, what ``str(uuid.uuid4())`` gives, without
+    building a ``UUID`` object (a third of the cost)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def start_connection(node: Node, link: Link, remote: str,
                      headers: Mapping[str, str] | None = None) -> Any:
     """Start the connection actor of ``link`` under the connection supervisor; returns
@@ -123,7 +133,7 @@ def start_connection(node: Node, link: Link, remote: str,
 
     ``headers`` are the HTTP request's headers; only those the configured proxies'
     ``http_headers`` ask for (``node.proxies.forwarded``) reach the session."""
-    client_id = str(uuid.uuid4())
+    client_id = new_client_id()
     forwarded = forwarded_headers(node, headers)
     factory = partial(ConnectionActor, node, link, remote, client_id, forwarded or None)
     return node.runtime.start_child(CONNECTIONS_ID, ChildSpec(

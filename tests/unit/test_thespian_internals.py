@@ -87,3 +87,30 @@ def test_the_runtime_delivers_directly_only_with_the_queue_it_expects() -> None:
 
 def simple_base_call(base: object) -> object:
     return type(base)._callActorWithMessage  # type: ignore[attr-defined]
+
+
+def test_new_cell_registers_as_create_actor_does() -> None:
+    # actors.cell.new_cell replays simpleSystemBase.newPrimaryActor for Cell.
+    import thespian.system.simpleSystemBase as simple
+
+    from actors.cell import Cell, address_name, new_cell
+
+    for count in (0, 1, 51, 52, 53, 2703, 2704, 10**6):
+        assert address_name(count) == simple._namegen(count)
+    assert "_newAddress(\"/A\", self._primaryCount)" in inspect.getsource(
+        simple.ActorSystemBase.newPrimaryActor)
+    system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
+    try:
+        base = system._systemBase
+        first = system.createActor(Cell)
+        address, cell = new_cell(system)
+        after = system.createActor(Cell)
+        names = [a.actorAddressString for a in (first, address, after)]
+        assert len(set(names)) == 3 and all(n.startswith("/A~") for n in names)
+        entry = base.actorRegistry[address.actorAddressString]
+        assert isinstance(entry, simple.ActorRef) and entry.instance is cell
+        assert cell.myAddress == address and entry.parent == system.systemAddress
+        system.tell(address, ActorExitRequest())  # thespian ends it like its own
+        assert base.actorRegistry.get(address.actorAddressString) is None
+    finally:
+        system.shutdown()

@@ -63,3 +63,15 @@ def test_same_outcome_as_aiohttp(name: str) -> None:
 def test_the_accept_key_is_rfc_6455s_example() -> None:
     answer, _ = upgrade(_request(GOOD), SUBPROTOCOLS)
     assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in answer
+
+
+def test_client_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from broker.transport.common import new_client_id
+
+    ids = {new_client_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
