@@ -43,13 +43,16 @@ class LogHistogram:
     BASE = 2 ** 0.125  # 8 buckets per doubling: a quantile is within ~4.5% of the truth
     PRECISION = BASE - 1
     FLOOR = 1e-6  # values below a microsecond share the first bucket
+    _PER_DOUBLING = 1 / math.log2(BASE)
 
     def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
         self.count = 0
 
     def add(self, value: float) -> None:
-        index = math.floor(math.log(max(value, self.FLOOR), self.BASE))
+        # log base BASE as one log2 and a product (math.log(x, base) takes two logs).
+        index = math.floor(math.log2(value if value > self.FLOOR else self.FLOOR)
+                           * self._PER_DOUBLING)
         self.buckets[index] = self.buckets.get(index, 0) + 1
         self.count += 1
 
