@@ -5,7 +5,8 @@ stream and publishes to the channel's pub/sub channel atomically, with dense off
 and an epoch kept in a meta hash. History offsets are the stream IDs (``<offset>-0``).
 Receiving, reconnects and catch-up live in redis_receive; topologies (standalone,
 Sentinel, Cluster with sharded pub/sub, client-side sharding) in redis_link; the
-formats in redis_codec. See broker.engine.base for each method's guarantee.
+formats in redis_codec; history reads, presence and occupancy in redis_stores. See
+broker.engine.base for each method's guarantee.
 
 Every node has a random ``node_id`` (not the node name: several worker processes of
 one host share a name); messages carry it so a node drops its own.
@@ -30,16 +31,12 @@ from broker.engine.base import (
     PublicationHandler,
     SuppressedPublish,
     UnconfirmedPublish,
-    UnrecoverablePosition,
 )
 from broker.engine.redis_batch import Batcher, ReplicasMissing, Wait
 from broker.engine.redis_codec import (
     KeyScheme,
-    decode_info,
     encode_body,
     encode_control,
-    encode_info,
-    publication_from_stream,
     publication_of,
 )
 from broker.engine.redis_link import (
@@ -54,16 +51,11 @@ from broker.engine.redis_link import (
 from broker.engine.redis_pubsub import Backoff
 from broker.engine.redis_receive import Receiver, UnrecoverableHandler
 from broker.engine.redis_scripts import (
-    ADD_PRESENCE,
-    GET_PRESENCE,
-    HISTORY,
-    OCCUPY,
     PUBLISH,
-    REMOVE_PRESENCE,
     SCRIPTS,
-    VACATE,
     Script,
 )
+from broker.engine.redis_stores import RedisStores, ms
 from broker.engine.state import new_epoch
 from broker.types import ClientInfo, Publication, StreamPosition
 
@@ -76,11 +68,6 @@ __all__ = ["RedisEngine", "RedisEngineStats", "topology_from_config"]
 DEFAULT_HISTORY_META_TTL = 30 * 24 * 3600.0  # Centrifugo's history_meta_ttl default (720h)
 DEFAULT_IDEMPOTENT_TTL = 300.0  # centrifuge's default idempotent result TTL
 _NO_POSITION = StreamPosition(0, "")
-_STATUS = {1: "epoch differs", 2: "offset beyond top", 3: "publications no longer held"}
-
-
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +85,7 @@ class RedisEngineStats:
     unrecoverable: int
 
 
-class RedisEngine:
+class RedisEngine(RedisStores):
     """Engine over Redis; see the module docstring and broker.engine.base.
 
     ``address``: one address (``host:port`` or ``redis://`` URL) for a standalone
@@ -147,7 +134,7 @@ class RedisEngine:
             raise ValueError("replica_acks needs a standalone or Sentinel topology (WAIT "
                              "must follow the write on its connection; Cluster routes keys)")
         # (replicas, timeout ms) for the WAIT after each publish with history, or None.
-        self._wait = ((replica_acks, max(1, _ms(replica_ack_timeout)))
+        self._wait = ((replica_acks, max(1, ms(replica_ack_timeout)))
                       if replica_acks else None)
         self.receiver = Receiver(
             topology, self.keys, self.node_id, self._catch_up_read, io_timeout=io_timeout,
@@ -349,8 +336,8 @@ class RedisEngine:
         idem = keys.idempotency(channel, idempotency_key) if idempotency_key else meta
         idem_ttl = idempotent_ttl if idempotent_ttl > 0 else DEFAULT_IDEMPOTENT_TTL
         args = [
-            body, history_size if history else 0, _ms(history_ttl), _ms(self._meta_ttl),
-            new_epoch(), keys.pubsub(channel), _ms(idem_ttl) if idempotency_key else 0,
+            body, history_size if history else 0, ms(history_ttl), ms(self._meta_ttl),
+            new_epoch(), keys.pubsub(channel), ms(idem_ttl) if idempotency_key else 0,
             self._publish_cmd,
         ]
         stored = [keys.stream(channel), meta, idem]
@@ -403,81 +390,6 @@ class RedisEngine:
         self._check_open()
         await self.receiver.unsubscribe(channel)
 
-    async def _read(
-        self, channel: str, since: StreamPosition | None, limit: int, reverse: bool,
-        meta_ttl: float, create: bool,
-    ) -> tuple[list[tuple[Publication, str]], StreamPosition, int]:
-        keys = [self.keys.stream(channel), self.keys.meta(channel)]
-        args = [
-            _ms(meta_ttl), new_epoch(), "" if since is None else since.offset,
-            "" if since is None else since.epoch, limit, int(reverse), int(create),
-        ]
-        raw = await self._run(channel, HISTORY, keys, args)
-        top = StreamPosition(int(raw[0]), raw[1].decode() if raw[1] else "")
-        pubs = [publication_from_stream(raw[i], raw[i + 1]) for i in range(3, len(raw), 2)]
-        return pubs, top, int(raw[2])
-
-    async def _catch_up_read(
-        self, channel: str, since: StreamPosition | None
-    ) -> tuple[list[tuple[Publication, str]], StreamPosition, int]:
-        return await self._read(channel, since, -1, False, self._meta_ttl, False)
-
-    async def history(
-        self,
-        channel: str,
-        *,
-        since: StreamPosition | None = None,
-        limit: int = 0,
-        reverse: bool = False,
-        history_ttl: float = 0.0,
-    ) -> tuple[list[Publication], StreamPosition]:
-        """See Broker.history (UnrecoverablePosition; EngineError on a Redis failure)."""
-        meta_ttl = max(self._meta_ttl, history_ttl)
-        pubs, top, status = await self._read(channel, since, limit, reverse, meta_ttl, True)
-        if status:
-            raise UnrecoverablePosition(f"{channel}: {_STATUS.get(status, status)} ({since})")
-        return [pub for pub, _ in pubs], top
-
-    async def remove_history(self, channel: str) -> None:
-        """See Broker.remove_history: the stream goes, the meta (epoch, top) stays."""
-        await self._command(channel, "delete", self.keys.stream(channel))
-
-    # -- presence ------------------------------------------------------------------------
-
-    def _presence_keys(self, channel: str) -> list[str]:
-        return [self.keys.presence_expiry(channel), self.keys.presence_info(channel)]
-
-    async def add_presence(
-        self, channel: str, client_id: str, info: ClientInfo, ttl: float
-    ) -> None:
-        """See PresenceManager.add_presence (ValueError if ttl <= 0)."""
-        if ttl <= 0:
-            raise ValueError(f"presence ttl must be > 0, got {ttl}")
-        args = [_ms(ttl), client_id, encode_info(info)]
-        await self._run(channel, ADD_PRESENCE, self._presence_keys(channel), args)
-
-    async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
-        await self._run(channel, REMOVE_PRESENCE, self._presence_keys(channel), [client_id])
-
-    async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        raw = await self._run(channel, GET_PRESENCE, self._presence_keys(channel), [])
-        return {raw[i].decode(): decode_info(raw[i + 1]) for i in range(0, len(raw), 2)}
-
-    async def presence_stats(self, channel: str) -> tuple[int, int]:
-        clients = await self.presence(channel)
-        return len(clients), len({info.user for info in clients.values()})
-
-    # -- occupancy -----------------------------------------------------------------------
-
-    async def occupy(self, key: str, node: str, ttl: float) -> bool:
-        """See OccupancyManager.occupy (ValueError if ttl <= 0)."""
-        if ttl <= 0:
-            raise ValueError(f"occupancy ttl must be > 0, got {ttl}")
-        return bool(await self._run(key, OCCUPY, [self.keys.occupancy(key)], [_ms(ttl), node]))
-
-    async def vacate(self, key: str, node: str) -> bool:
-        """See OccupancyManager.vacate."""
-        return bool(await self._run(key, VACATE, [self.keys.occupancy(key)], [node]))
 
 
 if TYPE_CHECKING:
