@@ -94,6 +94,7 @@ class ConnectionActor(Actor):
         self.last_error = ""
         self.awaiting_pong = False
         self._expiry_timer: Any = None
+        self.deadline_slot = -1  # in the node's stale wheel until connected (on_start)
         self._closing = False
         self.close_code: codes.DisconnectCode | None = None  # what the server closed with
         self.client_close: int | None = None  # the client's close code, if it closed
@@ -102,8 +103,10 @@ class ConnectionActor(Actor):
     # -- lifecycle ------------------------------------------------------------------------
     def on_start(self) -> None:
         self.node.connection_opened(self)
-        # Until connect: a socket without a connect command closes (3502 "stale").
-        self._expiry_timer = self.start_timer(self.config.client.stale_close_delay, _Expired())
+        # Until connect: a socket without a connect command closes (3502 "stale"). The
+        # node's wheel tells us _Expired then; a timer per socket would be started and
+        # cancelled on every handshake.
+        self.node.stale_wheel.add(self)
 
     def on_stop(self) -> None:
         self._release_session()
@@ -135,6 +138,7 @@ class ConnectionActor(Actor):
             self._drop_subscription(channel, send_leave=was_connected)
         node = self.node
         node.connection_closed(self)
+        node.stale_wheel.remove(self)
         if node.pings is not None:
             node.pings.remove(self)
         if node.presence_wheel is not None:
@@ -286,6 +290,8 @@ class ConnectionActor(Actor):
 
     def schedule_expiry(self) -> None:
         expire_at = self.session.expire_at
+        if self.deadline_slot >= 0:  # connected (or a hook answered): not stale any more
+            self.node.stale_wheel.remove(self)
         if self._expiry_timer is not None:  # a refresh replaces the deadline
             self._expiry_timer.cancel()
             self._expiry_timer = None
