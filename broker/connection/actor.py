@@ -54,6 +54,15 @@ log = logging.getLogger("chorus.connection")
 HELD_MAX = 128  # commands a client may send before its connect is answered (proxied)
 
 
+def _method(command: dict[str, Any]) -> str | None:
+    """The command's first key other than ``id`` (None for a pong). A loop, not
+    ``next()`` over a generator: a quarter of the cost, twice per handshake."""
+    for key in command:
+        if key != "id":
+            return key
+    return None
+
+
 class ConnectionActor(Actor):
     kind = "connection"
 
@@ -190,7 +199,7 @@ class ConnectionActor(Actor):
             self._hold(command)
             return
         cmd_id = command.get("id", 0)
-        method = next((key for key in command if key != "id"), None)
+        method = _method(command)
         if method is None:
             if cmd_id:  # an id without a method is not a pong
                 self.disconnect(codes.DISCONNECT_BAD_REQUEST)
