@@ -33,7 +33,8 @@ from broker.cluster import (
 )
 from broker.config import ChannelOptions, Config
 from broker.connection.framing import Delivery
-from broker.connection.pings import PingWheel, RefreshWheel
+from broker.connection.messages import _Expired
+from broker.connection.pings import DeadlineWheel, PingWheel, RefreshWheel
 from broker.connection.ticks import FlushScheduler
 from broker.connection.writewatch import WriteWatch
 from broker.consumers.state import ConsumerBoard
@@ -138,6 +139,11 @@ class Node(NodeConnections):
         if _any_presence(config):
             self.presence_wheel = RefreshWheel(config.client.presence_update_interval,
                                                lambda conn: conn.refresh_presence())
+        # Sockets without a connect command yet: closed 3502 after stale_close_delay.
+        # Not stopped by stop_pings: a draining node still closes stale sockets.
+        self.stale_wheel = DeadlineWheel(
+            config.client.stale_close_delay,
+            lambda conn: runtime.tell(conn.ref, _Expired()))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.consumers = ConsumerBoard(config.consumers)  # counters of the async consumers
         self.metrics = NodeMetrics(self)  # reads the counters above at scrape time

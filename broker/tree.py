@@ -4,7 +4,7 @@
 chorus (rest_for_one)
 ├── engine (one_for_one) ── engine link monitor
 ├── shards (one_for_one) ── shard-0 .. shard-{S-1}
-├── connections (one_for_one) ── timers (pings, write watch, presence refresh),
+├── connections (one_for_one) ── timers (pings, write watch, presence refresh, stale),
 │                                 one temporary actor per socket
 ├── monitors (one_for_one) ── node monitor, alerts, journal (connection journeys)
 └── consumers (one_for_one) ── one actor per enabled consumer (only when there is one)

@@ -10,7 +10,9 @@ are data-path writes (straight into outboxes, the frame built once per wire form
 a missing pong becomes an actor message. Unidirectional clients are pinged (an empty
 push keeps proxies from timing the stream out) but cannot answer, so no pong is awaited.
 
-``RefreshWheel`` spreads presence refreshes the same way. The wheels and the write watch
+``RefreshWheel`` spreads presence refreshes the same way; ``DeadlineWheel`` holds each new
+socket until its connect command (``client.stale_close_delay``), instead of one loop
+timer per connection started and cancelled on every handshake. The wheels and the write watch
 are node-wide data; their ticks are ``ConnectionTimersActor``'s timers, so nothing ticks
 unowned: the actor's end stops them, its restart resumes them.
 """
@@ -104,13 +106,65 @@ class RefreshWheel(Generic[T]):
         self.position = (self.position + 1) % self.size
 
 
+class Deadlined(Protocol):
+    deadline_slot: int  # the member's slot in its DeadlineWheel, -1 when in none
+
+
+class DeadlineWheel:
+    """A deadline per member, the same ``delay`` for all, at one-tick precision: a
+    member not ``remove``d within ``delay`` is passed to ``on_due`` (once) at most one
+    ``resolution`` later, never earlier. ``add`` and ``remove`` are O(1): the member
+    carries its slot index (``deadline_slot``).
+
+    Error handling: none here; ``on_due`` runs in the ticking actor, so it must only
+    hand the member a message (a connection's deadline is its own actor's business).
+    """
+
+    def __init__(self, delay: float, on_due: Callable[[Any], None]) -> None:
+        self.resolution = min(1.0, delay)
+        # One more slot than ``delay`` spans: a member added just before its slot's
+        # neighbour ticks still waits the full delay.
+        self.size = max(1, math.ceil(delay / self.resolution - 1e-9)) + 1
+        self.on_due = on_due
+        self.slots: list[set[Any]] = [set() for _ in range(self.size)]
+        self.position = 0
+        self.due = 0
+
+    def add(self, member: Deadlined) -> None:
+        """Due ``size`` ticks from now (the slot just ticked)."""
+        index = (self.position - 1) % self.size
+        self.slots[index].add(member)
+        member.deadline_slot = index
+
+    def remove(self, member: Deadlined) -> None:
+        index = member.deadline_slot
+        if index >= 0:
+            self.slots[index].discard(member)
+            member.deadline_slot = -1
+
+    def tick(self) -> None:
+        position = self.position
+        slot = self.slots[position]
+        self.position = (position + 1) % self.size
+        if slot:
+            self.slots[position] = set()
+            for member in slot:
+                member.deadline_slot = -1
+                self.due += 1
+                self.on_due(member)
+
+    def __len__(self) -> int:
+        return sum(len(slot) for slot in self.slots)
+
+
 # The node's per-connection timer structures, by attribute name on the node.
-TIMED = ("pings", "write_watch", "presence_wheel")
+TIMED = ("pings", "write_watch", "presence_wheel", "stale_wheel")
 
 
 class ConnectionTimersActor(Actor):
     """Ticks the node's per-connection timer structures — the ping wheel, the write
-    watch, the presence refresh wheel — each on its own repeating timer of this actor.
+    watch, the presence refresh wheel, the stale-socket wheel — each on its own
+    repeating timer of this actor.
 
     Lives under the connection supervisor. The structures are node-wide data that
     connections join and leave; what is long-lived about them is the ticking, and that

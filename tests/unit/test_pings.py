@@ -1,8 +1,9 @@
-"""The ping wheel: one slot per second, a ping per interval, a pong check per timeout."""
+"""The ping wheel: one slot per second, a ping per interval, a pong check per timeout;
+the deadline wheel of sockets without a connect yet."""
 
 from __future__ import annotations
 
-from broker.connection.pings import PingWheel
+from broker.connection.pings import DeadlineWheel, PingWheel
 
 
 class Conn:
@@ -71,3 +72,40 @@ def test_a_unidirectional_connection_is_pinged_but_never_held_to_a_pong() -> Non
         wheel.tick()
     assert uni.pings == bidi.pings == 3
     assert lost and all(conn is bidi for conn in lost), "only the bidi client owes pongs"
+
+
+class Pending:
+    def __init__(self) -> None:
+        self.deadline_slot = -1
+
+
+def test_a_deadline_comes_once_never_before_the_delay_at_most_one_tick_after() -> None:
+    due: list[Pending] = []
+    wheel = DeadlineWheel(delay=3, on_due=due.append)
+    wheel.tick()  # a tick just happened: the worst case for "never early"
+    member = Pending()
+    wheel.add(member)
+    assert member.deadline_slot >= 0 and len(wheel) == 1
+    for _ in range(3):  # 3 ticks may take as little as 2s of real time since the add
+        wheel.tick()
+    assert due == []
+    wheel.tick()  # >= 3s since the add
+    assert due == [member] and member.deadline_slot == -1 and len(wheel) == 0
+    for _ in range(10):
+        wheel.tick()
+    assert due == [member]
+
+
+def test_a_removed_member_never_comes_due_and_removal_is_idempotent() -> None:
+    due: list[Pending] = []
+    wheel = DeadlineWheel(delay=0.2, on_due=due.append)
+    kept, removed = Pending(), Pending()
+    wheel.add(kept)
+    wheel.add(removed)
+    wheel.remove(removed)
+    wheel.remove(removed)
+    assert removed.deadline_slot == -1
+    for _ in range(wheel.size):
+        wheel.tick()
+    assert due == [kept]
+    assert wheel.resolution == 0.2
