@@ -273,22 +273,23 @@ class RedisEngine(RedisStores):
         try:
             if batcher is None:
                 return await script(client, keys, args)
-            try:
+
+            def send() -> Any:
                 if ordered:
-                    return await batcher.lane(client).submit(
+                    return batcher.lane(client).submit(
                         ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
-                return await batcher.submit(client, lambda pipe: pipe.evalsha(
+                return batcher.submit(client, lambda pipe: pipe.evalsha(
                     script.sha, len(keys), *keys, *args))
+
+            try:
+                return await send()
             except NoScriptError:  # SCRIPT FLUSH, or a server that lost its cache
                 await client.script_load(script.source)
-                # Back in its lane: a retry sent unordered could come back before a
-                # later offset's and fan out after it (a parallel batch's first publishes
-                # on a fresh server did: tests/functional/test_http_api.py).
-                if ordered:
-                    return await batcher.lane(client).submit(
-                        ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
-                return await batcher.submit(client, lambda pipe: pipe.evalsha(
-                    script.sha, len(keys), *keys, *args))
+                # The same way again, so back in its lane: a retry sent unordered could
+                # come back before a later offset's and fan out after it (a parallel
+                # batch's first publishes on a fresh server did:
+                # tests/functional/test_http_api.py).
+                return await send()
         except (RedisError, OSError, TimeoutError) as exc:
             raise EngineError(f"redis: {type(exc).__name__}: {exc}") from exc
 

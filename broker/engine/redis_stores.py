@@ -8,7 +8,7 @@ PresenceManager, OccupancyManager) for each method's guarantee.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.engine.base import UnrecoverablePosition
 from broker.engine.redis_batch import Wait
@@ -46,13 +46,12 @@ class RedisStores:
     keys: KeyScheme
     _meta_ttl: float
 
-    async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any],
-                   *, wait: Wait | None = None, ordered: bool = False) -> Any:
-        raise NotImplementedError  # RedisEngine._run
+    if TYPE_CHECKING:  # RedisEngine's, declared for the type checker only (no stubs)
+        async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any],
+                       *, wait: Wait | None = None, ordered: bool = False) -> Any: ...
 
-    async def _command(self, channel: str, method: str, *args: Any,
-                       ordered: bool = False) -> Any:
-        raise NotImplementedError  # RedisEngine._command
+        async def _command(self, channel: str, method: str, *args: Any,
+                           ordered: bool = False) -> Any: ...
 
     async def _read(
         self, channel: str, since: StreamPosition | None, limit: int, reverse: bool,
