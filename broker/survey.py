@@ -34,6 +34,7 @@ import asyncio
 import fnmatch
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,8 @@ class SurveyTable:
         self.max_in_flight, self.max_answering = max_in_flight, max_answering
         self.pending: dict[int, PendingSurvey] = {}
         self.answering = 0
+        # complete / incomplete / failed / refused surveys; answered / dropped requests
+        self.outcomes: Counter[str] = Counter()
         self._last_id = 0
 
     def open(self, op: str, others: Iterable[str]) -> PendingSurvey:
@@ -124,6 +127,7 @@ class SurveyTable:
 
         Raises TooManySurveys when ``max_in_flight`` are pending."""
         if len(self.pending) >= self.max_in_flight:
+            self.outcomes["refused"] += 1
             raise TooManySurveys(f"{len(self.pending)} surveys in flight")
         self._last_id += 1
         survey = PendingSurvey(self._last_id, op, frozenset({self.uid, *others}))
@@ -155,11 +159,27 @@ class SurveyTable:
     def close(self, survey_id: int) -> None:
         self.pending.pop(survey_id, None)
 
+    def finish(self, survey: PendingSurvey) -> dict[str, Any]:
+        """Close ``survey`` and return ``survey.result()``, counting the outcome."""
+        self.close(survey.id)
+        try:
+            result = survey.result()
+        except SurveyFailed:
+            self.outcomes["failed"] += 1
+            raise
+        except SurveyIncomplete:
+            self.outcomes["incomplete"] += 1
+            raise
+        self.outcomes["complete"] += 1
+        return result
+
     def start_answer(self) -> bool:
         """Whether this node may answer one more request now (call ``end_answer`` after)."""
         if self.answering >= self.max_answering:
+            self.outcomes["dropped"] += 1
             return False
         self.answering += 1
+        self.outcomes["answered"] += 1
         return True
 
     def end_answer(self) -> None:
@@ -265,7 +285,7 @@ class Surveys:
         finally:
             self.table.close(survey.id)
             self._waiters.pop(survey.id, None)
-        return survey.result()
+        return self.table.finish(survey)
 
     async def channel_counts(self, params: Mapping[str, Any], *,
                              timeout: float = SURVEY_TIMEOUT) -> dict[str, int]:

@@ -62,6 +62,7 @@ async def test_channels_lists_the_other_nodes_channels_with_summed_counts(
     _, body = await first.api("channels", {"pattern": "only-*"})
     assert body["result"]["channels"] == {"only-b": {"num_clients": 2},
                                           "only-a": {"num_clients": 1}}
+    assert second.node.surveys.table.outcomes["answered"] == 2
     await knows(second, first)  # the second node asks too, once it has heard the first
     _, body = await second.api("channels", {"pattern": "b*"})
     assert body["result"]["channels"] == {"both": {"num_clients": 2}}
@@ -98,6 +99,7 @@ async def test_a_dead_node_fails_channels_within_the_timeout_until_it_is_forgott
         assert status == 200
         assert body == {"error": {"code": 100, "message": "internal server error"}}
         assert SURVEY_TIMEOUT - 0.1 <= elapsed < SURVEY_TIMEOUT + 1.5
+        assert first.node.surveys.table.outcomes["incomplete"] == 1
         await wait_until(lambda: not first.node.directory.alive(time.time()),
                          "the dead node to age out", timeout=NODE_TTL + 5)
         started = time.monotonic()

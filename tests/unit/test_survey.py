@@ -137,3 +137,25 @@ def test_channel_filter_combines_pattern_prefix_and_exact_name() -> None:
     wanted = channel_filter({"channel": "pusher:1:a"})
     assert wanted is not None and [n for n in names if wanted(n)] == ["pusher:1:a"]
     assert channel_filter({"pattern": 3}) is None
+
+
+def test_outcomes_are_counted() -> None:
+    table = SurveyTable("me", max_in_flight=2, max_answering=0)
+    done = table.open("channels", [])
+    table.answer(done.id, "me", OK, {})
+    assert table.finish(done) == {"me": {}}
+    silent = table.open("channels", ["b"])
+    table.answer(silent.id, "me", OK, {})
+    with pytest.raises(SurveyIncomplete):
+        table.finish(silent)
+    failed = table.open("channels", [])
+    table.answer(failed.id, "me", UNKNOWN_OP, None)
+    with pytest.raises(SurveyFailed):
+        table.finish(failed)
+    table.open("channels", [])
+    table.open("channels", [])
+    with pytest.raises(TooManySurveys):
+        table.open("channels", [])
+    assert not table.start_answer()
+    assert table.outcomes == {"complete": 1, "incomplete": 1, "failed": 1, "refused": 1,
+                              "dropped": 1}
