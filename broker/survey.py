@@ -283,8 +283,8 @@ class Surveys:
         except Exception as error:  # the engine could not send the request
             log.warning("survey %s not sent: %r", op, error)
         finally:
-            self.table.close(survey.id)
             self._waiters.pop(survey.id, None)
+            self.table.close(survey.id)  # cancelled, say: no longer pending either way
         return self.table.finish(survey)
 
     async def channel_counts(self, params: Mapping[str, Any], *,
