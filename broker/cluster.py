@@ -8,7 +8,9 @@ the ``NodeDirectory`` keeps the announcements that are fresh, for the ``info`` A
 admin console and the routing of emulation requests. An ``/emulation`` request that a
 load balancer sent to a node other than the session's is forwarded as an ``emulation``
 control message naming the session's node (Centrifugo does the same over its broker);
-only that node applies it.
+only that node applies it. Surveys (``broker.survey``: a question to every node, as the
+server API's ``channels``) travel as ``survey`` messages to all and ``survey_reply``
+messages addressed to the node that asked.
 
 Control messages are at-most-once (the engine's guarantee for ``publish_control``): a
 node that misses a heartbeat reappears with the next one; a missed user command is what
@@ -20,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +117,27 @@ class EngineLinkActor(Actor):
         data = encode_control("node", **info)
         self.run_effect(self.node.engine.publish_control(data),
                         on_error=lambda error: log.info("heartbeat not sent: %r", error))
+
+
+def control_message(node: Node, data: bytes) -> None:
+    """Apply a control message from another node (malformed ones are logged, dropped)."""
+    message = decode_control(data)
+    if message is None:
+        log.warning("ignored a malformed control message (%d bytes)", len(data))
+        return
+    op = message["op"]
+    if op == "node":
+        node.directory.update(message, time.time())
+    elif op in USER_OPS:
+        user_command_message(node, message)
+    elif op == "survey":
+        node.surveys.on_request(message)
+    elif message.get("node") != node.uid:
+        return  # the ops below are sent to every node, addressed to one
+    elif op == "survey_reply":
+        node.surveys.on_reply(message)
+    elif op == "emulation":
+        emulation_message(node, message)
 
 
 def user_command_message(node: Node, message: dict[str, Any]) -> None:

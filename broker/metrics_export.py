@@ -118,6 +118,13 @@ class _NodeCollector:
         for route, count in sorted(node.emulation_routes.items()):
             routes.add_metric([route], count)
         yield routes
+        surveys = CounterMetricFamily("chorus_surveys",
+                                      "Surveys of every node (the channels APIs) by outcome, "
+                                      "and other nodes' survey requests answered or dropped",
+                                      labels=["result"])
+        for outcome, count in sorted(node.surveys.table.outcomes.items()):
+            surveys.add_metric([outcome], count)
+        yield surveys
         yield _gauge("chorus_users", "Distinct authenticated users", len(node.users))
         yield _gauge("chorus_subscriptions", "Client subscriptions on this node",
                      sum(len(c.session.subs) for c in connections))

@@ -24,13 +24,7 @@ import orjson
 from actors import Runtime
 from broker.auth import TokenVerifier
 from broker.cache.layer import CacheLayer
-from broker.cluster import (
-    USER_OPS,
-    NodeDirectory,
-    decode_control,
-    emulation_message,
-    user_command_message,
-)
+from broker.cluster import NodeDirectory, control_message, user_command_message
 from broker.config import ChannelOptions, Config
 from broker.connection.framing import Delivery
 from broker.connection.messages import _Expired
@@ -51,6 +45,7 @@ from broker.notify import NotificationStore, Notifier
 from broker.proxy.hooks import Hook
 from broker.proxy.registry import Proxies
 from broker.shard.actor import Deliver, DeliverJoinLeave, Resync
+from broker.survey import Surveys
 from broker.transport.ratelimit import ConnectRateLimiter
 from broker.types import ClientInfo, Publication, StreamPosition
 from broker.wire import publication_dict
@@ -88,6 +83,7 @@ class Node(NodeConnections):
         self.name = name
         self.uid = str(uuid.uuid4())
         self.directory = NodeDirectory()
+        self.surveys = Surveys(self)  # questions to every node (broker.survey)
         self.started_at = time.time()
         self.scheduler = FlushScheduler(runtime.loop, delay=config.client.write_delay,
                                         burst_delay=config.client.burst_write_delay)
@@ -335,15 +331,7 @@ class Node(NodeConnections):
         self.tell_shard(channel, Resync(channel))
 
     def _remote_control(self, data: bytes) -> None:
-        message = decode_control(data)
-        if message is None:
-            log.warning("ignored a malformed control message (%d bytes)", len(data))
-        elif message["op"] == "node":
-            self.directory.update(message, time.time())
-        elif message["op"] in USER_OPS:
-            user_command_message(self, message)
-        elif message["op"] == "emulation" and message.get("node") == self.uid:
-            emulation_message(self, message)  # sent to every node; only ours applies it
+        control_message(self, data)
 
     # -- user commands, on every node ------------------------------------------------------
     def user_command(self, op: str, user: str, *, client: str = "", channel: str = "",

@@ -10,7 +10,8 @@
 
 Triggers go through ``Node.publish``, so they reach every node on the Redis engine.
 Presence answers come from the engine (cluster wide); ``subscription_count`` and the
-list of occupied non-presence channels count this node's subscribers only.
+list of occupied channels come from a survey of every live node (``broker.survey``),
+so they are cluster wide too.
 
 Authentication, as Pusher: ``auth_key`` the app key, ``auth_timestamp`` within
 ``pusher.timestamp_window`` of now, ``body_md5`` the body's MD5 (for a body), and
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,7 @@ from broker.pusher import sign
 from broker.pusher.actor import CHANNEL_NAME, app_user
 from broker.pusher.codec import EVENT_TAG, SOCKET_TAG, chorus_channel
 from broker.pusher.state import pusher_state
-from broker.shard.actor import ChannelSummary
+from broker.survey import SurveyError, TooManySurveys
 from broker.transport.keys import NODE
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from broker.node import Node
 
 __all__ = ["install_pusher_api"]
+
+log = logging.getLogger("chorus.pusher.api")
 
 MAX_CHANNELS = 100
 MAX_BATCH = 10
@@ -160,16 +164,28 @@ async def _batch_events(request: web.Request) -> web.Response:
     return web.json_response({"batch": [{} for _ in triggers]})
 
 
-async def _local_channels(node: Node, app: PusherApp) -> dict[str, int]:
-    """This node's occupied channels of ``app``: Pusher name -> subscriber count."""
+async def _cluster_channels(node: Node, app: PusherApp, *, prefix: str = "",
+                            channel: str = "") -> dict[str, int]:
+    """Occupied channels of ``app`` on every node (a survey, ``broker.survey``): Pusher
+    name -> subscribers summed over the nodes; only ``channel`` if given, else those
+    starting with ``prefix``. ``#server-to-user-*`` channels are left out (Pusher lists
+    them nowhere).
+
+    Error handling: 429 when too many surveys of this node are in flight; 503 when a node
+    did not answer in time (Centrifugo's ``channels`` fails too rather than answer in
+    part): the caller may retry."""
     head = chorus_channel(app.id, "")
-    found: dict[str, int] = {}
-    for shard_id in node.shard_ids:
-        summary = await node.runtime.ask(shard_id, ChannelSummary(), timeout=2.0)
-        for name, count in summary.items():
-            if name.startswith(head):
-                found[name[len(head):]] = count
-    return found
+    params = {"channel": head + channel} if channel else {"prefix": head + prefix}
+    try:
+        counts = await node.surveys.channel_counts(params)
+    except TooManySurveys:
+        raise web.HTTPTooManyRequests(text="Too many channel queries at once") from None
+    except SurveyError as error:
+        log.warning("pusher channels of app %s: %s", app.id, error)
+        raise web.HTTPServiceUnavailable(
+            text="A node of the cluster did not answer in time; retry") from None
+    found = {name[len(head):]: count for name, count in counts.items()}
+    return {name: count for name, count in found.items() if not name.startswith("#")}
 
 
 def _info_fields(request: web.Request) -> set[str]:
@@ -183,9 +199,7 @@ async def _channels(request: web.Request) -> web.Response:
     if "user_count" in info and not prefix.startswith("presence-"):
         raise web.HTTPBadRequest(text="info=user_count needs filter_by_prefix=presence-")
     out: dict[str, dict[str, int]] = {}
-    for name in sorted(await _local_channels(node, app)):
-        if not name.startswith(prefix):
-            continue
+    for name in sorted(await _cluster_channels(node, app, prefix=prefix)):
         entry: dict[str, int] = {}
         if "user_count" in info:
             _, entry["user_count"] = await node.engine.presence_stats(
@@ -199,7 +213,6 @@ async def _channel(request: web.Request) -> web.Response:
     name = request.match_info["channel"]
     info = _info_fields(request)
     channel = chorus_channel(app.id, name)
-    local = (await _local_channels(node, app)).get(name, 0)
     out: dict[str, Any] = {}
     if name.startswith("presence-"):
         clients, users = await node.engine.presence_stats(channel)
@@ -211,9 +224,10 @@ async def _channel(request: web.Request) -> web.Response:
     else:
         if "user_count" in info:
             raise web.HTTPBadRequest(text="user_count is for presence channels only")
-        out["occupied"] = local > 0
+        count = (await _cluster_channels(node, app, channel=name)).get(name, 0)
+        out["occupied"] = count > 0
         if "subscription_count" in info:
-            out["subscription_count"] = local
+            out["subscription_count"] = count
     return web.json_response(out)
 
 

@@ -22,7 +22,7 @@ from broker.engine.base import UnrecoverablePosition
 from broker.node import Node
 from broker.notify import Notifier, notification_dict
 from broker.protocol import codes
-from broker.shard.actor import ChannelSummary
+from broker.survey import SurveyError, TooManySurveys
 from broker.transport.keys import NODE
 from broker.wire import client_info_dict
 
@@ -157,20 +157,22 @@ async def _history_remove(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _channels(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Every node's channels (a survey, ``broker.survey``), subscribers summed per channel.
+
+    Error handling, as Centrifugo: a node that does not answer within the survey timeout
+    makes the call fail with 100 (internal, temporary) rather than answer in part;
+    111 when too many surveys of this node are in flight."""
     pattern = params.get("pattern") or ""
-    found: dict[str, dict[str, int]] = {}
-    for shard_id in node.shard_ids:
-        summary = await node.runtime.ask(shard_id, ChannelSummary(), timeout=2.0)
-        for name, count in summary.items():
-            if _matches(pattern, name):
-                found[name] = {"num_clients": count}
-    return {"channels": found}
-
-
-def _matches(pattern: str, name: str) -> bool:
-    import fnmatch
-
-    return not pattern or fnmatch.fnmatchcase(name, pattern)
+    if not isinstance(pattern, str):
+        raise ApiError(codes.ERROR_BAD_REQUEST, "pattern must be a string")
+    try:
+        counts = await node.surveys.channel_counts({"pattern": pattern})
+    except TooManySurveys:
+        raise ApiError(codes.ERROR_TOO_MANY_REQUESTS) from None
+    except SurveyError as error:
+        log.warning("channels: %s", error)
+        raise ApiError(codes.ERROR_INTERNAL) from None
+    return {"channels": {name: {"num_clients": n} for name, n in counts.items()}}
 
 
 async def _info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
