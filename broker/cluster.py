@@ -1,16 +1,16 @@
 """Node-to-node control over the engine: user commands everywhere, node heartbeats, and
 the commands of emulation sessions held by another node.
 
-A server-API ``disconnect``, ``subscribe`` or ``unsubscribe`` for a user is applied on this
-node and sent to every other node as a control message, because that user's connections
-may be anywhere. Each node also announces itself every ``HEARTBEAT_INTERVAL`` seconds;
-the ``NodeDirectory`` keeps the announcements that are fresh, for the ``info`` API, the
-admin console and the routing of emulation requests. An ``/emulation`` request that a
-load balancer sent to a node other than the session's is forwarded as an ``emulation``
-control message naming the session's node (Centrifugo does the same over its broker);
-only that node applies it. Surveys (``broker.survey``: a question to every node, as the
-server API's ``channels``) travel as ``survey`` messages to all and ``survey_reply``
-messages addressed to the node that asked.
+A server-API ``disconnect``, ``subscribe``, ``unsubscribe`` or ``refresh`` for a user is
+applied on this node and sent to every other node as a control message, because that
+user's connections may be anywhere. Each node also announces itself every
+``HEARTBEAT_INTERVAL`` seconds; the ``NodeDirectory`` keeps the announcements that are
+fresh, for the ``info`` API, the admin console and the routing of emulation requests. An
+``/emulation`` request that a load balancer sent to a node other than the session's is
+forwarded as an ``emulation`` control message naming the session's node (Centrifugo does
+the same over its broker); only that node applies it. Surveys (``broker.survey``: a
+question to every node, as the server API's ``channels``) travel as ``survey`` messages
+to all and ``survey_reply`` messages addressed to the node that asked.
 
 Control messages are at-most-once (the engine's guarantee for ``publish_control``): a
 node that misses a heartbeat reappears with the next one; a missed user command is what
@@ -37,7 +37,7 @@ log = logging.getLogger("chorus.cluster")
 
 HEARTBEAT_INTERVAL = 3.0
 NODE_TTL = 3 * HEARTBEAT_INTERVAL
-USER_OPS = frozenset({"disconnect", "subscribe", "unsubscribe"})
+USER_OPS = frozenset({"disconnect", "subscribe", "unsubscribe", "refresh"})
 
 
 def encode_control(op: str, **fields: Any) -> bytes:
@@ -144,7 +144,7 @@ def user_command_message(node: Node, message: dict[str, Any]) -> None:
     """Apply a user command (from the server API here, or from another node) to this
     node's connections of ``message["user"]`` (or only ``message["client"]``)."""
     from broker.connection.actor import Disconnect
-    from broker.connection.commands import ServerSubscribe, ServerUnsubscribe
+    from broker.connection.commands import ServerRefresh, ServerSubscribe, ServerUnsubscribe
     from broker.names import connection_id
     from broker.protocol import codes
 
@@ -159,6 +159,10 @@ def user_command_message(node: Node, message: dict[str, Any]) -> None:
         command: Any = Disconnect(code)
     elif op == "subscribe":
         command = ServerSubscribe(channel)
+    elif op == "refresh":
+        info = message.get("info")
+        command = ServerRefresh(bool(message.get("expired")), int(message.get("expire_at") or 0),
+                                info.encode() if isinstance(info, str) else None)
     else:
         command = ServerUnsubscribe(channel)
     for client_id in node.user_connections(user):

@@ -335,11 +335,13 @@ class Node(NodeConnections):
 
     # -- user commands, on every node ------------------------------------------------------
     def user_command(self, op: str, user: str, *, client: str = "", channel: str = "",
-                     code: int = 0, reason: str = "") -> None:
-        """Disconnect / subscribe / unsubscribe ``user`` (or one ``client``) on this node
-        now and on every other node through the engine (at most once there)."""
+                     code: int = 0, reason: str = "", **fields: Any) -> None:
+        """Disconnect / subscribe / unsubscribe / refresh ``user`` (or one ``client``) on
+        this node now and on every other node through the engine (at most once there);
+        ``fields``: the op's own (JSON values)."""
         message: dict[str, Any] = {"op": op, "user": user, "client": client,
-                                   "channel": channel, "code": code, "reason": reason}
+                                   "channel": channel, "code": code, "reason": reason,
+                                   **fields}
         user_command_message(self, message)
         self.spawn(self.engine.publish_control(orjson.dumps(message)))
 

@@ -18,6 +18,7 @@ from broker.auth import TokenError
 from broker.connection.connect import cmd_connect as cmd_connect  # in HANDLERS
 from broker.connection.connect import cmd_refresh as cmd_refresh  # in HANDLERS
 from broker.connection.connect import cmd_sub_refresh as cmd_sub_refresh  # in HANDLERS
+from broker.connection.connect import server_refresh
 from broker.connection.state import (
     Denied,
     Phase,
@@ -66,6 +67,15 @@ class ServerUnsubscribe:
     """The server unsubscribes the connection from ``channel``."""
 
     channel: str
+
+
+@dataclass(slots=True)
+class ServerRefresh:
+    """The server API refreshes this connection (see ``connect.server_refresh``)."""
+
+    expired: bool
+    expire_at: int
+    info: bytes | None
 
 
 @dataclass(slots=True)
@@ -237,6 +247,8 @@ def handle_internal(conn: ConnectionActor, message: Any) -> Any:
             server_subscribe(conn, message.channel, {})
     elif isinstance(message, ServerUnsubscribe):
         unsubscribe_push(conn, message.channel, 2000, "server unsubscribe", send_leave=True)
+    elif isinstance(message, ServerRefresh):
+        server_refresh(conn, message.expired, message.expire_at, message.info)
     elif isinstance(message, Resync):
         # Centrifugo's "insufficient state": the SDK resubscribes from its position and
         # learns from ``recovered: false`` that publications were missed.

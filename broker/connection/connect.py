@@ -197,6 +197,27 @@ def cmd_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> N
                                     **expiry_fields(conn.session.expire_at)})
 
 
+def server_refresh(conn: ConnectionActor, expired: bool, expire_at: int,
+                   info: bytes | None) -> None:
+    """The server API's ``refresh`` for this connection, as Centrifugo does it:
+    ``expired`` (or an ``expire_at`` already past) ends it with 3005; a future
+    ``expire_at`` is its new expiry and 0 removes the expiry; the client hears of it in a
+    ``refresh`` push (``expires``/``ttl``; the SDKs skip it)."""
+    session = conn.session
+    if session.phase is not Phase.CONNECTED:
+        return
+    if expired or 0 < expire_at <= time.time():
+        conn.last_error = "expired by the server API's refresh"
+        conn.disconnect(codes.DISCONNECT_EXPIRED)
+        return
+    session.expire_at = expire_at or None
+    if info is not None:
+        session.info = info
+    conn.schedule_expiry()  # with no expiry left, it only cancels the old deadline
+    journey.record(conn, "refresh", by="server_api", expire_at=expire_at)
+    conn.write({"push": {"refresh": expiry_fields(session.expire_at)}})
+
+
 def cmd_sub_refresh(conn: ConnectionActor, cmd_id: int, params: dict[str, Any]) -> None:
     channel = str(params.get("channel", ""))
     sub = conn.session.subs.get(channel)

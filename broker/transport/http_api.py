@@ -119,6 +119,19 @@ async def _disconnect(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+async def _refresh(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Centrifugo's ``refresh``: a new ``expire_at`` (0: never), or ``expired: true``,
+    for the user's connections (or one ``client``) on every node."""
+    user, client = _user(params)
+    expire_at = params.get("expire_at", 0)
+    if isinstance(expire_at, bool) or not isinstance(expire_at, int) or expire_at < 0:
+        raise ApiError(codes.ERROR_BAD_REQUEST, "expire_at: a Unix time in seconds")
+    info = orjson.dumps(params["info"]).decode() if params.get("info") is not None else None
+    node.user_command("refresh", user, client=client, expired=bool(params.get("expired")),
+                      expire_at=expire_at, info=info)
+    return {}
+
+
 async def _presence(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     channel = _channel(params)
     if not node.options(channel).presence:
@@ -242,7 +255,8 @@ async def _journeys(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 METHODS: dict[str, Method] = {
     "publish": _publish, "broadcast": _broadcast, "subscribe": _subscribe,
-    "unsubscribe": _unsubscribe, "disconnect": _disconnect, "presence": _presence,
+    "unsubscribe": _unsubscribe, "disconnect": _disconnect, "refresh": _refresh,
+    "presence": _presence,
     "presence_stats": _presence_stats, "history": _history,
     "history_remove": _history_remove, "channels": _channels, "info": _info,
     "notify": _notify, "notifications": _notifications,

@@ -78,6 +78,21 @@ async def test_disconnect_through_one_node_closes_the_users_socket_on_the_other(
     assert closed["closed"] == 4000
 
 
+async def test_refresh_through_one_node_reaches_the_users_socket_on_the_other(
+        two_nodes: tuple[RunningNode, RunningNode]) -> None:
+    first, second = two_nodes
+    ws = await connect(first, "room")
+    status, _ = await second.api("refresh", {"user": "", "expire_at": 4_000_000_000,
+                                             "info": {"seat": 7}})
+    assert status == 200
+    push = await asyncio.wait_for(next_push(ws), 5)
+    assert push["push"]["refresh"]["expires"] is True
+    status, _ = await second.api("refresh", {"user": "", "expired": True})
+    assert status == 200
+    closed = await asyncio.wait_for(next_push(ws), 5)
+    assert closed["closed"] == 3005
+
+
 async def test_info_lists_both_nodes(two_nodes: tuple[RunningNode, RunningNode]) -> None:
     first, second = two_nodes
 
