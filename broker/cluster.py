@@ -165,8 +165,9 @@ def user_command_message(node: Node, message: dict[str, Any]) -> None:
                                 info.encode() if isinstance(info, str) else None)
     else:
         command = ServerUnsubscribe(channel)
+    spared = message.get("whitelist") or ()  # disconnect: these clients stay
     for client_id in node.user_connections(user):
-        if not client or client_id == client:
+        if (not client or client_id == client) and client_id not in spared:
             node.runtime.tell(connection_id(client_id), command)
 
 

@@ -115,7 +115,11 @@ async def _disconnect(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     code, reason = 0, ""
     if isinstance(custom, dict) and "code" in custom:
         code, reason = int(custom["code"]), str(custom.get("reason", ""))
-    node.user_command("disconnect", user, client=client, code=code, reason=reason)
+    whitelist = params.get("whitelist") or []
+    if not isinstance(whitelist, list) or not all(isinstance(c, str) for c in whitelist):
+        raise ApiError(codes.ERROR_BAD_REQUEST, "whitelist: a list of client ids")
+    node.user_command("disconnect", user, client=client, code=code, reason=reason,
+                      whitelist=whitelist)
     return {}
 
 

@@ -111,6 +111,8 @@ async def test_presence_channels_info_and_user_commands() -> None:
         await cent.unsubscribe(UnsubscribeRequest(user="alice", channel="bare:pushed"))
         assert (await next_event(alice.events.unsubscribed)).channel == "bare:pushed"
 
+        await cent.disconnect(DisconnectRequest(  # alice's only client is spared
+            user="alice", whitelist=[alice.client_id], disconnect=Disconnect(code=4501)))
         await cent.disconnect(DisconnectRequest(
             user="alice", disconnect=Disconnect(code=4500, reason="bye")))
         gone = await next_event(alice.events.disconnected)
