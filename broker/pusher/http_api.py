@@ -22,6 +22,7 @@ with a plain-text reason; nothing is published unless the whole request is valid
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -130,9 +131,19 @@ def _event(node: Node, item: dict[str, Any], channels: list[Any],
 
 async def _publish_all(node: Node, app: PusherApp,
                        triggers: list[tuple[list[str], bytes, dict[str, str]]]) -> None:
+    """Publish every trigger: one chain per channel, so a channel's events keep the
+    request's order while different channels go at once (on Redis they share the publish
+    lane's writes instead of waiting a round trip each)."""
+    chains: dict[str, list[tuple[bytes, dict[str, str]]]] = {}
     for channels, data, tags in triggers:
         for channel in channels:
-            await node.publish(chorus_channel(app.id, channel), data, tags=tags)
+            chains.setdefault(chorus_channel(app.id, channel), []).append((data, tags))
+
+    async def chain(name: str, items: list[tuple[bytes, dict[str, str]]]) -> None:
+        for data, tags in items:
+            await node.publish(name, data, tags=tags)
+
+    await asyncio.gather(*(chain(name, items) for name, items in chains.items()))
 
 
 async def _events(request: web.Request) -> web.Response:

@@ -141,3 +141,18 @@ async def test_max_connections_counts_the_sockets_of_every_node(redis_url: str):
         await wait_until(lambda: seen_by_second() == 0, timeout=15)
         async with raw_socket(second):  # room again once the first node says so
             assert cluster_connections(second.node, APP_ID) == 1
+
+
+async def test_a_batch_keeps_each_channels_order_while_channels_go_at_once(two_nodes):
+    first, second = two_nodes
+    async with raw_socket(second) as ws:
+        for channel in ("left", "right"):
+            await subscribe_raw(ws, channel)
+        batch = [{"channel": ("left", "right")[i % 2], "name": "n", "data": str(i)}
+                 for i in range(10)]
+        await call(server_lib(first).trigger_batch, batch)
+        got: dict[str, list[str]] = {"left": [], "right": []}
+        while sum(map(len, got.values())) < 10:
+            event = json.loads((await ws.receive(timeout=5)).data)
+            got[event["channel"]].append(event["data"])
+        assert got == {"left": ["0", "2", "4", "6", "8"], "right": ["1", "3", "5", "7", "9"]}
