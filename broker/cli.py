@@ -69,12 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     resume = _pause_gc()
     try:
-        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser("serve" if argv[:1] == ["serve"] else None)
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help, or a usage error argparse already printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-        args.argv = list(sys.argv[1:] if argv is None else argv)
+        args.argv = argv
         if args.command == "serve":
             return _serve(args, lambda: resume(serving=True))
         resume()
