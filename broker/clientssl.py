@@ -11,8 +11,8 @@ monitor alerts), never to start or to serve clients.
 ``chorus serve`` imports aiohttp inside :func:`deferred_verify_paths`: contexts made
 during that import note the call instead of loading (nothing else differs: loading the
 paths later gives the same context). :func:`load_in_background`, called once the
-node serves, loads them in a daemon thread (OpenSSL's load runs without the GIL, so
-the loop is not held). Until they are loaded, every ``aiohttp.TCPConnector`` (the
+node serves, loads them in a thread (OpenSSL's load runs without the GIL, so the loop
+is not held; the process waits for it at exit). Until they are loaded, every ``aiohttp.TCPConnector`` (the
 connector of every ``ClientSession``) waits for them before it is made, so no client
 request can ever use a context without its CA certificates. Processes that import
 aiohttp some other way (an app mounting Chorus, tests) are not affected.
@@ -85,10 +85,13 @@ def load() -> None:
 
 
 def load_in_background() -> None:
-    """Start loading in a daemon thread (once; nothing to do if nothing was deferred)."""
+    """Start loading in a thread (once; nothing to do if nothing was deferred)."""
     global _thread
     if _pending and _thread is None:
-        _thread = threading.Thread(target=load, name="chorus-client-ssl", daemon=True)
+        # Not a daemon: the interpreter waits for it at exit. A daemon thread inside
+        # OpenSSL when the process ends (a node stopped right after it started) can
+        # crash the interpreter's finalisation (SIGSEGV instead of exit status 0).
+        _thread = threading.Thread(target=load, name="chorus-client-ssl")
         _thread.start()
 
 

@@ -135,3 +135,43 @@ def test_aiohttp_client_contexts_get_their_certificates_before_any_connector() -
     assert report == {"deferred": 2, "cas_before": [0, 0], "method_restored": True,
                       "later_contexts_load": True, "loaded_by_connector": [True, True],
                       "connector_unguarded": "TCPConnector.__init__", "left": 0}
+
+
+def test_serve_stopped_as_soon_as_it_is_ready_exits_cleanly(tmp_path: Path) -> None:
+    """SIGTERM at the first 200 on ``/ready``, while aiohttp's client certificates may
+    still be loading (``broker.clientssl``): the process drains and exits 0 every time
+    (a daemon loader thread inside OpenSSL crashed the interpreter's exit)."""
+    import signal
+    import time
+
+    config = tmp_path / "chorus.json"
+    config.write_text(json.dumps({"client": {"insecure": True}, "http_api": {"key": "k"}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHORUS_", "CENTRIFUGO_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    statuses = []
+    for _ in range(3):
+        with reserved_port() as port:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "broker", "serve", "--config", str(config),
+                 "--port", str(port), "--log-level", "error"], cwd=ROOT, env=env)
+            try:
+                deadline = time.monotonic() + 30
+                while not _ready(port):
+                    assert proc.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.002)  # a subprocess' state: nothing to await
+                proc.send_signal(signal.SIGTERM)
+                statuses.append(proc.wait(timeout=30))
+            finally:
+                proc.kill()
+    assert statuses == [0, 0, 0]
+
+
+def _ready(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /ready HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False
