@@ -10,12 +10,13 @@ monitor alerts), never to start or to serve clients.
 
 ``chorus serve`` imports aiohttp inside :func:`deferred_verify_paths`: contexts made
 during that import note the call instead of loading (nothing else differs: loading the
-paths later gives the same context). :func:`load_in_background`, called once the
-node serves, loads them in a thread (OpenSSL's load runs without the GIL, so the loop
-is not held; the process waits for it at exit). Until they are loaded, every ``aiohttp.TCPConnector`` (the
-connector of every ``ClientSession``) waits for them before it is made, so no client
-request can ever use a context without its CA certificates. Processes that import
-aiohttp some other way (an app mounting Chorus, tests) are not affected.
+paths later gives the same context). :func:`load_in_background`, called once the node
+serves, loads them in a thread (OpenSSL's load runs without the GIL, so the loop is not
+held; the process waits for it at exit). Until they are loaded, every
+``aiohttp.TCPConnector`` (the connector of every ``ClientSession``) waits for them
+before it is made, so no client request can ever use a context without its CA
+certificates. Processes that import aiohttp some other way (an app mounting Chorus,
+tests) are not affected.
 """
 
 from __future__ import annotations
