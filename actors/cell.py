@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorAddress, ActorExitRequest, ActorSystemMessage
-from thespian.system import simpleSystemBase as _simple_system_base
 from thespian.system.utilis import withPossibleInitArgs
 
 from actors.errors import ActorStopped, InjectedCrash
@@ -35,12 +34,14 @@ from actors.messages import (
     TimerFired,
 )
 from actors.registry import ActorRecord, Failure
+from actors.thespian_base import load_simple_system_base
 
 if TYPE_CHECKING:
     from actors.actor import Actor, ErrorCallback, ResultCallback
     from actors.loop import Runtime
 
 log = logging.getLogger("actors")
+_simple_system_base: Any = load_simple_system_base()  # without its unused imports
 
 
 def _all_subclasses(cls: type) -> set[type]:

@@ -1,8 +1,10 @@
 """The start-up reference: a bare aiohttp + uvloop app answering one route.
 
 `GET /ready` answers 200 ``ok``. It imports nothing else, so the time from its process
-start to the first 200 is the floor any aiohttp server on this interpreter can reach;
-``python -m bench startup`` measures Chorus against it in the same run.
+start to the first 200 is the floor of a plain aiohttp server on this interpreter
+(``chorus serve`` goes below it by loading aiohttp's client CA certificates after it
+serves: ``broker/clientssl.py``); ``python -m bench startup`` measures Chorus against it
+in the same run.
 
 Run: `python -m bench.hello_server --port 8000`.
 """

@@ -69,12 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     resume = _pause_gc()
     try:
-        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser("serve" if argv[:1] == ["serve"] else None)
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help, or a usage error argparse already printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-        args.argv = list(sys.argv[1:] if argv is None else argv)
+        args.argv = argv
         if args.command == "serve":
             return _serve(args, lambda: resume(serving=True))
         resume()
@@ -162,9 +163,16 @@ def _serve(args: argparse.Namespace, on_serving: Callable[[], None]) -> int:
 
         return WorkerPool(worker_command(args.argv), args.workers,
                           stop_timeout=config.chorus.shutdown_timeout + 5).run()
-    from broker.app import run_server  # late: the server stack is heavy and not needed above
+    from broker import clientssl
 
-    return run_server(config, reuse_port=args.worker_index is not None, on_serving=on_serving)
+    with clientssl.deferred_verify_paths():  # aiohttp's client CAs load once serving
+        from broker.app import run_server  # late: the server stack is heavy
+
+    def serving() -> None:
+        on_serving()
+        clientssl.load_in_background()
+
+    return run_server(config, reuse_port=args.worker_index is not None, on_serving=serving)
 
 
 def setup_logging(level: str) -> None:

@@ -127,6 +127,29 @@ def test_serve_flags_are_validated_like_config(
     )
 
 
+@pytest.mark.parametrize("argv", [
+    ["serve"], ["serve", "-c", "a.json", "--port", "9000", "--log-level", "debug"],
+    ["serve", "--workers", "3", "--worker-index", "1", "--host", "::1"],
+    ["serve", "--port", "x"], ["serve", "--bogus"], ["serve", "--log-level", "loud"],
+    ["serve", "--help"]])
+def test_the_serve_only_parser_parses_serve_as_the_full_parser_does(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``chorus serve`` builds only the serve subcommand (a faster start): same results,
+    same usage errors and help text as with every subcommand."""
+    from broker.cli import build_parser
+
+    outcomes = []
+    for parser in (build_parser(), build_parser("serve")):
+        try:
+            outcome: object = vars(parser.parse_args(argv))
+        except SystemExit as exc:
+            outcome = exc.code
+        outcomes.append((outcome, capsys.readouterr()))
+    assert outcomes[0] == outcomes[1]
+    assert "print an HS256 token" in build_parser().format_help()
+    assert "print an HS256 token" not in build_parser("serve").format_help()
+
+
 def test_serve_reads_chorus_config_env(
     config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,4 +1,5 @@
-"""``chorus serve``'s fast start: what the command line imports, and the paused GC.
+"""``chorus serve``'s fast start: what the command line imports, the paused GC, and
+aiohttp's client TLS contexts loaded once serving.
 
 Each case runs a fresh interpreter (imports and the collector are process-wide).
 """
@@ -63,6 +64,17 @@ def probe(port):
     report["enabled_when_ready"] = gc.isenabled()
     report["gen0_when_ready"] = gc.get_threshold()[0]
     report["frozen_when_ready"] = gc.get_freeze_count() > 10000
+    # aiohttp's client contexts load their CA certificates in the background once serving.
+    import ssl
+    import aiohttp.connector
+    from broker import clientssl
+    report["client_ssl_in_background"] = clientssl._thread is not None
+    if clientssl._thread is not None:
+        clientssl._thread.join(30)
+    want = ssl.create_default_context().cert_store_stats()
+    report["client_ssl_loaded"] = [
+        ctx.cert_store_stats() == want for ctx in (aiohttp.connector._SSL_CONTEXT_VERIFIED,
+                                                   aiohttp.connector._SSL_CONTEXT_UNVERIFIED)]
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=probe, args=(int(sys.argv[2]),), daemon=True).start()
@@ -88,4 +100,78 @@ def test_serve_starts_with_the_collector_paused_and_resumes_it_once_serving(
         report = json.loads(run(_SERVE, str(config), str(port)))
     assert report == {"status": 0, "collections_before_serving": [],
                       "enabled_when_ready": True, "enabled_at_exit": True,
-                      "gen0_when_ready": 10_000, "frozen_when_ready": True}
+                      "gen0_when_ready": 10_000, "frozen_when_ready": True,
+                      "client_ssl_in_background": True, "client_ssl_loaded": [True, True]}
+
+
+_CLIENT_SSL = """
+import asyncio, json, ssl
+from broker import clientssl
+with clientssl.deferred_verify_paths():
+    import aiohttp
+import aiohttp.connector as connector
+contexts = (connector._SSL_CONTEXT_VERIFIED, connector._SSL_CONTEXT_UNVERIFIED)
+report = {"deferred": clientssl.pending(),
+          "cas_before": [c.cert_store_stats()["x509_ca"] for c in contexts],
+          "method_restored": "set_default_verify_paths" not in vars(ssl.SSLContext)}
+want = ssl.create_default_context().cert_store_stats()  # made after: loads as usual
+report["later_contexts_load"] = want["x509_ca"] > 0
+
+async def connect():
+    async with aiohttp.ClientSession():  # its TCPConnector waits for the certificates
+        report["loaded_by_connector"] = [c.cert_store_stats() == want for c in contexts]
+    report["connector_unguarded"] = aiohttp.TCPConnector.__init__.__qualname__
+
+asyncio.run(connect())
+report["left"] = clientssl.pending()
+print(json.dumps(report))
+"""
+
+
+def test_aiohttp_client_contexts_get_their_certificates_before_any_connector() -> None:
+    """``broker.clientssl``: during the deferred import, contexts note the CA load; the
+    first ``TCPConnector`` (every ``ClientSession`` makes one) loads them first."""
+    report = json.loads(run(_CLIENT_SSL))
+    assert report == {"deferred": 2, "cas_before": [0, 0], "method_restored": True,
+                      "later_contexts_load": True, "loaded_by_connector": [True, True],
+                      "connector_unguarded": "TCPConnector.__init__", "left": 0}
+
+
+def test_serve_stopped_as_soon_as_it_is_ready_exits_cleanly(tmp_path: Path) -> None:
+    """SIGTERM at the first 200 on ``/ready``, while aiohttp's client certificates may
+    still be loading (``broker.clientssl``): the process drains and exits 0 every time
+    (a daemon loader thread inside OpenSSL crashed the interpreter's exit)."""
+    import signal
+    import time
+
+    config = tmp_path / "chorus.json"
+    config.write_text(json.dumps({"client": {"insecure": True}, "http_api": {"key": "k"}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHORUS_", "CENTRIFUGO_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    statuses = []
+    for _ in range(3):
+        with reserved_port() as port:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "broker", "serve", "--config", str(config),
+                 "--port", str(port), "--log-level", "error"], cwd=ROOT, env=env)
+            try:
+                deadline = time.monotonic() + 30
+                while not _ready(port):
+                    assert proc.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.002)  # a subprocess' state: nothing to await
+                proc.send_signal(signal.SIGTERM)
+                statuses.append(proc.wait(timeout=30))
+            finally:
+                proc.kill()
+    assert statuses == [0, 0, 0]
+
+
+def _ready(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /ready HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False

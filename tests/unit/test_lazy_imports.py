@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 WATCHED = ("redis", "yaml", "tomllib", "cryptography", "jwt", "prometheus_client",
            "prometheus_async", "broker.devcluster", "broker.admin", "broker.backup",
            "broker.cache.adaptive", "difflib", "decimal", "broker.pusher",
-           "broker.transport.streams", "broker.transport.emulation", "broker.transport.uni")
+           "broker.transport.streams", "broker.transport.emulation", "broker.transport.uni",
+           # thespian's system base imports these for features the runtime never uses
+           # (actors.thespian_base)
+           "logging.config", "socketserver", "zipfile", "thespian.system.sourceLoader")
 
 _SCRIPT = """
 import asyncio, json, sys

@@ -114,3 +114,60 @@ def test_new_cell_registers_as_create_actor_does() -> None:
         assert base.actorRegistry.get(address.actorAddressString) is None
     finally:
         system.shutdown()
+
+
+_FRESH_IMPORT = """
+import json, sys
+import actors, actors.cell, actors.loop
+skipped = [m for m in ("logging.config", "logging.handlers", "socketserver", "zipfile",
+                       "importlib.resources", "thespian.system.sourceLoader")
+           if m in sys.modules]
+from thespian.actors import ActorSystem
+import thespian.system.simpleSystemBase as simple
+system = ActorSystem("simpleSystemBase", transientUnique=True)  # logDefs: dictConfig runs
+system.shutdown()
+import logging.config
+import thespian.system.sourceLoader as loader
+print(json.dumps({"skipped": skipped, "config_loaded": "logging.config" in sys.modules,
+                  "real_config": logging.config.dictConfig.__module__,
+                  "finder": simple.SourceHashFinder.__name__,
+                  "loader_class": loader.SourceHashFinder.__module__}))
+"""
+
+
+def test_the_runtime_imports_thespian_without_its_unused_modules() -> None:
+    # actors.thespian_base: simpleSystemBase is imported with logging.config and the
+    # source loader deferred (a fresh interpreter: imports are process-wide).
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", _FRESH_IMPORT], cwd=root, text=True,
+                          capture_output=True, timeout=60, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["skipped"] == []
+    # The deferred dictConfig ran for real (an ActorSystem without logDefs=False) and the
+    # real modules load as usual afterwards.
+    assert report["config_loaded"] and report["real_config"] == "logging.config"
+    assert report["loader_class"] == "thespian.system.sourceLoader"
+    assert report["finder"] == "SourceHashFinder"
+
+
+def test_simple_system_base_takes_only_the_deferred_names_from_those_modules() -> None:
+    # If a thespian release imports another name from them, the stand-in would lack it.
+    import ast
+
+    import thespian.system.simpleSystemBase as simple
+
+    from actors.thespian_base import DEFERRED, _deferred
+
+    taken: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(inspect.getsource(simple))):
+        if isinstance(node, ast.ImportFrom) and node.module in DEFERRED:
+            taken.setdefault(node.module, set()).update(a.name for a in node.names)
+        if isinstance(node, ast.Import):
+            assert not {a.name for a in node.names} & set(DEFERRED)
+    assert taken == {module: set(names) for module, names in DEFERRED.items()}
+    assert _deferred("os.path", "join")("a", "b") == "a/b"
