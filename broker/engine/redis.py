@@ -35,10 +35,12 @@ from broker.engine.base import (
 from broker.engine.redis_batch import Batcher, ReplicasMissing, Wait
 from broker.engine.redis_codec import (
     KeyScheme,
+    decode_published,
     encode_body,
     encode_control,
     publication_of,
 )
+from broker.engine.redis_doubt import Doubt, DoubtResolver, Outcome
 from broker.engine.redis_link import (
     Cluster,
     Sharded,
@@ -53,6 +55,7 @@ from broker.engine.redis_receive import Receiver, UnrecoverableHandler
 from broker.engine.redis_scripts import (
     PUBLISH,
     SCRIPTS,
+    VERIFY,
     Script,
 )
 from broker.engine.redis_stores import RedisStores, ms
@@ -83,6 +86,8 @@ class RedisEngineStats:
     delivered: int
     caught_up: int
     unrecoverable: int
+    in_doubt: int  # channels with publications not known to survive a failover
+    diverged: int  # epochs this node moved after its stream diverged on a new primary
 
 
 class RedisEngine(RedisStores):
@@ -140,6 +145,9 @@ class RedisEngine(RedisStores):
             topology, self.keys, self.node_id, self._catch_up_read, io_timeout=io_timeout,
             backoff=lambda: Backoff(backoff_base, backoff_cap),
         )
+        # Unconfirmed publications (and streams that went back), verified in run_link.
+        self.doubts = DoubtResolver(self._verify, Backoff(backoff_base, min(backoff_cap, 1.0)))
+        self.receiver.went_back = self.doubts.went_back
         self._started = False
         self._closed = False
 
@@ -197,24 +205,29 @@ class RedisEngine(RedisStores):
         self._started = True
 
     async def run_link(self) -> None:
-        """The pub/sub readers with their reconnect loops, and the liveness PING, for as
-        long as this runs (see Broker.run_link). Suspended readers keep their channels
-        and positions, so a resumed link re-subscribes and catches up from the streams.
+        """The pub/sub readers with their reconnect loops, the liveness PING and the
+        verification of publications in doubt (broker.engine.redis_doubt), for as long
+        as this runs (see Broker.run_link). Suspended readers keep their channels and
+        positions, so a resumed link re-subscribes and catches up from the streams;
+        doubts are kept too, and verified again by the next owner.
 
         Error handling: EngineError when a reader ends by itself; cancellation stops
         the readers (this engine's link is then down until the next call)."""
         self._check_open()
         await self.receiver.resume()  # after a previous owner's readers have stopped
-        pinger = asyncio.get_running_loop().create_task(self._ping_forever())
+        loop = asyncio.get_running_loop()
+        helpers = [loop.create_task(self._ping_forever()), loop.create_task(self.doubts.run())]
         try:
             await self.receiver.wait_failed()
         finally:
-            pinger.cancel()
+            for task in helpers:
+                task.cancel()
             if not self._closed:
                 # Before any other await: a next owner's resume must find the suspension.
                 await self.receiver.suspend()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def close(self) -> None:
         """Stop readers and the PING, close clients; idempotent. Later calls raise."""
@@ -254,6 +267,7 @@ class RedisEngine(RedisStores):
             self.topology.kind, self.link_up, sum(r.reconnects for r in readers),
             errors[-1] if errors else "", max(rtts) if rtts else None,
             len(self.receiver.channels), stats.delivered, stats.caught_up, stats.unrecoverable,
+            len(self.doubts.doubts), self.doubts.diverged,
         )
 
     def _check_open(self) -> None:
@@ -263,7 +277,7 @@ class RedisEngine(RedisStores):
     async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any],
                    *, wait: Wait | None = None, ordered: bool = False) -> Any:
         """Run a script on the channel's server; with ``wait``, a WAIT for that many
-        replicas follows it on its connection (ordered commands only). ``ordered``: in
+        replicas follows it on its connection. ``ordered``: in
         the client's lane (see broker.engine.redis_batch). Error handling: Redis/socket
         failures become EngineError (the effect is unknown); too few replicas:
         ReplicasMissing."""
@@ -279,7 +293,7 @@ class RedisEngine(RedisStores):
                     return batcher.lane(client).submit(
                         ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
                 return batcher.submit(client, lambda pipe: pipe.evalsha(
-                    script.sha, len(keys), *keys, *args))
+                    script.sha, len(keys), *keys, *args), wait=wait)
 
             try:
                 return await send()
@@ -347,9 +361,30 @@ class RedisEngine(RedisStores):
                                               ordered=True)
         except ReplicasMissing as missing:
             suppressed, msg = missing.result
+            if not suppressed:
+                # Stored and sent to every node, but a failover may still lose it and
+                # hand its offset out again: verified in the background.
+                offset, epoch, start = decode_published(msg)
+                if offset:
+                    self.doubts.unconfirmed(channel, StreamPosition(offset, epoch),
+                                            msg[start:])
             raise UnconfirmedPublish(await self._published(channel, msg, suppressed),
                                      missing.confirmed, missing.required) from None
         return await self._published(channel, msg, suppressed)
+
+    async def _verify(self, channel: str, doubt: Doubt) -> tuple[Outcome, str, bool]:
+        """VERIFY on the channel's primary, then WAIT (see broker.engine.redis_doubt).
+        Error handling: EngineError when Redis cannot be reached."""
+        keys = self.keys
+        args = [doubt.epoch, new_epoch(), keys.pubsub(channel), self._publish_cmd,
+                *doubt.args()]
+        stored = [keys.stream(channel), keys.meta(channel), keys.probe(channel)]
+        try:
+            status, server = await self._run(channel, VERIFY, stored, args, wait=self._wait)
+            confirmed = True
+        except ReplicasMissing as missing:
+            (status, server), confirmed = missing.result, False
+        return Outcome(int(status)), server.decode() if server else "", confirmed
 
     async def _published(self, channel: str, msg: bytes, suppressed: int,
                          ) -> tuple[Publication, StreamPosition]:
