@@ -35,12 +35,11 @@ from broker.engine.base import (
 from broker.engine.redis_batch import Batcher, ReplicasMissing, Wait
 from broker.engine.redis_codec import (
     KeyScheme,
-    decode_published,
     encode_body,
     encode_control,
     publication_of,
 )
-from broker.engine.redis_doubt import Doubt, DoubtResolver, Outcome
+from broker.engine.redis_doubt import DoubtResolver, verifier
 from broker.engine.redis_link import (
     Cluster,
     Sharded,
@@ -55,7 +54,6 @@ from broker.engine.redis_receive import Receiver, UnrecoverableHandler
 from broker.engine.redis_scripts import (
     PUBLISH,
     SCRIPTS,
-    VERIFY,
     Script,
 )
 from broker.engine.redis_stores import RedisStores, ms
@@ -146,7 +144,9 @@ class RedisEngine(RedisStores):
             backoff=lambda: Backoff(backoff_base, backoff_cap),
         )
         # Unconfirmed publications (and streams that went back), verified in run_link.
-        self.doubts = DoubtResolver(self._verify, Backoff(backoff_base, min(backoff_cap, 1.0)))
+        self.doubts = DoubtResolver(
+            verifier(self._run, self.keys, self._publish_cmd, self._wait),
+            Backoff(backoff_base, min(backoff_cap, 1.0)))
         self.receiver.went_back = self.doubts.went_back
         self._started = False
         self._closed = False
@@ -361,30 +361,11 @@ class RedisEngine(RedisStores):
                                               ordered=True)
         except ReplicasMissing as missing:
             suppressed, msg = missing.result
-            if not suppressed:
-                # Stored and sent to every node, but a failover may still lose it and
-                # hand its offset out again: verified in the background.
-                offset, epoch, start = decode_published(msg)
-                if offset:
-                    self.doubts.unconfirmed(channel, StreamPosition(offset, epoch),
-                                            msg[start:])
+            if not suppressed:  # a failover may still lose it and reuse its offset
+                self.doubts.unconfirmed(channel, msg)
             raise UnconfirmedPublish(await self._published(channel, msg, suppressed),
                                      missing.confirmed, missing.required) from None
         return await self._published(channel, msg, suppressed)
-
-    async def _verify(self, channel: str, doubt: Doubt) -> tuple[Outcome, str, bool]:
-        """VERIFY on the channel's primary, then WAIT (see broker.engine.redis_doubt).
-        Error handling: EngineError when Redis cannot be reached."""
-        keys = self.keys
-        args = [doubt.epoch, new_epoch(), keys.pubsub(channel), self._publish_cmd,
-                *doubt.args()]
-        stored = [keys.stream(channel), keys.meta(channel), keys.probe(channel)]
-        try:
-            status, server = await self._run(channel, VERIFY, stored, args, wait=self._wait)
-            confirmed = True
-        except ReplicasMissing as missing:
-            (status, server), confirmed = missing.result, False
-        return Outcome(int(status)), server.decode() if server else "", confirmed
 
     async def _published(self, channel: str, msg: bytes, suppressed: int,
                          ) -> tuple[Publication, StreamPosition]:

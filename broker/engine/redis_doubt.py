@@ -39,11 +39,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
+from broker.engine.redis_codec import KeyScheme, decode_published
+from broker.engine.redis_lane import ReplicasMissing, Wait
 from broker.engine.redis_pubsub import Backoff
+from broker.engine.redis_scripts import VERIFY
+from broker.engine.state import new_epoch
 from broker.types import StreamPosition
 
-__all__ = ["MAX_ENTRIES", "Doubt", "DoubtResolver", "InDoubt", "Outcome"]
+__all__ = ["MAX_ENTRIES", "Doubt", "DoubtResolver", "InDoubt", "Outcome", "verifier"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +129,26 @@ class InDoubt:
 
 # (channel, doubt) -> (outcome, server replication id, replicas confirmed)
 Verify = Callable[[str, Doubt], Awaitable[tuple[Outcome, str, bool]]]
+# The engine's script runner: (channel, script, keys, args, wait=) -> reply
+Run = Callable[..., Awaitable[Any]]
+
+
+def verifier(run: Run, keys: KeyScheme, publish_cmd: str, wait: Wait | None) -> Verify:
+    """VERIFY on the channel's primary through the engine's ``run``, then a WAIT for
+    ``wait`` replicas (none: confirmed at once). Error handling: ``run``'s EngineError
+    when Redis cannot be reached."""
+
+    async def verify(channel: str, doubt: Doubt) -> tuple[Outcome, str, bool]:
+        args = [doubt.epoch, new_epoch(), keys.pubsub(channel), publish_cmd, *doubt.args()]
+        stored = [keys.stream(channel), keys.meta(channel), keys.probe(channel)]
+        try:
+            status, server = await run(channel, VERIFY, stored, args, wait=wait)
+            confirmed = True
+        except ReplicasMissing as missing:
+            (status, server), confirmed = missing.result, False
+        return Outcome(int(status)), server.decode() if server else "", confirmed
+
+    return verify
 
 
 class DoubtResolver:
@@ -136,9 +161,12 @@ class DoubtResolver:
         self._verify, self._backoff = verify, backoff
         self._wake = asyncio.Event()
 
-    def unconfirmed(self, channel: str, position: StreamPosition, body: bytes) -> None:
-        self.doubts.unconfirmed(channel, position, body)
-        self._wake.set()
+    def unconfirmed(self, channel: str, msg: bytes) -> None:
+        """The PUBLISH script's message ``msg`` was stored and sent, not confirmed."""
+        offset, epoch, start = decode_published(msg)
+        if offset:  # without history no offset can be handed out again
+            self.doubts.unconfirmed(channel, StreamPosition(offset, epoch), msg[start:])
+            self._wake.set()
 
     def went_back(self, channel: str, position: StreamPosition) -> None:
         self.doubts.went_back(channel, position)
@@ -157,15 +185,21 @@ class DoubtResolver:
                     await asyncio.sleep(self._backoff.next_delay())
 
     async def _round(self) -> bool:
-        """One VERIFY per doubt; True if every one was resolved."""
+        """One VERIFY per doubt, all at once (the engine pipelines them, with one WAIT
+        for all); True if every one was resolved."""
+        doubts = self.doubts.items()
+        results = await asyncio.gather(*(self._verify(channel, doubt)
+                                         for channel, doubt in doubts), return_exceptions=True)
         resolved = True
-        for channel, doubt in self.doubts.items():
-            try:
-                outcome, server, confirmed = await self._verify(channel, doubt)
-            except Exception as exc:  # the primary is unreachable or moving: try again
-                log.info("redis engine: verifying %s failed: %r", channel, exc)
+        for (channel, doubt), result in zip(doubts, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                # The primary is unreachable or moving: try again.
+                log.info("redis engine: verifying %s failed: %r", channel, result)
                 resolved = False
                 continue
+            outcome, server, confirmed = result
             if outcome is Outcome.DIVERGED:
                 self.diverged += 1
                 log.warning("redis engine: %s lost publications of epoch %s on a new "

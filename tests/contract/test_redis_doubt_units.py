@@ -12,6 +12,7 @@ from broker.engine.redis_codec import DecodeError, KeyScheme, decode_epoch
 from broker.engine.redis_doubt import MAX_ENTRIES, InDoubt, Outcome
 from broker.engine.redis_receive import Receiver
 from broker.types import Publication, StreamPosition
+from tests.waiting import wait_until
 
 
 def test_epoch_message_as_the_verify_script_builds_it() -> None:
@@ -103,3 +104,35 @@ async def test_a_catch_up_in_another_epoch_is_not_a_stream_that_went_back() -> N
     receiver.tracker.set("c", StreamPosition(2, "e"))
     await receiver.catch_up("c")
     assert went_back == [] and unrecoverable == ["c"]
+
+
+async def test_the_resolver_retries_until_the_replicas_confirm() -> None:
+    import asyncio
+
+    from broker.engine.redis_codec import encode_body
+    from broker.engine.redis_doubt import Doubt, DoubtResolver
+    from broker.engine.redis_pubsub import Backoff
+
+    answers: list[object] = [ConnectionError("primary moving"),
+                             (Outcome.HELD, "server-a", False),
+                             (Outcome.HELD, "server-a", True)]
+    asked: list[tuple[str, str]] = []
+
+    async def verify(channel: str, doubt: Doubt) -> tuple[Outcome, str, bool]:
+        asked.append((channel, doubt.server))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    resolver = DoubtResolver(verify, Backoff(0.001, 0.002))
+    resolver.unconfirmed("c", b"p0::" + encode_body("me", 0, b"x", None, None))
+    assert len(resolver.doubts) == 0  # no history: no offset to reuse, nothing to check
+    resolver.unconfirmed("c", b"p4:e:" + encode_body("me", 0, b"x", None, None))
+    running = asyncio.get_running_loop().create_task(resolver.run())
+    try:
+        await wait_until(lambda: not answers and not len(resolver.doubts), "resolved")
+    finally:
+        running.cancel()
+    # The second time the doubt knew the server holding it; the third resolved it.
+    assert asked == [("c", ""), ("c", ""), ("c", "server-a")]
