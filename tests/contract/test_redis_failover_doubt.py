@@ -10,11 +10,15 @@ see the gap (the positions match).
 Real parts, in a fixed order: a primary, a replica, one Sentinel; two nodes, a
 WebSocket subscriber on each. The replica is cut off (``REPLICAOF NO ONE``: nothing of
 what follows reaches it, not even from a socket buffer), a publish through a node is
-stored and delivered but not acknowledged, the primary is SIGKILLed and the Sentinel
-made to name the former replica (``SENTINEL REMOVE`` + ``MONITOR``), which gets a
-replica of its own, and the node publishes more, acknowledged. Each subscriber must
-receive every acknowledged publication, unless a resubscribe after it answered
-``recovered: false`` (the explicit "you missed something" of the protocol).
+stored and delivered but not acknowledged, and the primary is SIGKILLed. A third
+node that found the new primary first (the former replica, which has a replica of its
+own) publishes there while the two nodes' links still look for it: an acknowledged
+publication at the offset the nodes already hold, in the same epoch. Then the Sentinel
+names the former replica (``SENTINEL REMOVE`` + ``MONITOR``) and the node publishes
+more, acknowledged. Each subscriber must receive every acknowledged publication,
+unless a resubscribe after it answered ``recovered: false`` (the explicit "you missed
+something" of the protocol). Without the in-doubt check both lose the third node's
+publication silently.
 """
 
 from __future__ import annotations
