@@ -28,17 +28,17 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from broker.engine.redis import RedisEngine
 from tests.contract.helpers import start_linked
 from tests.redis_server import RedisServer, redis_server, sentinel_process
+from tests.resync_client import ResyncingSubscriber
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -46,7 +46,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 SERVICE = "doubt"
 PREFIX = "doubt"
 CHANNEL = "news"
-INSUFFICIENT_STATE = 2500  # unsubscribe push code: resubscribe with your position
 
 
 @dataclass
@@ -83,77 +82,10 @@ async def command(port: int, *args: Any) -> Any:
         await client.aclose()
 
 
-@dataclass
-class Subscriber:
-    """A raw protocol client on one node: collects publications and, on an
-    "insufficient state" unsubscribe, resubscribes from its position as the SDKs do."""
-
-    ws: ClientWebSocketResponse
-    epoch: str = ""
-    offset: int = 0
-    received: list[int] = field(default_factory=list)  # data["n"]
-    resyncs: list[tuple[float, bool]] = field(default_factory=list)  # (answered, recovered)
-    other: list[dict[str, Any]] = field(default_factory=list)
-    _next_id: int = 3
-
-    async def read(self) -> None:
-        async for message in self.ws:
-            if message.type is not WSMsgType.TEXT:
-                break
-            for line in message.data.split("\n"):
-                if line:
-                    await self._handle(orjson.loads(line))
-
-    async def _handle(self, reply: dict[str, Any]) -> None:
-        if reply == {}:
-            await self.ws.send_str("{}")
-        elif reply.get("id", 0) >= 3 and "subscribe" in reply:  # a resubscribe's answer
-            result = reply["subscribe"]
-            self.resyncs.append((time.monotonic(), bool(result.get("recovered"))))
-            for pub in result.get("publications", []):
-                self._publication(pub)
-            self.epoch, self.offset = result.get("epoch", ""), result.get("offset", 0)
-        elif "pub" in reply.get("push", {}):
-            self._publication(reply["push"]["pub"])
-        elif reply.get("id", 0) >= 3 and reply.get("error", {}).get("temporary"):
-            # The node's link is not back yet: retry after a pause, as the SDKs do.
-            await asyncio.sleep(0.2)
-            await self._resubscribe()
-        elif reply.get("push", {}).get("unsubscribe", {}).get("code") == INSUFFICIENT_STATE:
-            await self._resubscribe()
-        else:
-            self.other.append(reply)
-
-    async def _resubscribe(self) -> None:
-        await self.ws.send_str(orjson.dumps({"id": self._next_id, "subscribe": {
-            "channel": CHANNEL, "recoverable": True, "recover": True,
-            "offset": self.offset, "epoch": self.epoch}}).decode())
-        self._next_id += 1
-
-    def _publication(self, pub: dict[str, Any]) -> None:
-        self.received.append(pub["data"]["n"])
-        self.offset = pub.get("offset", self.offset)
-
-    def silently_lost(self, acked: dict[int, float]) -> list[int]:
-        """Acknowledged publications neither received nor followed by a resubscribe
-        that answered ``recovered: false``."""
-        return sorted(n for n, when in acked.items() if n not in self.received and not any(
-            at > when and not recovered for at, recovered in self.resyncs))
-
-
-async def subscribe(node: Any) -> Subscriber:
-    ws = await node.session.ws_connect(node.ws_url)
-    await ws.send_str('{"id":1,"connect":{}}\n' + orjson.dumps({"id": 2, "subscribe": {
-        "channel": CHANNEL, "recoverable": True}}).decode())
-    answered: dict[int, dict[str, Any]] = {}
-    while len(answered) < 2:
-        message = await ws.receive(timeout=10)
-        for line in message.data.split("\n"):
-            reply = orjson.loads(line) if line else {}
-            answered[reply.get("id", 0)] = reply
-    assert "error" not in answered[1] and "error" not in answered[2], answered
-    result = answered[2]["subscribe"]
-    return Subscriber(ws, result.get("epoch", ""), result.get("offset", 0))
+async def subscribe(node: Any) -> ResyncingSubscriber:
+    subscriber = ResyncingSubscriber(node.session, node.ws_url, CHANNEL)
+    await subscriber.start()
+    return subscriber
 
 
 @pytest.fixture
@@ -171,7 +103,7 @@ async def test_an_offset_reused_by_the_new_primary_is_never_a_silent_gap(
         client={"insecure": True},
         engine={"type": "redis", "redis": {
             "sentinel_address": [f"127.0.0.1:{servers.sentinel.port}"],
-            "sentinel_master_name": SERVICE, "prefix": PREFIX, "io_timeout": "2s",
+            "sentinel_master_name": SERVICE, "prefix": PREFIX,
             "replica_acks": 1, "replica_ack_timeout": "300ms"}},
         channel={"without_namespace": {"history_size": 50, "history_ttl": "60s",
                                        "allow_recovery": True}})
@@ -225,7 +157,7 @@ async def test_an_offset_reused_by_the_new_primary_is_never_a_silent_gap(
 
         with contextlib.suppress(AssertionError):  # the assertions below say what is missing
             await wait_until(settled, "every acknowledged publication received or "
-                             "answered with recovered: false", 10)
+                             "answered with recovered: false", 20)
         for subscriber in subscribers:
             assert subscriber.silently_lost(acked) == [], (subscriber.received,
                                                            subscriber.resyncs, acked)
@@ -237,4 +169,4 @@ async def test_an_offset_reused_by_the_new_primary_is_never_a_silent_gap(
         for reader in readers:
             reader.cancel()
         for subscriber in subscribers:
-            await subscriber.ws.close()
+            await subscriber.close()

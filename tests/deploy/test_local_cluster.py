@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from broker.devcluster.launcher import leftover_processes
+from tests.resync_client import ResyncingSubscriber
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(150)]
 
@@ -65,87 +65,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         assert [p for p in every_port if _listening(p)] == []
 
 
-@dataclass
-class Subscriber:
-    """A raw JSON-protocol client: answers server pings, collects publications and, when
-    the server asks it to resubscribe ("insufficient state", 2500), resubscribes from
-    its position as the SDKs do, noting whether that recovered."""
-
-    ws: aiohttp.ClientWebSocketResponse
-    epoch: str = ""
-    offset: int = 0  # the subscription's position, with epoch
-    pubs: list[tuple[int, int]] = field(default_factory=list)  # (offset, data["n"])
-    epochs: list[str] = field(default_factory=list)  # the subscription's epoch per pub
-    resyncs: list[tuple[float, bool]] = field(default_factory=list)  # (answered, recovered)
-    other: list[dict[str, Any]] = field(default_factory=list)  # unexpected pushes
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    _next_id: int = 3
-
-    async def read(self) -> None:
-        async for message in self.ws:
-            if message.type is not aiohttp.WSMsgType.TEXT:
-                break
-            for line in message.data.split("\n"):
-                reply = orjson.loads(line) if line else None
-                if reply == {}:
-                    await self.ws.send_str("{}")  # pong: the server pings every 25 s
-                elif reply and "pub" in reply.get("push", {}):
-                    self._publication(reply["push"]["pub"])
-                elif reply and reply.get("id", 0) >= 3:
-                    await self._resubscribed(reply)
-                elif reply and reply["push"].get("unsubscribe", {}).get("code") == 2500:
-                    await self._resubscribe()
-                elif reply and "push" in reply:
-                    self.other.append(reply)
-
-    def _publication(self, pub: dict[str, Any]) -> None:
-        self.pubs.append((pub.get("offset", 0), pub["data"]["n"]))
-        self.epochs.append(self.epoch)
-        self.offset = pub.get("offset", self.offset)
-        self.arrived.set()
-
-    async def _resubscribe(self) -> None:
-        await self.ws.send_str(orjson.dumps({"id": self._next_id, "subscribe": {
-            "channel": CHANNEL, "recoverable": True, "recover": True, "offset": self.offset,
-            "epoch": self.epoch}}).decode())
-        self._next_id += 1
-
-    async def _resubscribed(self, reply: dict[str, Any]) -> None:
-        if reply.get("error", {}).get("temporary"):
-            await asyncio.sleep(0.2)  # the node's link is not back yet: retry, as SDKs do
-            await self._resubscribe()
-            return
-        result = reply["subscribe"]
-        self.epoch = result["epoch"]
-        self.resyncs.append((time.monotonic(), bool(result.get("recovered"))))
-        for pub in result.get("publications", []):
-            self._publication(pub)
-        self.offset = result.get("offset", self.offset)
-
-    def told_missed_after(self, when: float) -> bool:
-        """A resubscribe answered ``recovered: false`` after ``when``."""
-        return any(at > when and not recovered for at, recovered in self.resyncs)
-
-    def offsets_by_epoch(self) -> dict[str, list[int]]:
-        by_epoch: dict[str, list[int]] = {}
-        for (offset, _), epoch in zip(self.pubs, self.epochs, strict=True):
-            by_epoch.setdefault(epoch, []).append(offset)
-        return by_epoch
-
-
-async def subscribe(session: aiohttp.ClientSession, url: str) -> Subscriber:
-    ws = await session.ws_connect(url)
-    await ws.send_str('{"id":1,"connect":{}}\n' + orjson.dumps(
-        {"id": 2, "subscribe": {"channel": CHANNEL, "recoverable": True}}).decode())
-    answered: dict[int, dict[str, Any]] = {}
-    while len(answered) < 2:
-        message = await ws.receive(timeout=10)
-        for line in message.data.split("\n"):
-            reply = orjson.loads(line) if line else {}
-            answered[reply.get("id", 0)] = reply
-    assert "error" not in answered[1] and "error" not in answered[2], answered
-    result = answered[2]["subscribe"]
-    return Subscriber(ws, result["epoch"], result.get("offset", 0))
+async def subscribe(session: aiohttp.ClientSession, url: str) -> ResyncingSubscriber:
+    subscriber = ResyncingSubscriber(session, url, CHANNEL)
+    await subscriber.start()
+    return subscriber
 
 
 @dataclass
@@ -245,7 +168,7 @@ async def test_publications_cross_nodes_and_survive_a_sentinel_failover(
         acked = [(offset, n) for offset, n, _ in publisher.acked]
         acked_at = {(offset, n): when for offset, n, when in publisher.acked}
 
-        def settled(subscriber: Subscriber) -> bool:  # received, or told it was missed
+        def settled(subscriber: ResyncingSubscriber) -> bool:  # received, or told it was missed
             return all(pub in subscriber.pubs or subscriber.told_missed_after(acked_at[pub])
                        for pub in acked)
 
