@@ -72,6 +72,7 @@ class Doubt:
     entries: dict[int, str] = field(default_factory=dict)  # offset -> sha1 of the body
     force: bool = False  # diverged for sure (or too many entries to check)
     server: str = ""  # replication id of the primary seen holding them ("" unknown)
+    version: int = 0  # bumped by every publication filed: a VERIFY under way missed it
 
     def args(self) -> list[str | int]:
         """VERIFY's arguments after the first four: server, force, seen, pairs."""
@@ -96,7 +97,7 @@ class InDoubt:
     def unconfirmed(self, channel: str, position: StreamPosition, body: bytes) -> None:
         """A publication stored at ``position`` whose replicas did not confirm it."""
         doubt = self._doubt(channel, position.epoch)
-        doubt.seen = max(doubt.seen, position.offset)
+        doubt.seen, doubt.version = max(doubt.seen, position.offset), doubt.version + 1
         if doubt.force or len(doubt.entries) >= MAX_ENTRIES:
             doubt.force, doubt.entries = True, {}
             return
@@ -106,12 +107,14 @@ class InDoubt:
         """The stream's top is below ``position``, which existed: it lost entries."""
         doubt = self._doubt(channel, position.epoch)
         doubt.seen, doubt.force, doubt.entries = max(doubt.seen, position.offset), True, {}
+        doubt.version += 1
 
-    def settle(self, channel: str, doubt: Doubt, outcome: Outcome, server: str,
-               confirmed: bool) -> None:
-        """Record what VERIFY found; a confirmed one is done with (see the module)."""
+    def settle(self, channel: str, doubt: Doubt, version: int, outcome: Outcome,
+               server: str, confirmed: bool) -> None:
+        """Record what VERIFY of ``doubt`` at ``version`` found; a confirmed one is done
+        with (see the module). Publications filed since are verified next time."""
         key = (channel, doubt.epoch)
-        if self._doubts.get(key) is not doubt:
+        if self._doubts.get(key) is not doubt or doubt.version != version:
             return
         if confirmed:
             del self._doubts[key]
@@ -188,10 +191,11 @@ class DoubtResolver:
         """One VERIFY per doubt, all at once (the engine pipelines them, with one WAIT
         for all); True if every one was resolved."""
         doubts = self.doubts.items()
+        versions = [doubt.version for _, doubt in doubts]
         results = await asyncio.gather(*(self._verify(channel, doubt)
                                          for channel, doubt in doubts), return_exceptions=True)
         resolved = True
-        for (channel, doubt), result in zip(doubts, results, strict=True):
+        for (channel, doubt), version, result in zip(doubts, versions, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
@@ -205,6 +209,6 @@ class DoubtResolver:
                 log.warning("redis engine: %s lost publications of epoch %s on a new "
                             "primary; moved to a new epoch, subscribers resync",
                             channel, doubt.epoch)
-            self.doubts.settle(channel, doubt, outcome, server, confirmed)
-            resolved = resolved and confirmed
+            self.doubts.settle(channel, doubt, version, outcome, server, confirmed)
+            resolved = resolved and confirmed and doubt.version == version
         return resolved

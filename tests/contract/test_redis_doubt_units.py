@@ -48,13 +48,25 @@ def test_a_doubt_ends_only_once_the_replicas_confirm() -> None:
     doubts = InDoubt()
     doubts.unconfirmed("c", StreamPosition(2, "e"), b"two")
     [(_, doubt)] = doubts.items()
-    doubts.settle("c", doubt, Outcome.HELD, "server-a", confirmed=False)
+    doubts.settle("c", doubt, doubt.version, Outcome.HELD, "server-a", confirmed=False)
     assert len(doubts) == 1 and doubt.server == "server-a"  # a failover may still come
-    doubts.settle("c", doubt, Outcome.HELD, "server-b", confirmed=False)
+    doubts.settle("c", doubt, doubt.version, Outcome.HELD, "server-b", confirmed=False)
     assert doubt.server == "server-a"  # where it was first seen held
-    doubts.settle("c", doubt, Outcome.DIVERGED, "server-b", confirmed=False)
+    doubts.settle("c", doubt, doubt.version, Outcome.DIVERGED, "server-b", confirmed=False)
     assert len(doubts) == 1
-    doubts.settle("c", doubt, Outcome.MOVED, "server-b", confirmed=True)
+    doubts.settle("c", doubt, doubt.version, Outcome.MOVED, "server-b", confirmed=True)
+    assert len(doubts) == 0
+
+
+def test_a_publication_filed_during_a_verify_keeps_the_doubt() -> None:
+    doubts = InDoubt()
+    doubts.unconfirmed("c", StreamPosition(2, "e"), b"two")
+    [(_, doubt)] = doubts.items()
+    verifying = doubt.version  # VERIFY sent with offset 2 only
+    doubts.unconfirmed("c", StreamPosition(3, "e"), b"three")
+    doubts.settle("c", doubt, verifying, Outcome.HELD, "server-a", confirmed=True)
+    assert len(doubts) == 1 and doubt.server == ""  # 3 was not checked anywhere yet
+    doubts.settle("c", doubt, doubt.version, Outcome.HELD, "server-a", confirmed=True)
     assert len(doubts) == 0
 
 
