@@ -1,5 +1,7 @@
 """End to end: ``chorus cluster up`` on free ports, a client on node 1, publications on
-node 3, a Sentinel failover in the middle — every acknowledged publication arrives.
+node 3, a Sentinel failover in the middle — every acknowledged publication arrives, or
+the subscriber is told it missed some (a resubscribe answers ``recovered: false``):
+never a silent gap.
 
 The cluster runs as real processes (Redis primary + replica + 3 Sentinels, 3 nodes,
 nginx), started and stopped through the CLI exactly as a user would.
