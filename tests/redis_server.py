@@ -51,6 +51,7 @@ __all__ = [
     "persistent_redis",
     "redis_server",
     "respawn",
+    "sentinel_process",
     "sentinel_setup",
 ]
 
@@ -339,6 +340,16 @@ def _sentinel(workdir: Path, primary: int, service: str) -> Iterator[RedisServer
     finally:
         _stop(process)
         reservation.release()
+
+
+@contextlib.contextmanager
+def sentinel_process(primary: int, service: str) -> Iterator[RedisServer]:
+    """One sentinel monitoring the primary on ``primary`` as ``service``, in its own temp
+    dir (for tests that move the primary themselves, e.g. ``SENTINEL REMOVE`` then
+    ``SENTINEL MONITOR`` another server); stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="chorus-snt-") as tmp, \
+            _sentinel(Path(tmp), primary, service) as sentinel:
+        yield sentinel
 
 
 def _sentinel_converged(client: redis.Redis, service: str, replica: int, others: int) -> bool:

@@ -39,6 +39,7 @@ from broker.engine.redis_codec import (
     encode_control,
     publication_of,
 )
+from broker.engine.redis_doubt import DoubtResolver, verifier
 from broker.engine.redis_link import (
     Cluster,
     Sharded,
@@ -83,6 +84,8 @@ class RedisEngineStats:
     delivered: int
     caught_up: int
     unrecoverable: int
+    in_doubt: int  # channels with publications not known to survive a failover
+    diverged: int  # epochs this node moved after its stream diverged on a new primary
 
 
 class RedisEngine(RedisStores):
@@ -140,6 +143,11 @@ class RedisEngine(RedisStores):
             topology, self.keys, self.node_id, self._catch_up_read, io_timeout=io_timeout,
             backoff=lambda: Backoff(backoff_base, backoff_cap),
         )
+        # Unconfirmed publications (and streams that went back), verified in run_link.
+        self.doubts = DoubtResolver(
+            verifier(self._run, self.keys, self._publish_cmd, self._wait),
+            Backoff(backoff_base, min(backoff_cap, 1.0)))
+        self.receiver.went_back = self.doubts.went_back
         self._started = False
         self._closed = False
 
@@ -197,24 +205,29 @@ class RedisEngine(RedisStores):
         self._started = True
 
     async def run_link(self) -> None:
-        """The pub/sub readers with their reconnect loops, and the liveness PING, for as
-        long as this runs (see Broker.run_link). Suspended readers keep their channels
-        and positions, so a resumed link re-subscribes and catches up from the streams.
+        """The pub/sub readers with their reconnect loops, the liveness PING and the
+        verification of publications in doubt (broker.engine.redis_doubt), for as long
+        as this runs (see Broker.run_link). Suspended readers keep their channels and
+        positions, so a resumed link re-subscribes and catches up from the streams;
+        doubts are kept too, and verified again by the next owner.
 
         Error handling: EngineError when a reader ends by itself; cancellation stops
         the readers (this engine's link is then down until the next call)."""
         self._check_open()
         await self.receiver.resume()  # after a previous owner's readers have stopped
-        pinger = asyncio.get_running_loop().create_task(self._ping_forever())
+        loop = asyncio.get_running_loop()
+        helpers = [loop.create_task(self._ping_forever()), loop.create_task(self.doubts.run())]
         try:
             await self.receiver.wait_failed()
         finally:
-            pinger.cancel()
+            for task in helpers:
+                task.cancel()
             if not self._closed:
                 # Before any other await: a next owner's resume must find the suspension.
                 await self.receiver.suspend()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def close(self) -> None:
         """Stop readers and the PING, close clients; idempotent. Later calls raise."""
@@ -254,6 +267,7 @@ class RedisEngine(RedisStores):
             self.topology.kind, self.link_up, sum(r.reconnects for r in readers),
             errors[-1] if errors else "", max(rtts) if rtts else None,
             len(self.receiver.channels), stats.delivered, stats.caught_up, stats.unrecoverable,
+            len(self.doubts.doubts), self.doubts.diverged,
         )
 
     def _check_open(self) -> None:
@@ -263,7 +277,7 @@ class RedisEngine(RedisStores):
     async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any],
                    *, wait: Wait | None = None, ordered: bool = False) -> Any:
         """Run a script on the channel's server; with ``wait``, a WAIT for that many
-        replicas follows it on its connection (ordered commands only). ``ordered``: in
+        replicas follows it on its connection. ``ordered``: in
         the client's lane (see broker.engine.redis_batch). Error handling: Redis/socket
         failures become EngineError (the effect is unknown); too few replicas:
         ReplicasMissing."""
@@ -279,7 +293,7 @@ class RedisEngine(RedisStores):
                     return batcher.lane(client).submit(
                         ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
                 return batcher.submit(client, lambda pipe: pipe.evalsha(
-                    script.sha, len(keys), *keys, *args))
+                    script.sha, len(keys), *keys, *args), wait=wait)
 
             try:
                 return await send()
@@ -347,6 +361,8 @@ class RedisEngine(RedisStores):
                                               ordered=True)
         except ReplicasMissing as missing:
             suppressed, msg = missing.result
+            if not suppressed:  # a failover may still lose it and reuse its offset
+                self.doubts.unconfirmed(channel, msg)
             raise UnconfirmedPublish(await self._published(channel, msg, suppressed),
                                      missing.confirmed, missing.required) from None
         return await self._published(channel, msg, suppressed)

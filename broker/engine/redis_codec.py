@@ -14,6 +14,7 @@ script may touch them all and SPUBLISH::
     P.pinfo.{CH}          hash client id -> encoded ClientInfo (presence TTL)
     P.occ.{CH}            zset node id -> expiry (unix ms)     (occupancy TTL)
     P.restore.{CH}        stream being restored (chorus restore, broker.backup; 1 h)
+    P.probe.{CH}          string: VERIFY's write for the WAIT after it (redis_doubt; 60 s)
     P.ch.{CH}             pub/sub channel of publications and join/leave
     P.control             pub/sub channel of node-to-node control messages
 
@@ -24,6 +25,8 @@ Message format on pub/sub (first byte is the kind)::
 
     b"p" <offset> b":" <epoch> b":" <body>     publication (offset 0, epoch "" = no history)
     b"j" <body> / b"l" <body>                  join / leave (body with empty data, info set)
+    b"e" <top> b":" <epoch>                    the channel moved to a new epoch at top
+                                               (VERIFY, broker.engine.redis_doubt)
     b"c" <u16 len><node id> <data>              control
 
 ``body`` is written by the publishing node and stored as-is in the stream:
@@ -42,6 +45,7 @@ from broker.types import ClientInfo, Publication, StreamPosition
 
 __all__ = [
     "KIND_CONTROL",
+    "KIND_EPOCH",
     "KIND_JOIN",
     "KIND_LEAVE",
     "KIND_PUBLICATION",
@@ -50,6 +54,7 @@ __all__ = [
     "KeyScheme",
     "decode_body",
     "decode_control",
+    "decode_epoch",
     "decode_info",
     "decode_published",
     "encode_body",
@@ -72,6 +77,7 @@ KIND_PUBLICATION = b"p"[0]
 KIND_JOIN = b"j"[0]
 KIND_LEAVE = b"l"[0]
 KIND_CONTROL = b"c"[0]
+KIND_EPOCH = b"e"[0]
 
 
 class DecodeError(ValueError):
@@ -107,6 +113,9 @@ class KeyScheme:
 
     def staging(self, channel: str) -> str:
         return f"{self.prefix}.restore.{{{channel}}}"
+
+    def probe(self, channel: str) -> str:
+        return f"{self.prefix}.probe.{{{channel}}}"
 
     @property
     def control(self) -> str:
@@ -257,6 +266,20 @@ def decode_published(msg: bytes) -> tuple[int, str, int]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(str(exc)) from exc
     return offset, epoch, second + 1
+
+
+def decode_epoch(msg: bytes) -> StreamPosition:
+    """``b"e<top>:<epoch>"``: the channel's new epoch and the top it starts after.
+
+    Error handling: raises DecodeError if the message is not an epoch change.
+    """
+    colon = msg.find(b":", 1)
+    if not msg or msg[0] != KIND_EPOCH or colon < 0:
+        raise DecodeError("not an epoch message")
+    try:
+        return StreamPosition(int(msg[1:colon]), msg[colon + 1 :].decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(str(exc)) from exc
 
 
 def publication_of(msg: bytes) -> tuple[Publication, StreamPosition | None, str]:

@@ -13,6 +13,12 @@ subscribed to and, per channel, the last stream position the node has seen
   re-subscribed and the stream is read from the last seen offset. When that is
   impossible (the epoch changed, or the publications fell out of the stream) the
   ``on_unrecoverable(channel)`` hook is called instead of delivering a partial gap.
+- An epoch change announced on the channel (``b"e"``, broker.engine.redis_doubt: the
+  stream diverged on a new primary) calls ``on_unrecoverable(channel)`` too, and the
+  channel's position moves into the new epoch. A catch-up that finds the stream's top
+  below the last seen position in the same epoch (the stream went back, so its offsets
+  will be handed out again) hands the channel to ``went_back`` (the engine moves its
+  epoch: broker.engine.redis_doubt).
 - Channels without history (offset 0) are at most once: a cut loses them.
 """
 
@@ -31,6 +37,7 @@ from broker.engine.base import (
     PublicationHandler,
 )
 from broker.engine.redis_codec import (
+    KIND_EPOCH,
     KIND_JOIN,
     KIND_LEAVE,
     KIND_PUBLICATION,
@@ -38,6 +45,7 @@ from broker.engine.redis_codec import (
     KeyScheme,
     decode_body,
     decode_control,
+    decode_epoch,
     decode_published,
     node_marker,
     publication_of,
@@ -100,6 +108,8 @@ class Receiver:
     ) -> None:
         self.topology, self.keys, self.node_id = topology, keys, node_id
         self.handlers = Handlers()
+        # (channel, last seen position): the stream went back below it (see catch_up).
+        self.went_back: Callable[[str, StreamPosition], None] = _ignore
         self.stats = ReceiveStats()
         self.tracker = PositionTracker()
         self.readers: dict[str, PubSubReader] = {}
@@ -294,6 +304,9 @@ class Receiver:
                 return None
             if data[0] == KIND_PUBLICATION:
                 return self._publication(channel, data)
+            if data[0] == KIND_EPOCH:
+                self._epoch_moved(channel, decode_epoch(data))
+                return None
             if data[0] in (KIND_JOIN, KIND_LEAVE):
                 body = decode_body(data, 1)
                 if body.node != self.node_id and body.info is not None:
@@ -324,6 +337,17 @@ class Receiver:
             pub, position, _ = publication_of(data)
             self._deliver(channel, pub, position)
         return None
+
+    def _epoch_moved(self, channel: str, moved: StreamPosition) -> None:
+        """The channel's stream diverged and was given a new epoch (VERIFY): positions
+        of the old one are unrecoverable, so its subscribers resync now rather than
+        at the next publication (which may never come)."""
+        last = self.tracker.get(channel)
+        if last is None or last.epoch == moved.epoch:
+            return
+        if last.epoch:
+            self._unrecoverable(channel)
+        self.tracker.set(channel, moved)
 
     async def own_publication(self, channel: str, position: StreamPosition) -> None:
         """This node stored a publication at ``position`` and fans it out locally next:
@@ -390,6 +414,10 @@ class Receiver:
                      channel)
             self._unrecoverable(channel)
         elif not complete:
+            if status == 2 and last.epoch and top.epoch == last.epoch:
+                # Below what this node saw, same epoch: the next publications would
+                # reuse offsets it already holds and be dropped as duplicates.
+                self._call(self.went_back, channel, last)
             self._unrecoverable(channel)
         else:
             for pub, node in pubs:

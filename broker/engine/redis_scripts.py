@@ -25,6 +25,7 @@ __all__ = [
     "REMOVE_PRESENCE",
     "SCRIPTS",
     "VACATE",
+    "VERIFY",
     "Script",
 ]
 
@@ -151,6 +152,40 @@ end
 return result
 """)
 
+# KEYS: stream, meta, probe
+# ARGV: epoch, new epoch, pub/sub channel, publish command, server ("" = unknown),
+#       force "1"/"0", seen offset, then (offset, sha1 of the body) pairs
+# Checks publications of one channel that the replicas did not confirm (see
+# broker.engine.redis_doubt) on the server this runs on. The probe write first: the
+# WAIT after the script then covers what it read. Held: this is ``server`` (same
+# replication id), or the stream reaches ``seen`` and holds every pair unchanged.
+# Else, unless the epoch already moved, the channel gets the new epoch (its offsets
+# would otherwise be handed out again under the old one) and every node hears it on
+# the channel's pub/sub as b"e" <top> b":" <epoch>.
+# Returns {status, replication id}; status 0 held, 1 epoch moved or meta gone,
+# 2 diverged (moved here).
+VERIFY = Script("""
+redis.call('set', KEYS[3], '1', 'PX', 60000)
+local server = string.match(redis.call('info', 'replication'),
+                            'master_replid:(%x+)') or ''
+local epoch = redis.call('hget', KEYS[2], 'e')
+if epoch ~= ARGV[1] then return {1, server} end
+if ARGV[5] ~= '' and ARGV[5] == server then return {0, server} end
+local top = tonumber(redis.call('hget', KEYS[2], 't') or '0')
+local held = ARGV[6] == '0' and top >= tonumber(ARGV[7])
+for i = 8, #ARGV, 2 do
+  if not held then break end
+  local id = ARGV[i] .. '-0'
+  local entry = redis.call('xrange', KEYS[1], id, id)
+  held = #entry > 0 and redis.sha1hex(entry[1][2][2]) == ARGV[i + 1]
+end
+if held then return {0, server} end
+redis.call('hset', KEYS[2], 'e', ARGV[2])
+redis.call('hdel', KEYS[2], 'pe', 'pt')
+redis.call(ARGV[4], ARGV[3], 'e' .. top .. ':' .. ARGV[2])
+return {2, server}
+""")
+
 _NOW_MS = """
 local clock = redis.call('time')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -209,4 +244,5 @@ if removed == 1 and redis.call('zcard', KEYS[1]) == 0 then return 1 end
 return 0
 """)
 
-SCRIPTS = (PUBLISH, HISTORY, ADD_PRESENCE, REMOVE_PRESENCE, GET_PRESENCE, OCCUPY, VACATE)
+SCRIPTS = (PUBLISH, HISTORY, ADD_PRESENCE, REMOVE_PRESENCE, GET_PRESENCE, OCCUPY, VACATE,
+           VERIFY)
