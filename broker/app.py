@@ -357,13 +357,17 @@ def run_server(config: Config, *, reuse_port: bool = False,
     chorus = Chorus(config)
     app = chorus.create_app()
     codecache.save()  # every class the server needs exists now; the next start skips compiling
-    web.run_app(app, host=config.http_server.address or None,
-                port=config.http_server.port, ssl_context=ssl_context, access_log=None,
-                reuse_port=reuse_port, backlog=4096,  # the kernel caps it at somaxconn
-                # aiohttp waits up to twice this for handlers (graceful, then cancelled),
-                # between the two phases of the drain; see _drain.
-                shutdown_timeout=config.chorus.shutdown_timeout / 8,
-                print=_announce(config, on_serving))
+    # aiohttp's run_app, with WebSocket upgrades answered before aiohttp's request
+    # machinery (broker.serving, broker.transport.fastws).
+    from broker.serving import serve_app
+
+    serve_app(app, host=config.http_server.address or None,
+              port=config.http_server.port, ssl_context=ssl_context, access_log=None,
+              reuse_port=reuse_port, backlog=4096,  # the kernel caps it at somaxconn
+              # aiohttp waits up to twice this for handlers (graceful, then cancelled),
+              # between the two phases of the drain; see _drain.
+              shutdown_timeout=config.chorus.shutdown_timeout / 8,
+              print=_announce(config, on_serving))
     return EXIT_TREE_FAILED if chorus.state.fatal is not None else 0
 
 

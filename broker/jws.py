@@ -34,13 +34,19 @@ import orjson
 __all__ = ["HMAC_HASHES", "JwsError", "Parsed", "parse", "verify_hmac"]
 
 HMAC_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
-_HMAC_NAMES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 
 HEADERS_MAX = 64
+KEYS_MAX = 64
 # Header segment -> its decoded header, for tokens whose signature verified. The dicts
 # are shared by every token with that segment: read them, never change them.
 _HEADERS: dict[bytes, dict[str, Any]] = {}
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
+# (algorithm, key) -> the hash states after the key's inner and outer pads (RFC 2104).
+# ``hmac.digest`` sets up the key (and, with OpenSSL 3, looks the digest up) on every
+# call: a third of a token's check. Copying two states keyed once gives the same MAC.
+_KEYED: dict[tuple[str, bytes], tuple[Any, Any]] = {}
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 class JwsError(ValueError):
@@ -115,6 +121,23 @@ def parse(token: str) -> Parsed:
     return Parsed(signing_input, header, payload_segment, signature, header_segment)
 
 
+def _hmac(algorithm: str, key: bytes, message: bytes) -> bytes:
+    """HMAC of ``message`` under ``key`` with ``algorithm``'s hash (what ``hmac.digest``
+    gives), from the pads' hash states computed once per key."""
+    keyed = _KEYED.get((algorithm, key))
+    if keyed is None:
+        new = HMAC_HASHES[algorithm]
+        block = new().block_size
+        padded = (new(key).digest() if len(key) > block else key).ljust(block, b"\0")
+        keyed = (new(padded.translate(_IPAD)), new(padded.translate(_OPAD)))
+        if len(_KEYED) < KEYS_MAX:  # keys come from the config: a handful
+            _KEYED[(algorithm, key)] = keyed
+    inner, outer = keyed[0].copy(), keyed[1].copy()
+    inner.update(message)
+    outer.update(inner.digest())
+    return bytes(outer.digest())
+
+
 def verify_hmac(token: Parsed, algorithm: str, key: bytes) -> dict[str, Any]:
     """The claims of ``token`` if its HMAC signature under ``key`` is good.
 
@@ -124,7 +147,7 @@ def verify_hmac(token: Parsed, algorithm: str, key: bytes) -> dict[str, Any]:
     """
     payload = _b64url(token.payload_segment, "payload")
     signature = _b64url(token.signature_segment, "crypto")
-    expected = hmac.digest(key, token.signing_input, _HMAC_NAMES[algorithm])
+    expected = _hmac(algorithm, key, token.signing_input)
     if not hmac.compare_digest(signature, expected):
         raise JwsError("Signature verification failed")
     if len(_HEADERS) < HEADERS_MAX and token.header_segment:

@@ -114,10 +114,14 @@ def complete_connect(conn: ConnectionActor, cmd_id: int, params: dict[str, Any],
         result["time"] = int(time.time() * 1000)
     conn.schedule_expiry()
     conn.start_timers()
+    channels = (*credentials.channels, *credentials.subs,
+                *conn.node.personal_channels(session.user))
+    if not channels:  # the common case: no server-side subscriptions
+        _answer_connect(conn, cmd_id, result, [], [])
+        return
     wanted = params.get("subs")
     recovery = wanted if isinstance(wanted, dict) else {}
-    subs = [sub for channel in dict.fromkeys((*credentials.channels, *credentials.subs,
-                                              *conn.node.personal_channels(session.user)))
+    subs = [sub for channel in dict.fromkeys(channels)
             if (sub := _server_side(conn, channel, credentials)) is not None]
     prepared = [prepare_subscription(conn, sub, recovery.get(sub.channel) or {})
                 for sub in subs]

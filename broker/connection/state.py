@@ -21,6 +21,7 @@ from broker.protocol import codes
 
 if TYPE_CHECKING:
     from broker.shard.filters import Predicate
+    from broker.shard.messages import Subscribe
 
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})  # shared: most sessions have none
@@ -58,6 +59,10 @@ class Subscription:
     # ``server_refresh``: at expiry the sub_refresh proxy is asked (no client token).
     data: bytes | None = None
     server_refresh: bool = False
+    # Its shard's ``Subscribe``, not told yet: a subscribe answered without an engine
+    # round trip registers it live in one message once the result is out
+    # (``broker.connection.subscriptions``).
+    held: Subscribe | None = None
 
 
 @dataclass(slots=True)

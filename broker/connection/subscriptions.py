@@ -67,7 +67,7 @@ def start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[st
                         send_error: Callable[[codes.ErrorCode], None] | None = None) -> None:
     """Subscribe ``sub``; ``send_result`` writes the result, ``send_error`` a refusal
     decided once the engine answered (112), after the subscription was rolled back."""
-    prepared = prepare_subscription(conn, sub, params)
+    prepared = prepare_subscription(conn, sub, params, hold=True)
     if isinstance(prepared, tuple):
         finish_subscription(conn, sub, send_result, *prepared)
         return
@@ -77,9 +77,14 @@ def start_subscription(conn: ConnectionActor, sub: Subscription, params: dict[st
 
 
 def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[str, Any],
-                          ) -> Prepared | Coroutine[Any, Any, Prepared]:
+                          *, hold: bool = False) -> Prepared | Coroutine[Any, Any, Prepared]:
     """Register ``sub`` (pending in its shard, presence) and return its subscribe result —
-    at once, or as a coroutine when the engine must be asked (position, recovery)."""
+    at once, or as a coroutine when the engine must be asked (position, recovery).
+
+    ``hold``: the caller finishes an immediate result right away (nothing can be
+    published to the shard in between), so the shard's ``Subscribe`` is kept in
+    ``sub.held`` and ``finish_subscription`` tells it live: one message instead of a
+    ``Subscribe`` and an ``Activate``."""
     options, channel = sub.options, sub.channel
     if not sub.server_side:
         negotiate_delivery(sub, params)
@@ -91,18 +96,22 @@ def prepare_subscription(conn: ConnectionActor, sub: Subscription, params: dict[
         if flag & FLAG_CHANNEL_COMPACTION and options.allow_channel_compaction:
             sub.channel_id = conn.node.channel_id(channel)
     sub.join_leave = bool(params.get("join_leave")) or options.force_push_join_leave
-    conn.node.tell_shard(channel, Subscribe(channel, conn.session.client_id, conn.outbox,
-                                            conn.delivery, sub.join_leave,
-                                            sub.delta, sub.tags_filter, sub.channel_id))
+    register = Subscribe(channel, conn.session.client_id, conn.outbox, conn.delivery,
+                         sub.join_leave, sub.delta, sub.tags_filter, sub.channel_id)
+    immediate = (options.history_size <= 0 or options.history_ttl <= 0) and not conn.node.remote
+    if hold and immediate:
+        sub.held = register
+    else:
+        conn.node.tell_shard(channel, register)
     if options.presence:
         conn.node.spawn(conn.node.engine.add_presence(
             channel, conn.session.client_id, conn.client_info(sub),
             conn.config.client.presence_update_interval * 3))
     if sub.expire_at:
         conn.watch_subscription_expiry(sub)
+    if immediate:
+        return {}, 0
     if options.history_size <= 0 or options.history_ttl <= 0:
-        if not conn.node.remote:
-            return {}, 0
         return engine_subscribed(conn, channel)  # answer once other nodes' pubs arrive
     # Centrifugo: forced, or allowed and asked for; server-side ones cannot ask, so for
     # them allowing is enough (their recovery state comes in the connect's ``subs``).
@@ -200,8 +209,14 @@ def finish_subscription(conn: ConnectionActor, sub: Subscription,
     # With journeys on, the shard reports this subscription's first publication once
     # (unless the reply just carried some): a one-time flag, not a per-delivery cost.
     track_first = conn.node.journal is not None and not replayed
-    conn.node.tell_shard(sub.channel, Activate(sub.channel, conn.session.client_id,
-                                               after_offset, track_first))
+    register, sub.held = sub.held, None
+    if register is not None:  # held by prepare_subscription: registered live at once
+        register.live, register.after_offset, register.track_first = (
+            True, after_offset, track_first)
+        conn.node.tell_shard(sub.channel, register)
+    else:
+        conn.node.tell_shard(sub.channel, Activate(sub.channel, conn.session.client_id,
+                                                   after_offset, track_first))
     if sub.options.join_leave:
         conn.node.join_leave(sub.channel, conn.client_info(sub), join=True)
     if sub.stale and sub.recoverable:  # see resubscribe

@@ -11,7 +11,7 @@ Centrifugo's ``omitempty`` does; a message field that is present is written even
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,7 +21,6 @@ from broker.protocol.base import (
     BOOL,
     BYTES,
     INT_RANGES,
-    MAP,
     MAX_DEPTH,
     MESSAGE,
     MESSAGES,
@@ -43,42 +42,82 @@ _dumps = orjson.dumps
 _loads = orjson.loads
 
 
-def _scalar_from_json(spec: FieldSpec, value: Any, depth: int) -> Any:
-    kind = spec.kind
+_SKIP: Final = object()  # a field's converter: "leave this field out"
+
+# Per message name, field name -> converter (``_compile_decoders``): what
+# ``_from_json`` did per field with a chain of kind and label tests, decided once per
+# field of the schema instead of on every value (two commands per handshake).
+Decoder = Callable[[Any, int], Any]
+
+
+def _scalar_decoder(spec: FieldSpec) -> Decoder:
+    """The check (and conversion) of one value of ``spec``'s kind, as a function."""
+    kind, name = spec.kind, spec.name
     if kind == STRING:
-        if type(value) is not str:
-            raise ProtocolError(f"field {spec.name!r} must be a string")
-        return value
+        def string(value: Any, depth: int) -> Any:
+            if type(value) is not str:
+                raise ProtocolError(f"field {name!r} must be a string")
+            return value
+        return string
     if kind == BYTES:  # raw JSON payload: keep it as compact JSON bytes
-        try:
-            return _dumps(value)
-        except orjson.JSONEncodeError:  # nested deeper than orjson can write back
-            raise ProtocolError(f"field {spec.name!r} nested too deeply") from None
+        def raw(value: Any, depth: int) -> Any:
+            try:
+                return _dumps(value)
+            except orjson.JSONEncodeError:  # nested deeper than orjson can write back
+                raise ProtocolError(f"field {name!r} nested too deeply") from None
+        return raw
     if kind == MESSAGE:
         assert spec.message is not None
-        return _from_json(MESSAGES[spec.message], value, depth + 1)
+        message = MESSAGES[spec.message]
+
+        def nested(value: Any, depth: int) -> Any:
+            return _from_json(message, value, depth + 1)
+        return nested
     if kind == BOOL:
-        if type(value) is not bool:
-            raise ProtocolError(f"field {spec.name!r} must be a boolean")
-        return value
-    if type(value) is not int:
-        raise ProtocolError(f"field {spec.name!r} must be an integer")
+        def boolean(value: Any, depth: int) -> Any:
+            if type(value) is not bool:
+                raise ProtocolError(f"field {name!r} must be a boolean")
+            return value
+        return boolean
     low, high = INT_RANGES[kind]
-    if not low <= value <= high:
-        raise ProtocolError(f"field {spec.name!r} out of range")
-    return value
+
+    def integer(value: Any, depth: int) -> Any:
+        if type(value) is not int:
+            raise ProtocolError(f"field {name!r} must be an integer")
+        if not low <= value <= high:
+            raise ProtocolError(f"field {name!r} out of range")
+        return value
+    return integer
 
 
-def _field_from_json(spec: FieldSpec, value: Any, depth: int) -> Any:
+def _field_decoder(spec: FieldSpec) -> Decoder:
+    """A field's converter: its value checked, or ``_SKIP`` for a null that means "not
+    set" (as in Go's decoder) -- except in a payload, raw JSON that may be null."""
+    one = _scalar_decoder(spec)
+    name, nullable = spec.name, spec.kind == BYTES
     if spec.label == SINGLE:
-        return _scalar_from_json(spec, value, depth)
+        if nullable:
+            return one
+
+        def single(value: Any, depth: int) -> Any:
+            return _SKIP if value is None else one(value, depth)
+        return single
     if spec.label == REPEATED:
-        if type(value) is not list:
-            raise ProtocolError(f"field {spec.name!r} must be an array")
-        return [_scalar_from_json(spec, item, depth) for item in value]
-    if type(value) is not dict:
-        raise ProtocolError(f"field {spec.name!r} must be an object")
-    return {key: _scalar_from_json(spec, item, depth) for key, item in value.items()}
+        def repeated(value: Any, depth: int) -> Any:
+            if value is None and not nullable:
+                return _SKIP
+            if type(value) is not list:
+                raise ProtocolError(f"field {name!r} must be an array")
+            return [one(item, depth) for item in value]
+        return repeated
+
+    def mapping(value: Any, depth: int) -> Any:
+        if value is None and not nullable:
+            return _SKIP
+        if type(value) is not dict:
+            raise ProtocolError(f"field {name!r} must be an object")
+        return {key: one(item, depth) for key, item in value.items()}
+    return mapping
 
 
 def _from_json(msg: MessageSpec, obj: Any, depth: int, keep_unknown: bool = False) -> Any:
@@ -92,16 +131,14 @@ def _from_json(msg: MessageSpec, obj: Any, depth: int, keep_unknown: bool = Fals
     if depth > MAX_DEPTH:
         raise ProtocolError("messages nested too deeply")
     out: dict[str, Any] = {}
-    by_name = msg.by_name
+    decoders = _DECODERS[msg.name]
     for key, value in obj.items():
-        spec = by_name.get(key)
-        if spec is None:
+        decode = decoders.get(key)
+        if decode is None:
             if keep_unknown:
                 out[key] = value
-        elif value is not None or spec.kind == BYTES:
-            # null means "not set", as in Go's decoder -- except in a payload, which is
-            # raw JSON and may well be the JSON value null.
-            out[key] = _field_from_json(spec, value, depth)
+        elif (value := decode(value, depth)) is not _SKIP:
+            out[key] = value
     return out
 
 
@@ -133,31 +170,66 @@ def decode_message(name: str, data: bytes | str) -> dict[str, Any]:
     return result
 
 
-def _value_to_json(spec: FieldSpec, value: Any) -> Any:
-    kind = spec.kind
+Encoder = Callable[[Any], Any]
+
+
+def _value_encoder(spec: FieldSpec) -> Encoder:
+    """The check (and conversion) of one value of ``spec``'s kind, as a function."""
+    kind, name = spec.kind, spec.name
     if kind == BYTES:
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise TypeError(f"field {spec.name!r} must be bytes, not {type(value).__name__}")
-        return _Fragment(bytes(value))
+        def raw(value: Any) -> Any:
+            if not isinstance(value, bytes | bytearray | memoryview):
+                raise TypeError(f"field {name!r} must be bytes, not {type(value).__name__}")
+            return _Fragment(bytes(value))
+        return raw
     if kind == MESSAGE:
-        if type(value) is not dict:
-            raise TypeError(f"field {spec.name!r} must be a dict, not {type(value).__name__}")
         assert spec.message is not None
-        return _to_json(MESSAGES[spec.message], value)
-    if kind == STRING:
-        if type(value) is not str:
-            raise TypeError(f"field {spec.name!r} must be str, not {type(value).__name__}")
-        return value
-    if kind == BOOL:
-        if type(value) is not bool:
-            raise TypeError(f"field {spec.name!r} must be bool, not {type(value).__name__}")
-        return value
-    if type(value) is not int:
-        raise TypeError(f"field {spec.name!r} must be int, not {type(value).__name__}")
+        message = MESSAGES[spec.message]
+
+        def nested(value: Any) -> Any:
+            if type(value) is not dict:
+                raise TypeError(f"field {name!r} must be a dict, not {type(value).__name__}")
+            return _to_json(message, value)
+        return nested
+    if kind in (STRING, BOOL):
+        wanted = str if kind == STRING else bool
+
+        def plain(value: Any) -> Any:
+            if type(value) is not wanted:
+                raise TypeError(f"field {name!r} must be {wanted.__name__}, "
+                                f"not {type(value).__name__}")
+            return value
+        return plain
     low, high = INT_RANGES[kind]
-    if not low <= value <= high:
-        raise ValueError(f"field {spec.name!r} out of range: {value}")
-    return value
+
+    def integer(value: Any) -> Any:
+        if type(value) is not int:
+            raise TypeError(f"field {name!r} must be int, not {type(value).__name__}")
+        if not low <= value <= high:
+            raise ValueError(f"field {name!r} out of range: {value}")
+        return value
+    return integer
+
+
+def _field_encoder(spec: FieldSpec) -> Encoder:
+    """A field's converter, or ``_SKIP`` for a zero value (Centrifugo's ``omitempty``;
+    a present message is written even when empty)."""
+    one = _value_encoder(spec)
+    if spec.label == SINGLE:
+        if spec.kind == MESSAGE:
+            return one
+
+        def single(value: Any) -> Any:
+            return one(value) if value else _SKIP
+        return single
+    if spec.label == REPEATED:
+        def repeated(value: Any) -> Any:
+            return [one(item) for item in value] if value else _SKIP
+        return repeated
+
+    def mapping(value: Any) -> Any:
+        return {_map_key(key): one(item) for key, item in value.items()} if value else _SKIP
+    return mapping
 
 
 def _to_json(msg: MessageSpec, obj: dict[str, Any]) -> dict[str, Any]:
@@ -166,22 +238,13 @@ def _to_json(msg: MessageSpec, obj: dict[str, Any]) -> dict[str, Any]:
     Error handling: a key outside the schema -> ValueError; a wrong type -> TypeError.
     """
     out: dict[str, Any] = {}
-    by_name = msg.by_name
+    encoders = _ENCODERS[msg.name]
     for name, value in obj.items():
-        spec = by_name.get(name)
-        if spec is None:
+        encode = encoders.get(name)
+        if encode is None:
             raise ValueError(f"{msg.name} has no field {name!r}")
-        if value is None:
-            continue
-        if spec.label == SINGLE:
-            if value or spec.kind == MESSAGE:  # present messages are kept even when empty
-                out[name] = _value_to_json(spec, value)
-        elif not value:
-            continue
-        elif spec.label == REPEATED:
-            out[name] = [_value_to_json(spec, item) for item in value]
-        elif spec.label == MAP:
-            out[name] = {_map_key(key): _value_to_json(spec, item) for key, item in value.items()}
+        if value is not None and (value := encode(value)) is not _SKIP:
+            out[name] = value
     return out
 
 
@@ -189,6 +252,12 @@ def _map_key(key: Any) -> str:
     if type(key) is not str:
         raise TypeError(f"map keys must be str, not {type(key).__name__}")
     return key
+
+
+_DECODERS: Final = {name: {spec.name: _field_decoder(spec) for spec in msg.fields}
+                    for name, msg in MESSAGES.items()}
+_ENCODERS: Final = {name: {spec.name: _field_encoder(spec) for spec in msg.fields}
+                    for name, msg in MESSAGES.items()}
 
 
 def encode_message(name: str, obj: dict[str, Any]) -> bytes:

@@ -75,6 +75,11 @@ class Route:
         return out
 
 
+# The ChannelOptions attribute names of each channel event's proxy: looked up on every
+# subscribe (twice) and publish, so not formatted each time.
+_OPTION_NAMES = {kind: (enabled, name) for kind, enabled, name in CHANNEL_EVENTS}
+
+
 class Proxies:
     """The resolved table (see module docstring). ``connect``/``refresh`` are None when
     not enabled; ``channel(kind, options)`` and ``rpc(method)`` look the rest up."""
@@ -196,9 +201,10 @@ class Proxies:
     # -- lookups ------------------------------------------------------------------------------
     def channel(self, kind: str, options: ChannelOptions) -> Route | None:
         """The backend of a channel event in ``options``' namespace; None if not enabled."""
-        if not getattr(options, f"{kind}_proxy_enabled"):
+        enabled, name = _OPTION_NAMES[kind]
+        if not getattr(options, enabled):
             return None
-        return self._channel.get((kind, getattr(options, f"{kind}_proxy_name")))
+        return self._channel.get((kind, getattr(options, name)))
 
     def rpc(self, method: str) -> Route | codes.ErrorCode:
         """The RPC backend of ``method``, or the error to answer: 104 when no RPC proxy is

@@ -144,14 +144,12 @@ class ShardActor(Actor):
                              predicate=message.predicate, channel_id=message.channel_id)
             if self.state.add(message.channel, sub):
                 self._follow(message.channel)
+            if message.live:
+                self._activate(message.channel, message.conn_id, message.after_offset,
+                               message.track_first)
         elif isinstance(message, Activate):
-            flush_batches(self.state.channels.get(message.channel))  # before it grows
-            buffered = self.state.activate(message.channel, message.conn_id,
-                                           message.after_offset, message.track_first)
-            for pub in buffered:
-                self._deliver_one(message.channel, pub, message.conn_id)
-            if buffered and message.track_first:
-                first_publications(self.node, message.channel, [message.conn_id])
+            self._activate(message.channel, message.conn_id, message.after_offset,
+                           message.track_first)
         elif isinstance(message, Unsubscribe):
             if self.state.remove(message.channel, message.conn_id):
                 self.l1.unfollow(message.channel)
@@ -317,6 +315,15 @@ class ShardActor(Actor):
                 frame = frames[(codec, sub.channel_id)] = codec.encode_reply(
                     {"push": {**where, **event}})
             sub.outbox.push(frame)
+
+    def _activate(self, channel: str, conn_id: str, after_offset: int,
+                  track_first: bool) -> None:
+        flush_batches(self.state.channels.get(channel))  # before it grows
+        buffered = self.state.activate(channel, conn_id, after_offset, track_first)
+        for pub in buffered:
+            self._deliver_one(channel, pub, conn_id)
+        if buffered and track_first:
+            first_publications(self.node, channel, [conn_id])
 
     def _follow(self, channel: str) -> None:
         """Subscribe on the engine; once confirmed (and still wanted) L1 follows the

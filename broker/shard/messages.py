@@ -19,7 +19,10 @@ __all__ = ["Activate", "ChannelSummary", "Deliver", "DeliverJoinLeave", "Resync"
 
 @dataclass(slots=True)
 class Subscribe:
-    """Add a connection to a channel's subscribers."""
+    """Add a connection to a channel's subscribers: pending (publications buffered until
+    ``Activate``), or with ``live`` already active after ``after_offset`` -- what a
+    ``Subscribe`` and an ``Activate`` told back to back do, as one message: a subscribe
+    whose result needed no engine round trip (``broker.connection.subscriptions``)."""
 
     channel: str
     conn_id: str
@@ -29,6 +32,9 @@ class Subscribe:
     delta: bool = False  # fossil deltas negotiated
     predicate: Predicate | None = None  # tags filter
     channel_id: int = 0  # channel compaction negotiated: pushes carry this id
+    live: bool = False  # then as Activate(after_offset, track_first) right after it
+    after_offset: int = 0
+    track_first: bool = False
 
 
 @dataclass(slots=True)

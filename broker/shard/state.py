@@ -177,7 +177,9 @@ class ShardState:
     @staticmethod
     def _detach(chan: Channel, conn_id: str) -> None:
         sub = chan.subscribers.pop(conn_id, None)
-        if sub is not None and chan.groups:
+        if sub is None:  # every other map holds subscribers only: nothing to undo
+            return
+        if chan.groups:
             key = (sub.delivery, sub.channel_id)
             group = chan.groups.get(key)
             if group is not None:

@@ -116,10 +116,27 @@ def forwarded_headers(node: Node, headers: Mapping[str, str] | None) -> dict[str
     return {name: headers[name] for name in node.proxies.forwarded if name in headers}
 
 
+_ID_BATCH = 256  # client ids per read of the system's random source
+_random_pool: list[bytes] = []
+
+
+def _forget_random_pool() -> None:
+    _random_pool.clear()  # a forked child must not hand out its parent's ids
+
+
+os.register_at_fork(after_in_child=_forget_random_pool)
+
+
 def new_client_id() -> str:
     """A random (version 4) UUID as text, what ``str(uuid.uuid4())`` gives, without
-    building a ``UUID`` object (a third of the cost)."""
-    raw = bytearray(os.urandom(16))
+    building a ``UUID`` object (a third of the cost). The bytes come from ``os.urandom``
+    as uuid4's do, read for ``_ID_BATCH`` ids at once: one syscall per connection was
+    a tenth of the id's cost."""
+    pool = _random_pool
+    if not pool:
+        chunk = os.urandom(16 * _ID_BATCH)
+        pool.extend(chunk[i:i + 16] for i in range(0, len(chunk), 16))
+    raw = bytearray(pool.pop())
     raw[6] = raw[6] & 0x0F | 0x40  # version 4
     raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
     h = raw.hex()

@@ -30,7 +30,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_websocket import WS_KEY
 from aiohttp.log import ws_logger
 
-__all__ = ["upgrade"]
+__all__ = ["handshake", "upgrade"]
 
 _VERSIONS = ("13", "8", "7")
 _SERVER = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode()
@@ -43,31 +43,41 @@ def upgrade(request: web.BaseRequest, protocols: tuple[str, ...]) -> tuple[bytes
     ``WebSocketResponse._handshake`` raises, with its texts).
     """
     headers = request.headers
-    if headers.get(hdrs.UPGRADE, "").lower().strip() != "websocket":
+    return handshake(headers.get(hdrs.UPGRADE), request._message.upgrade,
+                     headers.get(hdrs.CONNECTION), headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL),
+                     headers.get(hdrs.SEC_WEBSOCKET_VERSION),
+                     headers.get(hdrs.SEC_WEBSOCKET_KEY), request.version, request.remote,
+                     protocols)
+
+
+def handshake(upgrade_header: str | None, upgrades: bool, connection: str | None,
+              offered: str | None, version: str | None, key: str | None,
+              http_version: tuple[int, int], remote: str | None,
+              protocols: tuple[str, ...]) -> tuple[bytes, str | None]:
+    """``upgrade`` on the handshake's header values (None: absent); ``upgrades``: the
+    parser saw a ``Connection`` that upgrades. Raises HTTPBadRequest as ``upgrade``."""
+    if (upgrade_header or "").lower().strip() != "websocket":
         raise web.HTTPBadRequest(
-            text=(f"No WebSocket UPGRADE hdr: {headers.get(hdrs.UPGRADE)}\n Can "
+            text=(f"No WebSocket UPGRADE hdr: {upgrade_header}\n Can "
                   '"Upgrade" only to "WebSocket".'))
-    if not request._message.upgrade:
-        raise web.HTTPBadRequest(text=f"No CONNECTION upgrade hdr: {headers.get(hdrs.CONNECTION)}")
+    if not upgrades:
+        raise web.HTTPBadRequest(text=f"No CONNECTION upgrade hdr: {connection}")
     chosen: str | None = None
-    offered = headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL)
     if offered is not None:
         wanted = [proto.strip() for proto in offered.split(",")]
         chosen = next((proto for proto in wanted if proto in protocols), None)
         if chosen is None:
             ws_logger.warning("%s: Client protocols %r don't overlap server-known ones %r",
-                              request.remote, wanted, protocols)
-    version = headers.get(hdrs.SEC_WEBSOCKET_VERSION, "")
-    if version not in _VERSIONS:
-        raise web.HTTPBadRequest(text=f"Unsupported version: {version}")
-    key = headers.get(hdrs.SEC_WEBSOCKET_KEY)
+                              remote, wanted, protocols)
+    if (version or "") not in _VERSIONS:
+        raise web.HTTPBadRequest(text=f"Unsupported version: {version or ''}")
     try:
         if not key or len(base64.b64decode(key)) != 16:
             raise web.HTTPBadRequest(text=f"Handshake error: {key!r}")
     except binascii.Error:
         raise web.HTTPBadRequest(text=f"Handshake error: {key!r}") from None
     accept = base64.b64encode(hashlib.sha1(key.encode() + WS_KEY).digest()).decode()
-    major, minor = request.version
+    major, minor = http_version
     answer = (f"HTTP/{major}.{minor} 101 Switching Protocols\r\n"
               f"Upgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {accept}\r\n")
     if chosen:

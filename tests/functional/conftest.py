@@ -41,6 +41,7 @@ from broker import Chorus
 from broker.auth import make_token
 from broker.config import Config, config_from_mapping
 from broker.node import Node
+from broker.serving import UpgradeRunner
 from tests.ports import PortReservation, reserve_port
 from tests.waiting import wait_until as wait_until  # re-exported for the tests here
 
@@ -125,7 +126,8 @@ async def run_node(mapping: dict[str, Any] | Config,
     chorus = Chorus(mapping if isinstance(mapping, Config) else config_from_mapping(mapping))
     if setup is not None:
         setup(chorus)
-    runner = web.AppRunner(chorus.create_app(), access_log=None)
+    # As ``chorus serve``: WebSocket upgrades answered before aiohttp's request machinery.
+    runner = UpgradeRunner(chorus.create_app(), access_log=None)
     await runner.setup()
     try:
         sock = listening_socket(port or 0)

@@ -99,3 +99,21 @@ def test_malformed_is_set_only_for_unparseable_tokens() -> None:
     with pytest.raises(jws.JwsError) as error:
         jws.verify_hmac(jws.parse(TOKENS["other key"]), "HS256", KEY)
     assert not error.value.malformed and "Signature verification failed" in str(error.value)
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])
+def test_hmac_from_keyed_pads_is_the_standard_mac(algorithm: str) -> None:
+    """Keys shorter than, equal to and longer than the hash's block (hashed first, as
+    RFC 2104 says), computed twice (the second from the kept pad states)."""
+    import hashlib
+    import hmac
+
+    name = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}[algorithm]
+    block = hashlib.new(name).block_size
+    for size in (0, 1, 32, block - 1, block, block + 1, 3 * block):
+        key = bytes(range(size % 256)) * (size // 256 + 1)
+        key = key[:size]
+        for message in (b"", b"header.payload", b"x" * 1000):
+            expected = hmac.digest(key, message, name)
+            assert jws._hmac(algorithm, key, message) == expected
+            assert jws._hmac(algorithm, key, message) == expected

@@ -125,3 +125,24 @@ def test_a_closed_member_is_skipped_and_the_others_still_get_the_batch() -> None
     gone.close()
     scheduler.end_tick()
     assert gone_transport.writes == [] and len(kept.writes) == 1
+
+
+def test_a_subscriber_registered_live_gets_what_follows_as_if_activated() -> None:
+    actor, scheduler = shard()
+    _, old = subscriber(actor, scheduler, "old")
+    deliver(actor, 1, 2)  # 2 is batched for "old"
+    transport = FakeTransport()
+    outbox = Outbox(transport, scheduler, binary=False,  # type: ignore[arg-type]
+                    join=JSON_CODEC.join, max_bytes=1 << 20, on_overflow=lambda: None)
+    actor.receive(Subscribe("c", "new", outbox, WS_JSON, False, live=True, after_offset=0))
+    deliver(actor, 3)
+    scheduler.end_tick()
+    scheduler.end_tick()
+
+    def pubs(transport: FakeTransport) -> list[int]:
+        return [json.loads(reply["push"]["pub"]["data"])["n"] for wire in transport.writes
+                for reply in JSON_CODEC.decode_replies(wire[2:])]
+
+    assert pubs(old) == [1, 2, 3]
+    assert pubs(transport) == [3]
+    assert "new" not in actor.state.channels["c"].pending

@@ -75,3 +75,24 @@ def test_client_ids_are_version_4_uuids() -> None:
     for text in list(ids)[:50]:
         parsed = uuid.UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_child_does_not_hand_out_its_parents_client_ids() -> None:
+    """Ids come from a pool of random bytes read ahead; a worker forked while the pool
+    holds some must draw its own (else two processes give out the same ids)."""
+    import os
+
+    from broker.transport.common import new_client_id
+
+    new_client_id()  # the pool now holds the next ids of this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, "\n".join(new_client_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split("\n"))
+    os.waitpid(pid, 0)
+    parent = {new_client_id() for _ in range(10)}
+    assert len(child) == 10 and not child & parent
