@@ -379,6 +379,26 @@ class Receiver:
         if seen is None or seen.epoch != position.epoch or seen.offset < position.offset:
             self.tracker.set(channel, position)
 
+    async def reach(self, channel: str, position: StreamPosition) -> None:
+        """A history read is about to answer ``position`` as the channel's top (a
+        subscribe reply takes it as the subscriber's position): bring the handlers up
+        to it first. Otherwise publications of other nodes up to ``position`` that the
+        live path has not delivered yet (the link lags or is reconnecting) would reach
+        the subscriber after its reply — a repeat. A position in an epoch this node has
+        not seen is reported (``on_unrecoverable``) now, as a catch-up does. Found by
+        tests/cluster/test_faults.py (Redis restarted empty: a reply at the new epoch's
+        offset 2, then offset 2 again from the catch-up after the reconnect).
+
+        Not covered, as in ``own_publication``: this node's own publications still
+        between Redis and their fan-out.
+        """
+        if not position.epoch or channel not in self.channels:
+            return
+        seen = self.tracker.get(channel)
+        if seen is None or (seen.epoch == position.epoch and seen.offset >= position.offset):
+            return  # no baseline yet (the subscribe reads it), or nothing to bring
+        await self.catch_up(channel)
+
     # -- catch-up ------------------------------------------------------------------------
 
     async def catch_up(self, channel: str, until: int | None = None) -> None:
