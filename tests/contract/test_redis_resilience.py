@@ -231,33 +231,6 @@ async def test_history_answers_no_top_ahead_of_the_handlers(
     assert a_lost == []
 
 
-async def test_history_top_in_an_unseen_epoch_is_reported_before_it_answers(
-    private_server: RedisServer, stack: AsyncExitStack
-) -> None:
-    """The stream was lost and began again (a Redis restart empty, here a FLUSHALL) while
-    the node's link was down: a read answering the new epoch's top first reports the
-    channel unrecoverable (its subscribers resync), and the new epoch's offsets up to
-    that top are not delivered afterwards as if they continued the old stream."""
-    a, a_got, a_lost, b = await _cut_node(private_server, stack)
-    await publish(b, "ch", 3)
-    await eventually(lambda: offsets(a_got.publications) == [1, 2, 3])
-    async with cut_pubsub(private_server, CUT):
-        await eventually(lambda: not a.link_up)
-        admin = aioredis.Redis(port=private_server.port)
-        try:
-            await admin.flushall()
-        finally:
-            await admin.aclose()
-        await publish(b, "ch", 2)  # offsets 1 and 2 of a new epoch
-        _, top = await a.history("ch", limit=0)
-        assert top.offset == 2
-        assert a_lost == ["ch"]  # before the reply goes out
-    await eventually(lambda: a.link_up)
-    await publish(b, "ch", 1)
-    await eventually(lambda: offsets(a_got.publications) == [1, 2, 3, 3])  # old 1-3, new 3
-    assert a_lost == ["ch"]
-
-
 # Sentinel demotes the old primary ~10 s after a failover (it waits 4 hello periods of
 # 2 s, then acts on its next 10-s INFO of it); until then the guarded primaries refuse
 # writes (min-replicas-to-write). A deadline, not a wait: it bounds that schedule.
