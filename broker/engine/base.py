@@ -196,6 +196,11 @@ class Broker(Protocol):
         keeps only offsets, e.g. from its own database, recovers from that offset in
         the current epoch).
 
+        For a channel this node subscribes to, every other node's publication up to the
+        top it answers (in the epoch the node knows) has reached the publication handler,
+        or the channel was reported unrecoverable, before it returns: a subscriber
+        positioned at that top is handed none of them again.
+
         Error handling: raises UnrecoverablePosition when ``since.epoch`` is set and is
         not the current epoch, or (forward reads) when since.offset is beyond the top or the
         publications after it fell out of the window. Raises EngineError on a temporary

@@ -379,6 +379,30 @@ class Receiver:
         if seen is None or seen.epoch != position.epoch or seen.offset < position.offset:
             self.tracker.set(channel, position)
 
+    async def reach(self, channel: str, position: StreamPosition) -> None:
+        """A history read is about to answer ``position`` as the channel's top (a
+        subscribe reply takes it as the subscriber's position): bring the handlers up
+        to it first. Otherwise publications of other nodes up to ``position`` that the
+        live path has not delivered yet (the link lags or is reconnecting) would reach
+        the subscriber after its reply — a repeat. Found by tests/cluster/test_faults.py
+        (Redis restarted empty: a reply at the new epoch's offset 2, then offset 2 again
+        from the catch-up after the reconnect).
+
+        Only within the epoch the node knows (or from an empty baseline): an epoch it has
+        not seen is left to the reader's catch-up and the live path, which report it
+        (a report now would resync the very subscription being answered, and a pending
+        one is dropped without its reply). Not covered, as in ``own_publication``: this
+        node's own publications still between Redis and their fan-out.
+        """
+        if not position.epoch or channel not in self.channels:
+            return
+        seen = self.tracker.get(channel)
+        if seen is None or (seen.epoch and seen.epoch != position.epoch):
+            return  # no baseline yet (the subscribe reads it), or an unseen epoch
+        if seen.epoch == position.epoch and seen.offset >= position.offset:
+            return  # nothing to bring
+        await self.catch_up(channel)
+
     # -- catch-up ------------------------------------------------------------------------
 
     async def catch_up(self, channel: str, until: int | None = None) -> None:

@@ -30,6 +30,9 @@ from broker.engine.redis_scripts import (
 from broker.engine.state import new_epoch
 from broker.types import ClientInfo, Publication, StreamPosition
 
+if TYPE_CHECKING:
+    from broker.engine.redis_receive import Receiver
+
 __all__ = ["RedisStores", "ms"]
 
 _STATUS = {1: "epoch differs", 2: "offset beyond top", 3: "publications no longer held"}
@@ -45,6 +48,7 @@ class RedisStores:
 
     keys: KeyScheme
     _meta_ttl: float
+    receiver: Receiver
 
     if TYPE_CHECKING:  # RedisEngine's, declared for the type checker only (no stubs)
         async def _run(self, channel: str, script: Script, keys: list[str], args: list[Any],
@@ -81,11 +85,15 @@ class RedisStores:
         reverse: bool = False,
         history_ttl: float = 0.0,
     ) -> tuple[list[Publication], StreamPosition]:
-        """See Broker.history (UnrecoverablePosition; EngineError on a Redis failure)."""
+        """See Broker.history (UnrecoverablePosition; EngineError on a Redis failure).
+        The top it answers for a channel this node subscribes to has reached the
+        handlers first (Receiver.reach): a subscriber positioned there is handed no
+        publication up to it afterwards."""
         meta_ttl = max(self._meta_ttl, history_ttl)
         pubs, top, status = await self._read(channel, since, limit, reverse, meta_ttl, True)
         if status:
             raise UnrecoverablePosition(f"{channel}: {_STATUS.get(status, status)} ({since})")
+        await self.receiver.reach(channel, top)
         return [pub for pub, _ in pubs], top
 
     async def remove_history(self, channel: str) -> None:

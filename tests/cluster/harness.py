@@ -314,20 +314,27 @@ class Outcome:
                 f"signalled={self.signalled} pending={self.pending} signals={self.signals} "
                 f"unsubscribe_pushes={self.unsubscribe_pushes}")
 
+    def details(self) -> str:
+        """``line()`` and every problem in full, one a line (an assertion message)."""
+        return "\n".join([self.line(), *self.problems])
+
 
 def outcome(publisher: Publisher, subs: Sequence[Subscriber]) -> Outcome:
-    audits: list[tuple[str, Audit]] = []
+    audits: list[tuple[str, Audit, SubscriptionLog]] = []
     for s in subs:
         for log in s.logs:
             acked = publisher.acked.by_channel.get(log.channel, {})
-            audits.append((f"node{s.node}/{log.channel}", audit(log, acked)))
-    problems = [f"{where}: silent {a.silent[:5]} violations {a.violations[:5]}"
-                for where, a in audits if not a.clean]
+            audits.append((f"node{s.node}/{log.channel}", audit(log, acked), log))
+    # What the subscription saw goes with each problem: a flake is diagnosed from it.
+    problems = [f"{where}: silent {a.silent[:5]} violations {a.violations[:5]} "
+                f"saw: {log.trace()}" for where, a, log in audits if not a.clean]
     problems += [f"offset reused: {r}" for r in publisher.acked.reused[:5]]
     return Outcome(
         acknowledged=publisher.acked.count(), failed=publisher.failed,
-        held=sum(a.held for _, a in audits), signalled=sum(a.signalled for _, a in audits),
-        pending=sum(a.pending for _, a in audits), signals=sum(a.signals for _, a in audits),
+        held=sum(a.held for _, a, _ in audits),
+        signalled=sum(a.signalled for _, a, _ in audits),
+        pending=sum(a.pending for _, a, _ in audits),
+        signals=sum(a.signals for _, a, _ in audits),
         unsubscribe_pushes=sum(len(r.unsubscribe_codes) for s in subs for r in s.recorders),
         problems=problems)
 

@@ -84,6 +84,19 @@ class SubscriptionLog:
     def publication(self, offset: int, payload: int) -> None:
         self.events.append(_Received(offset, payload))
 
+    def trace(self, limit: int = 80) -> str:
+        """The last ``limit`` events, compactly, for a failure message: a subscribe
+        reply as ``[epoch:offset r=was_recovering/recovered]``, a publication as
+        ``offset#payload``."""
+        def one(event: _Subscribed | _Received) -> str:
+            if isinstance(event, _Received):
+                return f"{event.offset}#{event.payload}"
+            p = event.position
+            return f"[{p.epoch}:{p.offset} r={int(event.was_recovering)}/{int(event.recovered)}]"
+        shown = self.events[-limit:]
+        earlier = len(self.events) - len(shown)
+        return (f"...({earlier} earlier) " if earlier else "") + " ".join(map(one, shown))
+
     @property
     def signals(self) -> int:
         return sum(1 for e in self.events

@@ -77,7 +77,7 @@ async def test_redis_killed_and_restarted_empty_every_subscriber_is_told(
                 publisher.stop()
                 result = await settle(publisher, subs)
     report("redis restart", result)
-    assert result.problems == [], result.line()
+    assert result.problems == [], result.details()
     assert result.pending == 0, result.line()
     epochs = {p.epoch for positions in publisher.acked.by_channel.values() for p in positions}
     assert len(epochs) >= 2, "the restart without persistence must start a new epoch"
@@ -122,7 +122,7 @@ async def test_sentinel_failover_loses_no_acknowledged_publication(
         await old.aclose()
         setup_cm.__exit__(None, None, None)
     report("sentinel failover", result)
-    assert result.problems == [], result.line()
+    assert result.problems == [], result.details()
     assert result.pending == 0, result.line()
     assert result.held + result.signalled == result.acknowledged * len(subs)
 
@@ -151,7 +151,7 @@ async def test_one_nodes_pubsub_cut_and_restored_its_subscribers_catch_up(
     await admin.aclose()
     report(f"pub/sub cut ({kills} connections killed)", result)
     assert kills >= 1, "the node's pub/sub connection was never found"
-    assert result.problems == [], result.line()
+    assert result.problems == [], result.details()
     # the streams still hold everything: caught up, nobody told anything
     assert result.signals == 0 and result.unsubscribe_pushes == 0, result.line()
     assert result.held == result.acknowledged * len(subs), result.line()

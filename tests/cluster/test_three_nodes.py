@@ -30,7 +30,7 @@ async def test_every_client_on_every_node_gets_every_publication_in_offset_order
         result = await settle(publisher, subs)
     assert publisher.failed == 0, publisher.failures
     assert result.acknowledged == PUBLICATIONS
-    assert result.problems == [], result.line()
+    assert result.problems == [], result.details()
     assert result.pending == 0 and result.signals == 0, result.line()
     for channel in channels:
         count = len(publisher.acked.by_channel[channel])

@@ -197,6 +197,40 @@ async def test_own_publication_returns_after_the_lower_offsets_of_other_nodes(
     assert a_lost == []
 
 
+async def _cut_node(server: RedisServer, stack: AsyncExitStack,
+                    ) -> tuple[RedisEngine, Recorder, list[str], RedisEngine]:
+    """Node a (its pub/sub link cuttable) subscribed to ``ch``, node b; a's command
+    connections made before a cut refuses new ones (see the test above)."""
+    a, a_got, a_lost = await started(stack, RedisEngine(_url_of(server, CUT), prefix="t",
+                                                        backoff_base=0.05, backoff_cap=0.5))
+    b, _, _ = await started(stack, RedisEngine(server.url, prefix="t"))
+    await a.subscribe("ch")
+    await publish(a, "warm", 1)
+    await a.history("warm", limit=0)
+    return a, a_got, a_lost, b
+
+
+async def test_history_answers_no_top_ahead_of_the_handlers(
+    private_server: RedisServer, stack: AsyncExitStack
+) -> None:
+    """A subscribe reply takes the history's top as the subscriber's position, and the
+    shard hands it only what comes later: what other nodes published up to that top
+    must have reached the handlers when the read returns, even while the pub/sub link
+    is down, or the subscriber would get those offsets again after its reply (the
+    repeat tests/cluster/test_faults.py found after a Redis restart)."""
+    a, a_got, a_lost, b = await _cut_node(private_server, stack)
+    async with cut_pubsub(private_server, CUT):
+        await eventually(lambda: not a.link_up)
+        await publish(b, "ch", 2)  # offsets 1 and 2 cannot reach a over pub/sub
+        _, top = await a.history("ch", limit=0)
+        assert top.offset == 2
+        assert offsets(a_got.publications) == [1, 2]  # before the reply goes out
+    await eventually(lambda: a.link_up)
+    await publish(b, "ch", 1)
+    await eventually(lambda: offsets(a_got.publications) == [1, 2, 3])  # none twice
+    assert a_lost == []
+
+
 # Sentinel demotes the old primary ~10 s after a failover (it waits 4 hello periods of
 # 2 s, then acts on its next 10-s INFO of it); until then the guarded primaries refuse
 # writes (min-replicas-to-write). A deadline, not a wait: it bounds that schedule.
