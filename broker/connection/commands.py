@@ -252,7 +252,15 @@ def handle_internal(conn: ConnectionActor, message: Any) -> Any:
     elif isinstance(message, Resync):
         # Centrifugo's "insufficient state": the SDK resubscribes from its position and
         # learns from ``recovered: false`` that publications were missed.
-        unsubscribe_push(conn, message.channel, 2500, "insufficient state", send_leave=False)
+        sub = conn.session.subs.get(message.channel)
+        if sub is not None and not sub.active:
+            # Still subscribing: the SDK ignores an unsubscribe push before its reply (it
+            # would time out and reconnect the whole client), so the resync follows the
+            # reply (finish_subscription), as after a shard restart.
+            sub.stale = True
+        else:
+            unsubscribe_push(conn, message.channel, 2500, "insufficient state",
+                             send_leave=False)
     elif isinstance(message, Resubscribe):
         resubscribe(conn, message.index)
     else:

@@ -8,10 +8,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from broker.config import config_from_mapping
+from broker.connection.commands import handle_internal
 from broker.connection.framing import WS_JSON
 from broker.connection.state import Phase, Session, Subscription, options_for
-from broker.connection.subscriptions import start_subscription
-from broker.shard.actor import Activate, Subscribe
+from broker.connection.subscriptions import finish_subscription, start_subscription
+from broker.shard.actor import Activate, Resync, Subscribe
 
 
 class Node:
@@ -59,3 +60,23 @@ def test_a_subscribe_waiting_for_the_engine_registers_pending_first() -> None:
     [(_, message)] = c.node.told
     assert type(message) is Subscribe and not message.live
     assert not any(type(m) is Activate for _, m in c.node.told)
+
+
+def test_a_resync_while_subscribing_follows_the_reply_instead_of_dropping_it() -> None:
+    c = conn(history_size=10, history_ttl=60, force_recovery=True)
+    pushed: list[dict[str, Any]] = []
+    c.write = pushed.append
+    c._drop_subscription = lambda channel, send_leave: c.session.subs.pop(channel)
+    sub = Subscription("news", options_for(c.config, "news"))
+    sub.recoverable = True
+    c.session.subs["news"] = sub
+    start_subscription(c, sub, {}, lambda result: None)  # pending: the engine answers later
+
+    handle_internal(c, Resync("news"))
+    assert c.session.subs.get("news") is sub and pushed == []  # kept, not dropped unanswered
+
+    replies: list[dict[str, Any]] = []
+    finish_subscription(c, sub, replies.append, {"epoch": "e", "offset": 3}, 3)
+    assert replies and pushed == [{"push": {"channel": "news", "unsubscribe": {
+        "code": 2500, "reason": "insufficient state"}}}]
+    assert "news" not in c.session.subs
