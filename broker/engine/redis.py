@@ -3,7 +3,7 @@
 Publishing runs one Lua script (redis_scripts.PUBLISH) that appends to the channel's
 stream and publishes to the channel's pub/sub channel atomically, with dense offsets
 and an epoch kept in a meta hash. History offsets are the stream IDs (``<offset>-0``).
-Receiving, reconnects and catch-up live in redis_receive; topologies (standalone,
+Receiving and reconnects live in redis_receive, catch-up in redis_positions; topologies (standalone,
 Sentinel, Cluster with sharded pub/sub, client-side sharding) in redis_link; the
 formats in redis_codec; history reads, presence and occupancy in redis_stores. See
 broker.engine.base for each method's guarantee.
