@@ -22,6 +22,7 @@ from broker.transport.routes import WEBSOCKET_PATH
 from broker.transport.wsdirect import DirectWebSocket
 from tests.functional.conftest import SECRET, WAIT, RunningNode, base_config, run_node
 from tests.reliability.helpers import OP_TEXT, frame
+from tests.waiting import wait_until
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -146,11 +147,8 @@ async def test_a_connection_that_sends_nothing_is_closed_after_the_keepalive() -
     async with run_node(base_config()) as running:
         handlers: list[Handler] = []
         _, transport = protocol(running, handlers, keepalive=0.05)
-        for _ in range(100):
-            if transport.closed:
-                break
-            await asyncio.sleep(0.02)
-        assert transport.closed and handlers == []
+        await wait_until(lambda: transport.closed, "the idle close")
+        assert handlers == []
 
 
 async def _exchange(port: int, data: bytes) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pusher
 import pytest
@@ -35,14 +35,21 @@ async def knows(node: RunningNode, other: RunningNode) -> None:
     await wait_until(listed, "the other node's heartbeat", timeout=10)
 
 
-@pytest.fixture
-async def two_nodes(redis_url: str) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
-    mapping = _merge(base_config(client={"insecure": True}), redis_engine(redis_url, "sv"))
+@asynccontextmanager
+async def two_nodes_serving(mapping: dict) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
+    """Two nodes of ``mapping``, once the first has heard the second's heartbeat."""
     async with AsyncExitStack() as stack:
         first = await stack.enter_async_context(run_node(mapping))
         second = await stack.enter_async_context(run_node(mapping))
         await knows(first, second)
         yield first, second
+
+
+@pytest.fixture
+async def two_nodes(redis_url: str) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
+    mapping = _merge(base_config(client={"insecure": True}), redis_engine(redis_url, "sv"))
+    async with two_nodes_serving(mapping) as nodes:
+        yield nodes
 
 
 async def test_channels_lists_the_other_nodes_channels_with_summed_counts(
@@ -121,12 +128,8 @@ async def test_channels_on_the_memory_engine_answer_at_once() -> None:
 
 @pytest.fixture
 async def two_pusher_nodes(redis_url: str) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
-    mapping = _merge(pusher_config(), redis_engine(redis_url, "sp"))
-    async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(run_node(mapping))
-        second = await stack.enter_async_context(run_node(mapping))
-        await knows(first, second)
-        yield first, second
+    async with two_nodes_serving(_merge(pusher_config(), redis_engine(redis_url, "sp"))) as nodes:
+        yield nodes
 
 
 async def test_pusher_channels_and_subscription_count_are_cluster_wide(
